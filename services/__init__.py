@@ -1,0 +1,1 @@
+"""FastAPI app: API routes, domain logic and persistence."""
