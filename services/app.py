@@ -1,0 +1,82 @@
+"""The FastAPI application: routers, error handling and limits."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from careloop import __version__
+from careloop.services.auth.endpoints import router as auth_router
+from careloop.services.common.errors import ApiError, Issue, json_path, outcome_response
+from careloop.services.common.middleware import BodySizeLimit
+from careloop.services.db import make_engine
+from careloop.services.fhirapi.endpoints import router as fhir_router
+from careloop.services.reports.endpoints import router as reports_router
+from careloop.services.settings import Settings, get_settings
+from careloop.services.telehealth.endpoints import router as telehealth_router
+
+log = logging.getLogger("careloop.api")
+_HTTP_CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
+
+
+async def _api_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return outcome_response(exc.status, exc.issues, exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    issues = []
+    for error in exc.errors():
+        loc = [p for p in error.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        issues.append(Issue("invalid", str(error.get("msg", "invalid")), json_path(loc)))
+    return outcome_response(422, issues)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "processing")
+    return outcome_response(exc.status_code, [Issue(code, str(exc.detail))], exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    error_id = uuid.uuid4().hex[:12]
+    # Only the class and the id: exception text can carry PHI from request bodies.
+    log.error("unhandled %s on %s %s (error id %s)", type(exc).__name__, request.method,
+              request.url.path, error_id, exc_info=False)
+    return outcome_response(
+        500, [Issue("exception", f"internal error; quote error id {error_id}")]
+    )
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """A careloop API application for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="careloop",
+        version=__version__,
+        description="App-reported symptoms and telehealth sessions in, FHIR R4 out.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine or make_engine(settings.resolved_database_url, settings.db_pool_size)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.include_router(auth_router)
+    app.include_router(reports_router)
+    app.include_router(telehealth_router)
+    app.include_router(fhir_router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    return app

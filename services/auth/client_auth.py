@@ -1,0 +1,135 @@
+"""Authenticating clients at the token endpoint: secret (basic/post) or private_key_jwt."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from careloop.services.auth.passwords import verify_secret
+from careloop.services.tenancy.models import AppClient, UsedAssertion
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_ALGS = ["RS384", "ES384"]
+MAX_ASSERTION_LIFETIME = 300
+
+
+class ClientAuthError(Exception):
+    """The client could not be authenticated (answered as ``invalid_client``)."""
+
+
+def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    if not authorization or not authorization.lower().startswith("basic "):
+        return None
+    try:
+        raw = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ClientAuthError("malformed Basic credentials") from exc
+    client_id, sep, secret = raw.partition(":")
+    if not sep:
+        raise ClientAuthError("malformed Basic credentials")
+    return unquote(client_id), unquote(secret)
+
+
+def _load_client(session: Session, client_id: str) -> AppClient:
+    client = session.get(AppClient, client_id)
+    if client is None or not client.active:
+        raise ClientAuthError("unknown client")
+    return client
+
+
+def _client_keys(client: AppClient) -> KeySet:
+    if client.jwks:
+        return KeySet.import_key_set(json.loads(client.jwks))
+    if client.jwks_url:
+        try:
+            response = httpx.get(client.jwks_url, timeout=5.0)
+            response.raise_for_status()
+            return KeySet.import_key_set(response.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ClientAuthError("the client's JWKS could not be fetched") from exc
+    raise ClientAuthError("the client has no registered keys")
+
+
+def _verify_assertion(
+    session: Session, assertion: str, token_url: str, client_id_hint: str | None
+) -> AppClient:
+    try:
+        unverified = json.loads(jws.extract_compact(assertion.encode()).payload)
+    except (JoseError, ValueError) as exc:
+        raise ClientAuthError("the client assertion is not a JWT") from exc
+    client_id = unverified.get("iss") if isinstance(unverified, dict) else None
+    if not isinstance(client_id, str) or (client_id_hint and client_id_hint != client_id):
+        raise ClientAuthError("the client assertion names no client")
+    client = _load_client(session, client_id)
+    try:
+        token = jwt.decode(assertion, _client_keys(client), algorithms=ASSERTION_ALGS)
+    except (JoseError, ValueError) as exc:
+        raise ClientAuthError("the client assertion signature is not valid") from exc
+    if "kid" not in token.header:
+        raise ClientAuthError("the client assertion has no kid")
+    claims: dict[str, Any] = token.claims
+    now = int(time.time())
+    try:
+        jwt.JWTClaimsRegistry(
+            iss={"essential": True, "value": client_id},
+            sub={"essential": True, "value": client_id},
+            aud={"essential": True, "value": token_url},
+            exp={"essential": True},
+            jti={"essential": True},
+        ).validate(claims)
+    except JoseError as exc:
+        raise ClientAuthError(f"the client assertion is not valid: {exc.error}") from exc
+    exp = int(claims["exp"])
+    if exp > now + MAX_ASSERTION_LIFETIME + 30:
+        raise ClientAuthError("the client assertion expires more than 5 minutes ahead")
+    session.execute(
+        delete(UsedAssertion).where(UsedAssertion.expires_at < datetime.now(UTC))  # type: ignore[arg-type]
+    )
+    try:
+        with session.begin_nested():
+            session.add(
+                UsedAssertion(
+                    client_id=client_id,
+                    jti=str(claims["jti"]),
+                    expires_at=datetime.fromtimestamp(exp, UTC),
+                )
+            )
+    except IntegrityError as exc:
+        raise ClientAuthError("the client assertion was already used (jti replay)") from exc
+    return client
+
+
+def authenticate_client(
+    session: Session, form: dict[str, str], authorization: str | None, token_url: str
+) -> AppClient:
+    """The client making a token request, by whichever method it used."""
+    basic = _basic_credentials(authorization)
+    if form.get("client_assertion") or form.get("client_assertion_type"):
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            raise ClientAuthError("unsupported client_assertion_type")
+        return _verify_assertion(
+            session, form.get("client_assertion", ""), token_url, form.get("client_id")
+        )
+    if basic is not None:
+        client_id, secret = basic
+    elif "client_id" in form and "client_secret" in form:
+        client_id, secret = form["client_id"], form["client_secret"]
+    else:
+        raise ClientAuthError("no client authentication given")
+    client = _load_client(session, client_id)
+    if client.secret_hash is None or not verify_secret(secret, client.secret_hash):
+        raise ClientAuthError("client authentication failed")
+    return client

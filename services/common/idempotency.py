@@ -1,0 +1,87 @@
+"""Idempotency-Key handling: one unit of work per key, replayed for retries, refused on misuse."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from careloop.services.common.errors import ApiError, Issue
+from careloop.services.common.models import IdempotencyRecord
+
+MAX_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class ApiResult:
+    """A response computed by a unit of work: status, JSON body and optional Location."""
+
+    status: int
+    body: bytes
+    location: str | None = None
+
+
+def body_hash(body: bytes) -> str:
+    """A fingerprint of a request body."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def run_unit_of_work(
+    session: Session,
+    work: Callable[[], ApiResult],
+    *,
+    tenant_id: str,
+    client_id: str,
+    idempotency_key: str | None,
+    request_hash: str,
+) -> ApiResult:
+    """Run ``work`` and commit it, exactly once per Idempotency-Key.
+
+    ``work`` only adds to the session. A unique-key race (a concurrent retry, a patient created
+    at the same moment) rolls back and runs again, so the loser finds the winner's data.
+    """
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+        raise ApiError.invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 characters", 400)
+    for attempt in range(MAX_ATTEMPTS):
+        if idempotency_key is not None:
+            record = session.get(IdempotencyRecord, (tenant_id, client_id, idempotency_key))
+            if record is not None:
+                if record.request_hash != request_hash:
+                    raise ApiError(
+                        422,
+                        [
+                            Issue(
+                                "conflict",
+                                "this Idempotency-Key was used with a different request body",
+                                "Idempotency-Key",
+                            )
+                        ],
+                    )
+                return ApiResult(record.status_code, record.response_body.encode(), record.location)
+        try:
+            result = work()
+            if idempotency_key is not None:
+                session.add(
+                    IdempotencyRecord(
+                        tenant_id=tenant_id,
+                        client_id=client_id,
+                        key=idempotency_key,
+                        request_hash=request_hash,
+                        status_code=result.status,
+                        response_body=result.body.decode(),
+                        location=result.location,
+                    )
+                )
+            session.commit()
+            return result
+        except IntegrityError:
+            session.rollback()
+            if attempt == MAX_ATTEMPTS - 1:
+                raise
+        except BaseException:
+            session.rollback()
+            raise
+    raise AssertionError("unreachable")

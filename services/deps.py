@@ -1,0 +1,79 @@
+"""Typed FastAPI dependencies: settings, database session, the calling principal, scopes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from careloop.services.auth.tokens import InvalidToken, Principal, verify_token
+from careloop.services.common.errors import ApiError, Issue
+from careloop.services.settings import Settings
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_app_engine(request: Request) -> Engine:
+    """The app's database engine."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_session(engine: Annotated[Engine, Depends(get_app_engine)]) -> Iterator[Session]:
+    """A session for one request; services commit their own unit of work."""
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+EngineDep = Annotated[Engine, Depends(get_app_engine)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+_BEARER = {"WWW-Authenticate": 'Bearer realm="careloop"'}
+
+
+def get_principal(request: Request, settings: SettingsDep) -> Principal:
+    """The client behind the request's bearer token (401 without a valid one)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, [Issue("login", "a bearer access token is required")], _BEARER)
+    try:
+        return verify_token(settings.secret_key, settings.base_url, token.strip())
+    except InvalidToken as exc:
+        raise ApiError(401, [Issue("login", str(exc))], _BEARER) from exc
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def check_scope(principal: Principal, resource_type: str, permission: str) -> None:
+    """Raise 403 unless the principal's scopes allow ``permission`` on ``resource_type``."""
+    if not principal.grant.allows(resource_type, permission):
+        raise ApiError(
+            403,
+            [
+                Issue(
+                    "forbidden",
+                    f"the token's scopes do not allow '{permission}' on {resource_type}",
+                )
+            ],
+        )
+
+
+def require(resource_type: str, *permissions: str) -> Callable[[Principal], Principal]:
+    """A dependency granting access only with all ``permissions`` on ``resource_type``."""
+
+    def dependency(principal: PrincipalDep) -> Principal:
+        for permission in permissions:
+            check_scope(principal, resource_type, permission)
+        return principal
+
+    return dependency

@@ -1,0 +1,153 @@
+"""careloop's FHIR R4 REST API under ``/fhir``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from starlette.responses import Response
+
+from careloop.services.auth.tokens import Principal
+from careloop.services.common.body import RawBody, read_json_body
+from careloop.services.common.errors import ApiError, Issue
+from careloop.services.common.idempotency import ApiResult, body_hash, run_unit_of_work
+from careloop.services.deps import PrincipalDep, SessionDep, SettingsDep, check_scope
+from careloop.services.fhirapi.capability import capability_statement
+from careloop.services.fhirapi.responses import (
+    fhir_json_response,
+    resource_response,
+    searchset,
+)
+from careloop.services.fhirapi.writes import create_resource, dumps, process_bundle
+from careloop.services.store.repository import ResourceStore, StoredResource
+from careloop.services.store.search import SEARCH_PARAMS, SearchError, parse_search, run_search
+
+router = APIRouter(prefix="/fhir", tags=["FHIR"])
+BodyDep = Annotated[RawBody, Depends(read_json_body)]
+_FHIR_ID = r"^[A-Za-z0-9\-\.]{1,64}$"
+
+
+def _known_type(rtype: str) -> None:
+    if rtype not in SEARCH_PARAMS:
+        raise ApiError(404, [Issue("not-supported", f"careloop does not serve {rtype}")])
+
+
+@router.get("/metadata", summary="CapabilityStatement")
+def metadata(settings: SettingsDep) -> Response:
+    """What this FHIR server supports (no token needed, as FHIR requires)."""
+    return fhir_json_response(
+        capability_statement(settings.fhir_base_url, settings.base_url.rstrip("/") + "/oauth/token")
+    )
+
+
+@router.post("", summary="Batch or transaction Bundle")
+def bundle(
+    body: BodyDep, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """Process a batch or transaction Bundle of creates."""
+
+    def work() -> ApiResult:
+        return ApiResult(200, dumps(process_bundle(session, principal, body.data, settings.fhir_base_url)))
+
+    result = run_unit_of_work(
+        session,
+        work,
+        tenant_id=principal.tenant_id,
+        client_id=principal.client_id,
+        idempotency_key=None,
+        request_hash=body_hash(body.raw),
+    )
+    return Response(result.body, result.status, media_type="application/fhir+json")
+
+
+@router.get("/{rtype}", summary="Search")
+def search(
+    rtype: str,
+    request: Request,
+    principal: PrincipalDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    """Search a resource type; pages follow ``next`` links that stay stable as data arrives."""
+    _known_type(rtype)
+    check_scope(principal, rtype, "s")
+    params = list(request.query_params.multi_items())
+    try:
+        query = parse_search(
+            principal.tenant_id, rtype, params, settings.default_page_size, settings.max_page_size
+        )
+        page = run_search(session, principal.tenant_id, query)
+    except SearchError as exc:
+        raise ApiError(400, [Issue("processing", exc.message, exc.param)]) from exc
+    return fhir_json_response(searchset(settings.fhir_base_url, rtype, params, page))
+
+
+def _read_or_404(stored: StoredResource | None, what: str) -> StoredResource:
+    if stored is None:
+        raise ApiError.not_found(what)
+    return stored
+
+
+@router.get("/{rtype}/{rid}", summary="Read")
+def read(
+    rtype: str,
+    rid: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The current version, with its ETag (304 when ``If-None-Match`` matches)."""
+    _known_type(rtype)
+    check_scope(principal, rtype, "r")
+    stored = _read_or_404(ResourceStore(session, principal.tenant_id).read(rtype, rid), f"{rtype}/{rid}")
+    if if_none_match is not None and if_none_match.strip() == stored.etag:
+        return Response(status_code=304, headers={"ETag": stored.etag})
+    return resource_response(stored)
+
+
+@router.get("/{rtype}/{rid}/_history/{vid}", summary="Version read")
+def vread(
+    rtype: str, rid: str, vid: str, principal: PrincipalDep, session: SessionDep
+) -> Response:
+    """One version of a resource."""
+    _known_type(rtype)
+    check_scope(principal, rtype, "r")
+    if not vid.isdigit():
+        raise ApiError.invalid("vid", "the version id is a number", 400)
+    store = ResourceStore(session, principal.tenant_id)
+    return resource_response(_read_or_404(store.vread(rtype, rid, int(vid)), f"{rtype}/{rid}/_history/{vid}"))
+
+
+@router.post("/{rtype}", summary="Create")
+def create(
+    rtype: str,
+    body: BodyDep,
+    principal: PrincipalDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    if_none_exist: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """Create an Observation or a scored QuestionnaireResponse (conditional create supported)."""
+    _known_type(rtype)
+    holder: list[StoredResource] = []
+
+    def work() -> ApiResult:
+        result = create_resource(session, principal, rtype, body.data, if_none_exist)
+        holder.append(result.stored)
+        return ApiResult(201 if result.created else 200, result.stored.content.encode())
+
+    result = run_unit_of_work(
+        session,
+        work,
+        tenant_id=principal.tenant_id,
+        client_id=principal.client_id,
+        idempotency_key=idempotency_key,
+        request_hash=body_hash(rtype.encode() + body.raw),
+    )
+    if holder:
+        return resource_response(holder[-1], result.status, settings.fhir_base_url)
+    return Response(result.body, result.status, media_type="application/fhir+json")
+
+
+__all__ = ["router", "Principal"]

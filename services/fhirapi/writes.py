@@ -1,0 +1,293 @@
+"""FHIR-native writes: Observation, QuestionnaireResponse and batch/transaction Bundles."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlmodel import Session
+
+from careloop.fhir.errors import MappingError
+from careloop.fhir.identifiers import business_identifier
+from careloop.fhir.inbound import parse_questionnaire_response
+from careloop.fhir.provenance import map_provenance
+from careloop.fhir.validation import FhirValidationError, validate_resource
+from careloop.services.auth.tokens import Principal
+from careloop.services.common.errors import ApiError, Issue
+from careloop.services.db import utcnow
+from careloop.services.deps import check_scope
+from careloop.services.patients.models import PatientIdentifier
+from careloop.services.reports.schemas import PatientRef, SymptomReportIn
+from careloop.services.reports.service import ingest_reports
+from careloop.services.store.repository import ResourceStore, StoredResource
+
+_P = PatientIdentifier.__table__  # type: ignore[attr-defined]
+WRITABLE = ("QuestionnaireResponse", "Observation")
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """A stored resource and whether this request created it (False: it already existed)."""
+
+    stored: StoredResource
+    created: bool
+
+
+def fhir_invalid(exc: FhirValidationError) -> ApiError:
+    """An invalid resource as a 422 whose issues name the elements."""
+    return ApiError(422, [Issue("invalid", i.message, i.expression) for i in exc.issues])
+
+
+def _validated(resource: Any, rtype: str) -> dict[str, Any]:
+    if not isinstance(resource, dict) or resource.get("resourceType") != rtype:
+        raise ApiError.invalid("resourceType", f"the body must be a {rtype} resource")
+    try:
+        return validate_resource(resource)
+    except FhirValidationError as exc:
+        raise fhir_invalid(exc) from exc
+
+
+def _patient_id(session: Session, tenant_id: str, reference: str | None, where: str) -> str:
+    if not reference or not reference.startswith("Patient/"):
+        raise ApiError.invalid(where, "must reference a Patient (Patient/{id})")
+    patient_id = reference.removeprefix("Patient/")
+    if ResourceStore(session, tenant_id).read("Patient", patient_id) is None:
+        raise ApiError.invalid(where, f"{reference} is not known")
+    return patient_id
+
+
+def _conditional_matches(
+    store: ResourceStore, rtype: str, if_none_exist: str | None, resource: dict[str, Any]
+) -> list[StoredResource]:
+    criteria: list[tuple[str, str]] = []
+    if if_none_exist:
+        name, _, value = if_none_exist.partition("=")
+        if name != "identifier" or "|" not in value:
+            raise ApiError.invalid(
+                "If-None-Exist", "If-None-Exist supports identifier=system|value", 400
+            )
+        system, _, code = value.partition("|")
+        criteria.append((system, code))
+    else:
+        criteria.extend(
+            (i.get("system", ""), i["value"])
+            for i in resource.get("identifier", [])
+            if i.get("system") and i.get("value")
+        )
+    found: dict[str, StoredResource] = {}
+    for system, code in criteria:
+        for match in store.find_by_token(rtype, "identifier", system, code):
+            found[match.id] = match
+    return list(found.values())
+
+
+def create_observation(
+    session: Session, principal: Principal, body: Any, if_none_exist: str | None
+) -> WriteResult:
+    """Store a posted Observation once (conditional create on its identifiers)."""
+    resource = _validated(body, "Observation")
+    subject = (resource.get("subject") or {}).get("reference")
+    patient_id = _patient_id(session, principal.tenant_id, subject, "Observation.subject")
+    store = ResourceStore(session, principal.tenant_id)
+    matches = _conditional_matches(store, "Observation", if_none_exist, resource)
+    if len(matches) > 1:
+        raise ApiError(412, [Issue("multiple-matches", "more than one Observation matches")])
+    if matches:
+        return WriteResult(matches[0], False)
+    resource["id"] = str(uuid.uuid4())
+    resource.pop("meta", None)
+    resource.setdefault("identifier", []).append(business_identifier("observation", resource["id"]))
+    resource = validate_resource(resource)
+    provenance = map_provenance(
+        resource["id"], [f"Observation/{resource['id']}"], utcnow(), principal.client_id, patient_id
+    )
+    stored = store.create_many([resource, provenance])
+    return WriteResult(stored[0], True)
+
+
+def _identifier_of(session: Session, tenant_id: str, patient_id: str) -> tuple[str, str]:
+    row = session.execute(
+        select(_P.c.system, _P.c.value)
+        .where(_P.c.tenant_id == tenant_id, _P.c.patient_id == patient_id)
+        .limit(1)
+    ).first()
+    if row is None:
+        raise ApiError.invalid("QuestionnaireResponse.subject", "the patient has no identifier")
+    return row.system, row.value
+
+
+def create_questionnaire_response(
+    session: Session, principal: Principal, body: Any
+) -> WriteResult:
+    """Map a posted PHQ-9 / PHQ-2 / GAD-7 QuestionnaireResponse as a symptom report."""
+    resource = _validated(body, "QuestionnaireResponse")
+    check_scope(principal, "Observation", "c")
+    try:
+        parsed = parse_questionnaire_response(resource)
+    except FhirValidationError as exc:
+        raise fhir_invalid(exc) from exc
+    patient_id = _patient_id(
+        session, principal.tenant_id, parsed.patient_reference, "QuestionnaireResponse.subject"
+    )
+    system, value = _identifier_of(session, principal.tenant_id, patient_id)
+    app_id = next(
+        (f"{i.get('system', '')}|{i['value']}" for i in _identifiers(resource) if i.get("value")),
+        None,
+    )
+    try:
+        report = SymptomReportIn(
+            patient=PatientRef(system=system, value=value),
+            instrument=parsed.instrument,  # type: ignore[arg-type]
+            effective=parsed.authored,
+            answers=list(parsed.answers),
+            difficulty=parsed.difficulty,
+            app_report_id=app_id[:200] if app_id else None,
+        )
+    except ValueError as exc:
+        raise ApiError.invalid("QuestionnaireResponse", str(exc)) from exc
+    outcome = ingest_reports(session, principal, [report])[0]
+    if outcome.issues:
+        issues = [
+            Issue(i.code, i.diagnostics, _qr_expression(i.expression)) for i in outcome.issues
+        ]
+        raise ApiError(outcome.status, issues)
+    qr_ref = next(r for r in outcome.resources if r.startswith("QuestionnaireResponse/"))
+    stored = ResourceStore(session, principal.tenant_id).read(*qr_ref.split("/", 1))
+    assert stored is not None
+    return WriteResult(stored, outcome.status == 201)
+
+
+def _identifiers(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    ident = resource.get("identifier")
+    if isinstance(ident, dict):
+        return [ident]
+    return list(ident or [])
+
+
+def _qr_expression(field: str | None) -> str:
+    mapping = {
+        "effective": "QuestionnaireResponse.authored",
+        "app_report_id": "QuestionnaireResponse.identifier",
+    }
+    return mapping.get(field or "", "QuestionnaireResponse.item")
+
+
+def create_resource(
+    session: Session, principal: Principal, rtype: str, body: Any, if_none_exist: str | None
+) -> WriteResult:
+    """Create one resource of a writable type (scopes checked)."""
+    check_scope(principal, rtype, "c")
+    if rtype == "Observation":
+        return create_observation(session, principal, body, if_none_exist)
+    if rtype == "QuestionnaireResponse":
+        return create_questionnaire_response(session, principal, body)
+    raise ApiError(405, [Issue("not-supported", f"{rtype} cannot be created here")])
+
+
+def _rewrite(value: Any, refs: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        out = {k: _rewrite(v, refs) for k, v in value.items()}
+        if isinstance(out.get("reference"), str) and out["reference"] in refs:
+            out["reference"] = refs[out["reference"]]
+        return out
+    if isinstance(value, list):
+        return [_rewrite(v, refs) for v in value]
+    return value
+
+
+def _entry_target(entry: Any, index: int) -> tuple[str, Any]:
+    where = f"Bundle.entry[{index}]"
+    if not isinstance(entry, dict):
+        raise ApiError.invalid(where, "an entry must be an object")
+    request = entry.get("request") or {}
+    if request.get("method") != "POST":
+        raise ApiError.invalid(f"{where}.request.method", "only POST entries are supported")
+    rtype = str(request.get("url", "")).split("?")[0]
+    if rtype not in WRITABLE:
+        raise ApiError.invalid(f"{where}.request.url", f"cannot create {rtype or 'nothing'} here")
+    return rtype, entry.get("resource")
+
+
+def _entry_response(result: WriteResult, fhir_base: str) -> dict[str, Any]:
+    s = result.stored
+    return {
+        "response": {
+            "status": "201 Created" if result.created else "200 OK",
+            "location": f"{fhir_base}/{s.resource_type}/{s.id}/_history/{s.version_id}",
+            "etag": s.etag,
+            "lastModified": s.last_updated.isoformat().replace("+00:00", "Z"),
+        }
+    }
+
+
+def _in_entry(issue: Issue, index: int) -> Issue:
+    path = issue.expression or ""
+    head, dot, rest = path.partition(".")
+    if dot and head[:1].isupper():
+        path = rest
+    where = f"Bundle.entry[{index}].resource" + (f".{path}" if path else "")
+    return Issue(issue.code, issue.diagnostics, where, issue.severity)
+
+
+def _entry_error(error: ApiError, index: int) -> dict[str, Any]:
+    issues = [_in_entry(i, index).as_fhir() for i in error.issues]
+    return {
+        "response": {
+            "status": str(error.status),
+            "outcome": {"resourceType": "OperationOutcome", "issue": issues},
+        }
+    }
+
+
+def process_bundle(
+    session: Session, principal: Principal, body: Any, fhir_base: str
+) -> dict[str, Any]:
+    """Process a batch (each entry on its own) or transaction (all or nothing) Bundle.
+
+    A transaction may reference its own entries by ``urn:uuid`` fullUrls; QuestionnaireResponses
+    are created first so Observations can point at them.
+    """
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        raise ApiError.invalid("resourceType", "POST /fhir takes a Bundle")
+    kind = body.get("type")
+    if kind not in ("batch", "transaction"):
+        raise ApiError.invalid("Bundle.type", "the Bundle type must be batch or transaction")
+    entries = body.get("entry") or []
+    if not isinstance(entries, list):
+        raise ApiError.invalid("Bundle.entry", "entry must be a list")
+    responses: list[dict[str, Any] | None] = [None] * len(entries)
+    if kind == "batch":
+        for index, entry in enumerate(entries):
+            try:
+                with session.begin_nested():
+                    rtype, resource = _entry_target(entry, index)
+                    if_none = (entry.get("request") or {}).get("ifNoneExist")
+                    result = create_resource(session, principal, rtype, resource, if_none)
+                responses[index] = _entry_response(result, fhir_base)
+            except ApiError as error:
+                responses[index] = _entry_error(error, index)
+        return {"resourceType": "Bundle", "type": "batch-response", "entry": responses}
+    targets = [_entry_target(entry, i) for i, entry in enumerate(entries)]
+    order = sorted(range(len(entries)), key=lambda i: targets[i][0] != "QuestionnaireResponse")
+    refs: dict[str, str] = {}
+    for index in order:
+        rtype, resource = targets[index]
+        if_none = (entries[index].get("request") or {}).get("ifNoneExist")
+        try:
+            result = create_resource(session, principal, rtype, _rewrite(resource, refs), if_none)
+        except ApiError as error:
+            issues = [_in_entry(i, index) for i in error.issues]
+            raise ApiError(error.status, issues) from error
+        full_url = entries[index].get("fullUrl")
+        if isinstance(full_url, str) and full_url.startswith("urn:uuid:"):
+            refs[full_url] = result.stored.reference
+        responses[index] = _entry_response(result, fhir_base)
+    return {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
+
+
+def dumps(value: dict[str, Any]) -> bytes:
+    """Serialise FHIR JSON."""
+    return orjson.dumps(value)

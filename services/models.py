@@ -1,0 +1,26 @@
+"""Every table, imported in one place so Alembic sees the whole schema."""
+
+from sqlmodel import SQLModel
+
+from careloop.services.common.models import IdempotencyRecord
+from careloop.services.patients.models import PatientIdentifier
+from careloop.services.reports.models import SymptomReport
+from careloop.services.store.models import FhirResource, FhirResourceHistory, SearchToken
+from careloop.services.telehealth.models import TelehealthSessionRow
+from careloop.services.tenancy.models import AppClient, Tenant, UsedAssertion
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "AppClient",
+    "FhirResource",
+    "FhirResourceHistory",
+    "IdempotencyRecord",
+    "PatientIdentifier",
+    "SearchToken",
+    "SymptomReport",
+    "TelehealthSessionRow",
+    "Tenant",
+    "UsedAssertion",
+    "metadata",
+]

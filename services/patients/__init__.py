@@ -1,0 +1,1 @@
+"""Patients: the FHIR Patient behind each app identifier."""

@@ -1,0 +1,57 @@
+"""Finding or creating the careloop Patient for an app-supplied identifier."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select, tuple_
+from sqlmodel import Session
+
+from careloop.fhir.patients import map_patient
+from careloop.fhir.validation import validate_resource
+from careloop.services.patients.models import PatientIdentifier
+from careloop.services.store.repository import ResourceStore
+
+_P = PatientIdentifier.__table__  # type: ignore[attr-defined]
+Ident = tuple[str, str]
+
+
+def find_patients(session: Session, tenant_id: str, idents: Iterable[Ident]) -> dict[Ident, str]:
+    """The patient ids already known for the given identifiers."""
+    wanted = list(set(idents))
+    found: dict[Ident, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = session.execute(
+            select(_P.c.system, _P.c.value, _P.c.patient_id).where(
+                _P.c.tenant_id == tenant_id,
+                tuple_(_P.c.system, _P.c.value).in_(chunk),
+            )
+        ).all()
+        found.update({(r.system, r.value): r.patient_id for r in rows})
+    return found
+
+
+def create_patients(session: Session, store: ResourceStore, ids: dict[Ident, str]) -> None:
+    """Create a Patient (with the given id) for each new identifier, in the caller's unit of work.
+
+    A concurrent creation of the same identifier makes the unit of work fail on the primary key
+    of ``patient_identifier``; the caller runs again and then finds the other's patient.
+    """
+    if not ids:
+        return
+    session.execute(
+        _P.insert(),
+        [
+            {"tenant_id": store.tenant_id, "system": s, "value": v, "patient_id": pid}
+            for (s, v), pid in ids.items()
+        ],
+    )
+    store.create_many(
+        [validate_resource(map_patient(pid, [ident])) for ident, pid in ids.items()]
+    )
+
+
+def patient_exists(session: Session, tenant_id: str, ident: Ident) -> str | None:
+    """The patient id for ``ident``, or None."""
+    return find_patients(session, tenant_id, [ident]).get(ident)

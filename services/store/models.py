@@ -1,0 +1,71 @@
+"""Tables of the FHIR resource store: current versions, history and search index."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, Index, Integer, Text
+from sqlmodel import Field, SQLModel
+
+from careloop.services.db import UTCDateTime
+
+# SQLite autoincrements only an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class FhirResource(SQLModel, table=True):
+    """The current version of one FHIR resource, with the columns searches filter and sort on."""
+
+    __tablename__ = "fhir_resource"
+    __table_args__ = (
+        Index("ix_fhir_resource_type_id", "resource_type", "id", unique=True),
+        Index("ix_fhir_resource_patient", "tenant_id", "resource_type", "patient_id", "date_lo"),
+        Index("ix_fhir_resource_updated", "tenant_id", "resource_type", "last_updated"),
+    )
+
+    seq: int | None = Field(
+        default=None, sa_column=Column(SeqType, primary_key=True, autoincrement=True)
+    )
+    tenant_id: str = Field(max_length=64)
+    resource_type: str = Field(max_length=64)
+    id: str = Field(max_length=64)
+    version_id: int
+    last_updated: datetime = Field(sa_type=UTCDateTime)
+    patient_id: str | None = Field(default=None, max_length=64)
+    date_lo: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    date_hi: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    content: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class FhirResourceHistory(SQLModel, table=True):
+    """A superseded version of a resource (the current one lives in ``fhir_resource``)."""
+
+    __tablename__ = "fhir_resource_history"
+
+    resource_type: str = Field(primary_key=True, max_length=64)
+    id: str = Field(primary_key=True, max_length=64)
+    version_id: int = Field(primary_key=True)
+    tenant_id: str = Field(max_length=64)
+    last_updated: datetime = Field(sa_type=UTCDateTime)
+    content: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class SearchToken(SQLModel, table=True):
+    """One token (code, identifier, reference, status) a resource can be searched by."""
+
+    __tablename__ = "search_token"
+    __table_args__ = (
+        Index("ix_search_token_lookup", "tenant_id", "resource_type", "param", "code", "system"),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=Column(SeqType, primary_key=True, autoincrement=True)
+    )
+    resource_seq: int = Field(
+        sa_column=Column(SeqType, nullable=False, index=True)
+    )
+    tenant_id: str = Field(max_length=64)
+    resource_type: str = Field(max_length=64)
+    param: str = Field(max_length=64)
+    system: str = Field(default="", max_length=300)
+    code: str = Field(max_length=300)

@@ -1,0 +1,216 @@
+"""The FHIR resource store: versioned writes, reads and token lookups, scoped to one tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, insert, select, update
+from sqlmodel import Session
+
+from careloop.services.common.fhirtime import format_instant
+from careloop.services.db import utcnow
+from careloop.services.store.indexing import extract_search_values
+from careloop.services.store.models import FhirResource, FhirResourceHistory, SearchToken
+
+_R = FhirResource.__table__  # type: ignore[attr-defined]
+_H = FhirResourceHistory.__table__  # type: ignore[attr-defined]
+_T = SearchToken.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    """One version of a stored resource, its JSON as stored."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    content: str
+
+    @property
+    def reference(self) -> str:
+        """``Type/id``."""
+        return f"{self.resource_type}/{self.id}"
+
+    @property
+    def etag(self) -> str:
+        """The weak ETag of this version."""
+        return f'W/"{self.version_id}"'
+
+    def as_dict(self) -> dict[str, Any]:
+        """The resource parsed from its stored JSON."""
+        result: dict[str, Any] = orjson.loads(self.content)
+        return result
+
+
+class VersionConflict(Exception):
+    """An update named a version that is no longer current."""
+
+
+def _with_meta(resource: dict[str, Any], version: int, when: datetime) -> str:
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = format_instant(when)
+    resource["meta"] = meta
+    return orjson.dumps(resource).decode()
+
+
+def _token_rows(tenant_id: str, rtype: str, seq: int, resource: dict[str, Any]) -> list[dict[str, Any]]:
+    values = extract_search_values(resource)
+    return [
+        {
+            "resource_seq": seq,
+            "tenant_id": tenant_id,
+            "resource_type": rtype,
+            "param": param,
+            "system": system,
+            "code": code,
+        }
+        for param, system, code in values.tokens
+    ]
+
+
+class ResourceStore:
+    """Reads and writes FHIR resources of one tenant inside the caller's unit of work."""
+
+    def __init__(self, session: Session, tenant_id: str) -> None:
+        self.session = session
+        self.tenant_id = tenant_id
+
+    def create_many(self, resources: Sequence[dict[str, Any]]) -> list[StoredResource]:
+        """Store new resources (each with ``id`` set, already valid) as version 1."""
+        if not resources:
+            return []
+        now = utcnow()
+        rows = []
+        for resource in resources:
+            values = extract_search_values(resource)
+            rows.append(
+                {
+                    "tenant_id": self.tenant_id,
+                    "resource_type": resource["resourceType"],
+                    "id": resource["id"],
+                    "version_id": 1,
+                    "last_updated": now,
+                    "patient_id": values.patient_id,
+                    "date_lo": values.date_lo,
+                    "date_hi": values.date_hi,
+                    "content": _with_meta(resource, 1, now),
+                }
+            )
+        seqs = self.session.execute(
+            insert(_R).returning(_R.c.seq, sort_by_parameter_order=True), rows
+        ).scalars().all()
+        tokens: list[dict[str, Any]] = []
+        for seq, resource in zip(seqs, resources, strict=True):
+            tokens.extend(_token_rows(self.tenant_id, resource["resourceType"], seq, resource))
+        if tokens:
+            self.session.execute(insert(_T), tokens)
+        return [
+            StoredResource(r["resource_type"], r["id"], 1, now, r["content"]) for r in rows
+        ]
+
+    def update(
+        self, resource: dict[str, Any], expected_version: int | None = None
+    ) -> StoredResource:
+        """Store a new version of an existing resource; the old one moves to history."""
+        rtype, rid = resource["resourceType"], resource["id"]
+        current = self.session.execute(
+            select(_R.c.seq, _R.c.version_id, _R.c.last_updated, _R.c.content)
+            .where(_R.c.tenant_id == self.tenant_id, _R.c.resource_type == rtype, _R.c.id == rid)
+            .with_for_update()
+        ).one_or_none()
+        if current is None:
+            raise KeyError(f"{rtype}/{rid}")
+        if expected_version is not None and current.version_id != expected_version:
+            raise VersionConflict(f"{rtype}/{rid} is at version {current.version_id}")
+        self.session.execute(
+            insert(_H).values(
+                resource_type=rtype,
+                id=rid,
+                version_id=current.version_id,
+                tenant_id=self.tenant_id,
+                last_updated=current.last_updated,
+                content=current.content,
+            )
+        )
+        now = utcnow()
+        version = current.version_id + 1
+        values = extract_search_values(resource)
+        content = _with_meta(resource, version, now)
+        self.session.execute(
+            update(_R)
+            .where(_R.c.seq == current.seq)
+            .values(
+                version_id=version,
+                last_updated=now,
+                patient_id=values.patient_id,
+                date_lo=values.date_lo,
+                date_hi=values.date_hi,
+                content=content,
+            )
+        )
+        self.session.execute(delete(_T).where(_T.c.resource_seq == current.seq))
+        tokens = _token_rows(self.tenant_id, rtype, current.seq, resource)
+        if tokens:
+            self.session.execute(insert(_T), tokens)
+        return StoredResource(rtype, rid, version, now, content)
+
+    def read(self, rtype: str, rid: str) -> StoredResource | None:
+        """The current version, or None."""
+        row = self.session.execute(
+            select(_R.c.version_id, _R.c.last_updated, _R.c.content).where(
+                _R.c.tenant_id == self.tenant_id, _R.c.resource_type == rtype, _R.c.id == rid
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        return StoredResource(rtype, rid, row.version_id, row.last_updated, row.content)
+
+    def vread(self, rtype: str, rid: str, version: int) -> StoredResource | None:
+        """One version, current or historical, or None."""
+        current = self.read(rtype, rid)
+        if current is None or current.version_id == version:
+            return current
+        row = self.session.execute(
+            select(_H.c.last_updated, _H.c.content).where(
+                _H.c.tenant_id == self.tenant_id,
+                _H.c.resource_type == rtype,
+                _H.c.id == rid,
+                _H.c.version_id == version,
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        return StoredResource(rtype, rid, version, row.last_updated, row.content)
+
+    def find_by_token(
+        self, rtype: str, param: str, system: str, code: str
+    ) -> list[StoredResource]:
+        """Current resources of ``rtype`` carrying the token ``system|code`` for ``param``."""
+        rows = self.session.execute(
+            select(_R.c.id, _R.c.version_id, _R.c.last_updated, _R.c.content)
+            .join(_T, _T.c.resource_seq == _R.c.seq)
+            .where(
+                _T.c.tenant_id == self.tenant_id,
+                _T.c.resource_type == rtype,
+                _T.c.param == param,
+                _T.c.system == system,
+                _T.c.code == code,
+            )
+        ).all()
+        return [StoredResource(rtype, r.id, r.version_id, r.last_updated, r.content) for r in rows]
+
+    def read_many(self, references: Iterable[str]) -> list[StoredResource]:
+        """Current versions of the given ``Type/id`` references that exist."""
+        found = []
+        for reference in references:
+            rtype, _, rid = reference.partition("/")
+            stored = self.read(rtype, rid)
+            if stored is not None:
+                found.append(stored)
+        return found

@@ -1,0 +1,313 @@
+"""FHIR search over the store: parameters, filters, sorting and stable keyset paging."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select
+from sqlmodel import Session
+
+from careloop.services.common.fhirtime import FhirTimeError, parse_fhir_datetime_range
+from careloop.services.db import UTCDateTime
+from careloop.services.store.models import FhirResource, SearchToken
+from careloop.services.store.repository import StoredResource
+
+_R = FhirResource.__table__  # type: ignore[attr-defined]
+_T = SearchToken.__table__  # type: ignore[attr-defined]
+_MIN = datetime(1, 1, 2, tzinfo=UTC)
+
+
+class ParamKind(StrEnum):
+    """How a search parameter is matched."""
+
+    id = "id"
+    patient = "patient"
+    token = "token"
+    reference = "reference"
+    date = "date"
+    last_updated = "lastUpdated"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A supported search parameter: its kind, its FHIR type and its index name."""
+
+    kind: ParamKind
+    fhir_type: str
+    index: str = ""
+
+
+_COMMON = {
+    "_id": ParamSpec(ParamKind.id, "token"),
+    "_lastUpdated": ParamSpec(ParamKind.last_updated, "date"),
+}
+_PATIENT_REF = {
+    "patient": ParamSpec(ParamKind.patient, "reference"),
+    "subject": ParamSpec(ParamKind.patient, "reference"),
+}
+SEARCH_PARAMS: dict[str, dict[str, ParamSpec]] = {
+    "Patient": {**_COMMON, "identifier": ParamSpec(ParamKind.token, "token", "identifier")},
+    "Observation": {
+        **_COMMON,
+        **_PATIENT_REF,
+        "code": ParamSpec(ParamKind.token, "token", "code"),
+        "category": ParamSpec(ParamKind.token, "token", "category"),
+        "identifier": ParamSpec(ParamKind.token, "token", "identifier"),
+        "status": ParamSpec(ParamKind.token, "token", "status"),
+        "date": ParamSpec(ParamKind.date, "date"),
+    },
+    "QuestionnaireResponse": {
+        **_COMMON,
+        **_PATIENT_REF,
+        "identifier": ParamSpec(ParamKind.token, "token", "identifier"),
+        "questionnaire": ParamSpec(ParamKind.token, "reference", "questionnaire"),
+        "status": ParamSpec(ParamKind.token, "token", "status"),
+        "authored": ParamSpec(ParamKind.date, "date"),
+    },
+    "Encounter": {
+        **_COMMON,
+        **_PATIENT_REF,
+        "identifier": ParamSpec(ParamKind.token, "token", "identifier"),
+        "status": ParamSpec(ParamKind.token, "token", "status"),
+        "class": ParamSpec(ParamKind.token, "token", "class"),
+        "date": ParamSpec(ParamKind.date, "date"),
+    },
+    "Provenance": {
+        **_COMMON,
+        "patient": ParamSpec(ParamKind.patient, "reference"),
+        "target": ParamSpec(ParamKind.reference, "reference", "target"),
+        "recorded": ParamSpec(ParamKind.date, "date"),
+    },
+}
+SORTS = {"date", "-date", "_lastUpdated", "-_lastUpdated", "_id"}
+CONTROL_PARAMS = {"_count", "_sort", "_page", "_format", "_total"}
+
+
+class SearchError(ValueError):
+    """A search request careloop cannot answer; ``param`` names the parameter."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.message = message
+
+
+@dataclass
+class SearchPage:
+    """One page of matches with the total and the token for the next page."""
+
+    total: int
+    resources: list[StoredResource]
+    next_token: str | None
+    snapshot: int
+
+
+@dataclass
+class _Cursor:
+    snapshot: int
+    last_key: Any = None
+    last_seq: int | None = None
+    offset: int = 0
+
+
+@dataclass
+class SearchRequest:
+    """A parsed search: filters, sort, page size and position."""
+
+    resource_type: str
+    filters: list[ColumnElement[bool]] = field(default_factory=list)
+    sort: str = ""
+    count: int = 50
+    cursor: _Cursor | None = None
+
+
+def _encode_cursor(cursor: _Cursor) -> str:
+    key = cursor.last_key.isoformat() if isinstance(cursor.last_key, datetime) else cursor.last_key
+    raw = orjson.dumps({"s": cursor.snapshot, "k": key, "q": cursor.last_seq, "o": cursor.offset})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(token: str, sort: str) -> _Cursor:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        key = data["k"]
+        if key is not None and sort.lstrip("-") in ("date", "_lastUpdated"):
+            key = datetime.fromisoformat(key)
+        return _Cursor(int(data["s"]), key, data["q"], int(data["o"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SearchError("_page", "the page token is not one careloop issued") from exc
+
+
+_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
+
+
+def _date_filter(
+    param: str, value: str, lo_col: Any, hi_col: Any
+) -> ColumnElement[bool]:
+    prefix = value[:2] if value[:2] in _PREFIXES else "eq"
+    raw = value[2:] if value[:2] in _PREFIXES else value
+    try:
+        lo, hi = parse_fhir_datetime_range(raw)
+    except FhirTimeError as exc:
+        raise SearchError(param, str(exc)) from exc
+    lo_v, hi_v = literal(lo, UTCDateTime), literal(hi, UTCDateTime)
+    match prefix:
+        case "eq":
+            return and_(lo_col >= lo_v, hi_col <= hi_v)
+        case "ne":
+            return or_(lo_col < lo_v, hi_col > hi_v)
+        case "gt" | "sa":
+            return hi_col > hi_v
+        case "lt" | "eb":
+            return lo_col < lo_v
+        case "ge":
+            return hi_col >= lo_v
+        case _:  # le
+            return lo_col <= hi_v
+
+
+def _token_filter(
+    tenant_id: str, rtype: str, index: str, values: list[str], exact_reference: bool
+) -> ColumnElement[bool]:
+    alternatives = []
+    for value in values:
+        conds = [_T.c.resource_seq == _R.c.seq, _T.c.param == index]
+        if exact_reference or "|" not in value:
+            conds.append(_T.c.code == value)
+        else:
+            system, _, code = value.partition("|")
+            if code:
+                conds.append(_T.c.code == code)
+            conds.append(_T.c.system == system)
+        conds.extend([_T.c.tenant_id == tenant_id, _T.c.resource_type == rtype])
+        alternatives.append(exists().where(and_(*conds)))
+    return or_(*alternatives)
+
+
+def parse_search(
+    tenant_id: str,
+    rtype: str,
+    params: list[tuple[str, str]],
+    default_count: int,
+    max_count: int,
+) -> SearchRequest:
+    """Turn query parameters into a search request, refusing anything unsupported."""
+    supported = SEARCH_PARAMS.get(rtype)
+    if supported is None:
+        raise SearchError("type", f"{rtype} cannot be searched here")
+    request = SearchRequest(rtype, count=default_count)
+    page_token = None
+    for name, value in params:
+        base, _, modifier = name.partition(":")
+        if base in CONTROL_PARAMS:
+            if base == "_count":
+                if not value.isdigit() or int(value) < 0:
+                    raise SearchError("_count", "_count must be a non-negative integer")
+                request.count = min(int(value), max_count)
+            elif base == "_sort":
+                if value not in SORTS:
+                    raise SearchError("_sort", f"_sort supports {', '.join(sorted(SORTS))}")
+                request.sort = value
+            elif base == "_page":
+                page_token = value
+            continue
+        spec = supported.get(base)
+        if spec is None:
+            raise SearchError(name, f"{rtype} does not support the search parameter {base!r}")
+        if modifier and not (modifier == "exact" and spec.kind == ParamKind.reference):
+            raise SearchError(name, f"the modifier :{modifier} is not supported")
+        if value == "":
+            raise SearchError(name, f"the search parameter {base!r} has no value")
+        values = value.split(",")
+        request.filters.append(_filter(tenant_id, rtype, base, spec, values))
+    if page_token is not None:
+        request.cursor = _decode_cursor(page_token, request.sort)
+    return request
+
+
+def _filter(
+    tenant_id: str, rtype: str, name: str, spec: ParamSpec, values: list[str]
+) -> ColumnElement[bool]:
+    match spec.kind:
+        case ParamKind.id:
+            return _R.c.id.in_(values)  # type: ignore[no-any-return]
+        case ParamKind.patient:
+            ids = [v.removeprefix("Patient/") for v in values]
+            if any("/" in i for i in ids):
+                raise SearchError(name, f"{name} must reference a Patient")
+            return _R.c.patient_id.in_(ids)  # type: ignore[no-any-return]
+        case ParamKind.token | ParamKind.reference:
+            exact = spec.kind == ParamKind.reference
+            return _token_filter(tenant_id, rtype, spec.index, values, exact)
+        case ParamKind.date:
+            return or_(*(_date_filter(name, v, _R.c.date_lo, _R.c.date_hi) for v in values))
+        case _:
+            col = _R.c.last_updated
+            return or_(*(_date_filter(name, v, col, col) for v in values))
+
+
+def _sort_column(sort: str) -> Any:
+    if sort.lstrip("-") == "date":
+        return func.coalesce(_R.c.date_lo, literal(_MIN, UTCDateTime))
+    if sort.lstrip("-") == "_lastUpdated":
+        return _R.c.last_updated
+    if sort == "_id":
+        return _R.c.id
+    return None
+
+
+def run_search(session: Session, tenant_id: str, request: SearchRequest) -> SearchPage:
+    """Execute ``request``: one page, its total within the snapshot, and the next token."""
+    base = [_R.c.tenant_id == tenant_id, _R.c.resource_type == request.resource_type]
+    base.extend(request.filters)
+    cursor = request.cursor
+    if cursor is None:
+        snapshot = session.execute(select(func.coalesce(func.max(_R.c.seq), 0))).scalar_one()
+        cursor = _Cursor(int(snapshot))
+    base.append(_R.c.seq <= cursor.snapshot)
+    total = session.execute(select(func.count()).select_from(_R).where(*base)).scalar_one()
+    descending = request.sort.startswith("-")
+    key_col = _sort_column(request.sort)
+    page_filters = list(base)
+    if cursor.last_seq is not None:
+        seq_after = _R.c.seq < cursor.last_seq if descending else _R.c.seq > cursor.last_seq
+        if key_col is None:
+            page_filters.append(seq_after)
+        else:
+            key = literal(cursor.last_key, UTCDateTime) if isinstance(
+                cursor.last_key, datetime
+            ) else literal(cursor.last_key)
+            beyond = key_col < key if descending else key_col > key
+            page_filters.append(or_(beyond, and_(key_col == key, seq_after)))
+    order = []
+    if key_col is not None:
+        order.append(key_col.desc() if descending else key_col.asc())
+    order.append(_R.c.seq.desc() if descending else _R.c.seq.asc())
+    columns = [_R.c.seq, _R.c.id, _R.c.version_id, _R.c.last_updated, _R.c.content]
+    if key_col is not None:
+        columns.append(key_col.label("sort_key"))
+    rows = session.execute(
+        select(*columns).where(*page_filters).order_by(*order).limit(request.count + 1)
+    ).all()
+    has_more = len(rows) > request.count
+    rows = rows[: request.count]
+    resources = [
+        StoredResource(request.resource_type, r.id, r.version_id, r.last_updated, r.content)
+        for r in rows
+    ]
+    next_token = None
+    if has_more and rows:
+        last = rows[-1]
+        next_cursor = _Cursor(
+            cursor.snapshot,
+            last.sort_key if key_col is not None else None,
+            last.seq,
+            cursor.offset + len(rows),
+        )
+        next_token = _encode_cursor(next_cursor)
+    return SearchPage(total, resources, next_token, cursor.snapshot)

@@ -1,0 +1,99 @@
+"""The app API for telehealth sessions: ``/v1/telehealth-sessions``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Header
+from pydantic import TypeAdapter
+from starlette.responses import Response
+
+from careloop.services.auth.tokens import Principal
+from careloop.services.common.body import RawBody, parse_as, read_json_body
+from careloop.services.common.idempotency import ApiResult, body_hash, run_unit_of_work
+from careloop.services.deps import SessionDep, SettingsDep, require
+from careloop.services.telehealth.schemas import SessionIn, SessionPatch
+from careloop.services.telehealth.service import (
+    create_session,
+    get_session_row,
+    session_json,
+    update_session,
+)
+
+router = APIRouter(prefix="/v1/telehealth-sessions", tags=["telehealth sessions"])
+_session_in = TypeAdapter(SessionIn)
+_session_patch = TypeAdapter(SessionPatch)
+BodyDep = Annotated[RawBody, Depends(read_json_body)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+def _response(result: ApiResult) -> Response:
+    headers = {"Location": result.location} if result.location else None
+    return Response(result.body, result.status, headers=headers, media_type="application/json")
+
+
+@router.post("", status_code=201, summary="Record a telehealth session")
+def create(
+    body: BodyDep,
+    principal: Annotated[Principal, Depends(require("Encounter", "c"))],
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Create the session and its Encounter (version 1)."""
+    data = parse_as(_session_in, body.data)
+
+    def work() -> ApiResult:
+        row, created = create_session(session, principal, data)
+        location = f"{settings.base_url}/v1/telehealth-sessions/{row.id}"
+        return ApiResult(201 if created else 200, orjson.dumps(session_json(row)), location)
+
+    return _response(
+        run_unit_of_work(
+            session,
+            work,
+            tenant_id=principal.tenant_id,
+            client_id=principal.client_id,
+            idempotency_key=idempotency_key,
+            request_hash=body_hash(body.raw),
+        )
+    )
+
+
+@router.patch("/{session_id}", summary="Update a telehealth session")
+def patch(
+    session_id: str,
+    body: BodyDep,
+    principal: Annotated[Principal, Depends(require("Encounter", "u"))],
+    session: SessionDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Change status, times or people; the Encounter keeps its id and gains a version."""
+    data = parse_as(_session_patch, body.data)
+
+    def work() -> ApiResult:
+        row = update_session(session, principal, session_id, data)
+        return ApiResult(200, orjson.dumps(session_json(row)))
+
+    return _response(
+        run_unit_of_work(
+            session,
+            work,
+            tenant_id=principal.tenant_id,
+            client_id=principal.client_id,
+            idempotency_key=idempotency_key,
+            request_hash=body_hash(session_id.encode() + body.raw),
+        )
+    )
+
+
+@router.get("/{session_id}", summary="A telehealth session")
+def get(
+    session_id: str,
+    principal: Annotated[Principal, Depends(require("Encounter", "r"))],
+    session: SessionDep,
+) -> Response:
+    """The session's current state and its Encounter reference."""
+    row = get_session_row(session, principal, session_id)
+    return Response(orjson.dumps(session_json(row)), media_type="application/json")
