@@ -13,7 +13,8 @@ def fhir_datetime(value: datetime, field: str) -> str:
         raise MappingError(field, "must be a date-time")
     if value.tzinfo is None or value.utcoffset() is None:
         raise MappingError(field, "must include a timezone offset")
-    return value.isoformat()
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def coding(system: str, code: str, display: str | None = None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from careloop.fhir.terminology import (
     V3_ACT_CODE,
     V3_PARTICIPATION_TYPE,
 )
-from careloop.fhir.validation import validate_resource
+from careloop.fhir.validation import checked
 
 ENCOUNTER_STATUSES = frozenset({"planned", "in-progress", "finished", "cancelled"})
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -119,4 +119,4 @@ def map_encounter(session: TelehealthSession) -> dict[str, Any]:
         encounter["extension"] = [
             {"url": TELEHEALTH_PLATFORM_EXTENSION, "valueString": session.platform}
         ]
-    return validate_resource(encounter)
+    return checked(encounter)

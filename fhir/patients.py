@@ -5,7 +5,7 @@ from typing import Any
 
 from careloop.fhir.errors import MappingError
 from careloop.fhir.identifiers import business_identifier
-from careloop.fhir.validation import validate_resource
+from careloop.fhir.validation import checked
 
 
 def map_patient(patient_id: str, identifiers: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -25,4 +25,4 @@ def map_patient(patient_id: str, identifiers: Sequence[tuple[str, str]]) -> dict
             entries.append({"system": system, "value": value})
     entries.append(business_identifier("patient", patient_id))
     patient = {"resourceType": "Patient", "id": patient_id, "identifier": entries, "active": True}
-    return validate_resource(patient)
+    return checked(patient)

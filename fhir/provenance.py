@@ -12,7 +12,7 @@ from careloop.fhir.terminology import (
     PROVENANCE_PARTICIPANT_TYPE,
     V3_DATA_OPERATION,
 )
-from careloop.fhir.validation import validate_resource
+from careloop.fhir.validation import checked
 
 ACTIVITIES = {"CREATE": "create", "UPDATE": "revise", "DELETE": "delete"}
 
@@ -66,4 +66,4 @@ def map_provenance(
             },
         ],
     }
-    return validate_resource(provenance)
+    return checked(provenance)

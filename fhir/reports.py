@@ -28,7 +28,7 @@ from careloop.fhir.terminology import (
     ScoredInstrument,
     severity_band,
 )
-from careloop.fhir.validation import validate_resource
+from careloop.fhir.validation import checked
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def map_scored_report(
     observation["interpretation"] = [concept(SEVERITY_BAND_SYSTEM, band.code, band.display)]
     observation["derivedFrom"] = [reference("QuestionnaireResponse", qr_id)]
     observation["component"] = components
-    return [validate_resource(questionnaire_response), validate_resource(observation)]
+    return [checked(questionnaire_response), checked(observation)]
 
 
 def _checked_rating(spec: RatingInstrument, value: float) -> int | float:
@@ -214,15 +214,15 @@ def map_rating_report(ctx: ReportContext, instrument: str, value: float) -> list
     spec = RATING_INSTRUMENTS.get(instrument)
     if spec is None:
         raise MappingError("instrument", "not a known rating instrument")
-    checked = _checked_rating(spec, value)
+    rating = _checked_rating(spec, value)
     observation = _common_observation(ctx, concept(spec.system, spec.code, spec.display))
     if spec.integer:
-        observation["valueInteger"] = checked
+        observation["valueInteger"] = rating
     else:
         observation["valueQuantity"] = {
-            "value": checked,
+            "value": rating,
             "unit": spec.unit_display,
             "system": UCUM,
             "code": spec.unit,
         }
-    return [validate_resource(observation)]
+    return [checked(observation)]

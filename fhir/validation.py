@@ -1,7 +1,7 @@
 """Validation of FHIR R4 resources with the ``fhir.resources.R4B`` models.
 
 ``validate_resource`` is the single gate every resource passes before it is stored: it checks the
-structure and datatypes (not terminology bindings) and returns the canonical JSON form.
+structure and datatypes, and the required status bindings the models leave open.
 """
 
 from collections.abc import Sequence
@@ -63,12 +63,85 @@ def _issues(root: str, error: ValidationError) -> list[FieldIssue]:
     return [FieldIssue(_expression(root, tuple(e["loc"])), e["msg"]) for e in error.errors()]
 
 
-def validate_resource(resource: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``resource`` as FHIR R4 and return its canonical JSON dict.
+# Required bindings fhir.resources does not enforce, for the resources careloop accepts and
+# writes: a wrong status changes clinical meaning (an "entered-in-error" score is no score).
+_REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
+    "Observation": {
+        "status": frozenset(
+            "registered preliminary final amended corrected cancelled entered-in-error"
+            " unknown".split()
+        )
+    },
+    "QuestionnaireResponse": {
+        "status": frozenset("in-progress completed amended entered-in-error stopped".split())
+    },
+    "Encounter": {
+        "status": frozenset(
+            "planned arrived triaged in-progress onleave finished cancelled entered-in-error"
+            " unknown".split()
+        )
+    },
+    "CarePlan": {
+        "status": frozenset(
+            "draft active on-hold revoked completed entered-in-error unknown".split()
+        ),
+        "intent": frozenset("proposal plan order option".split()),
+    },
+    "Goal": {
+        "lifecycleStatus": frozenset(
+            "proposed planned accepted active on-hold completed cancelled entered-in-error"
+            " rejected".split()
+        )
+    },
+    "Task": {
+        "status": frozenset(
+            "draft requested received accepted rejected ready cancelled in-progress on-hold"
+            " failed completed entered-in-error".split()
+        ),
+        "intent": frozenset(
+            "unknown proposal plan order original-order reflex-order filler-order"
+            " instance-order option".split()
+        ),
+    },
+    "Communication": {
+        "status": frozenset(
+            "preparation in-progress not-done on-hold stopped completed entered-in-error"
+            " unknown".split()
+        )
+    },
+}
 
-    Raises FhirValidationError whose issues name the offending elements (``resourceType`` when
-    the type is missing or not a FHIR resource).
+
+def _binding_issues(resource_type: str, resource: dict[str, Any]) -> list[FieldIssue]:
+    issues = []
+    for element, allowed in _REQUIRED_CODES.get(resource_type, {}).items():
+        value = resource.get(element)
+        if value is not None and value not in allowed:
+            issues.append(
+                FieldIssue(
+                    f"{resource_type}.{element}",
+                    f"not a code of the required value set ({', '.join(sorted(allowed))})",
+                )
+            )
+    return issues
+
+
+def check_resource(resource: dict[str, Any]) -> None:
+    """Validate ``resource`` as FHIR R4 without re-serialising it (for resources careloop builds).
+
+    Raises FhirValidationError like ``validate_resource``.
     """
+    resource_type, cls = _resolve(resource)
+    try:
+        cls.model_validate(resource)
+    except ValidationError as exc:
+        raise FhirValidationError(_issues(resource_type, exc)) from None
+    issues = _binding_issues(resource_type, resource)
+    if issues:
+        raise FhirValidationError(issues)
+
+
+def _resolve(resource: Any) -> tuple[str, type[FHIRAbstractModel]]:
     if not isinstance(resource, dict):
         raise FhirValidationError([FieldIssue("resourceType", "a resource must be a JSON object")])
     resource_type = resource.get("resourceType")
@@ -77,8 +150,29 @@ def validate_resource(resource: dict[str, Any]) -> dict[str, Any]:
         raise FhirValidationError(
             [FieldIssue("resourceType", "missing or not a FHIR R4 resource type")]
         )
+    return resource_type, cls
+
+
+def validate_resource(resource: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``resource`` as FHIR R4 and return its canonical JSON dict.
+
+    Raises FhirValidationError whose issues name the offending elements (``resourceType`` when
+    the type is missing or not a FHIR resource, the element for a code outside a required
+    value set).
+    """
+    resource_type, cls = _resolve(resource)
     try:
         model = cls.model_validate(resource)
     except ValidationError as exc:
         raise FhirValidationError(_issues(resource_type, exc)) from None
-    return model.model_dump(mode="json")
+    issues = _binding_issues(resource_type, resource)
+    if issues:
+        raise FhirValidationError(issues)
+    dumped: dict[str, Any] = model.model_dump(mode="json")
+    return dumped
+
+
+def checked(resource: dict[str, Any]) -> dict[str, Any]:
+    """``resource`` itself, after ``check_resource`` found it valid."""
+    check_resource(resource)
+    return resource

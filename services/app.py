@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from careloop import __version__
 from careloop.services.auth.endpoints import router as auth_router
+from careloop.services.common.access_log import AccessLog
 from careloop.services.common.errors import ApiError, Issue, json_path, outcome_response
 from careloop.services.common.middleware import BodySizeLimit
 from careloop.services.db import make_engine
@@ -42,17 +43,23 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
 async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "processing")
-    return outcome_response(exc.status_code, [Issue(code, str(exc.detail))], exc.headers)
+    return outcome_response(
+        exc.status_code, [Issue(code, str(exc.detail))], dict(exc.headers or {})
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     error_id = uuid.uuid4().hex[:12]
     # Only the class and the id: exception text can carry PHI from request bodies.
-    log.error("unhandled %s on %s %s (error id %s)", type(exc).__name__, request.method,
-              request.url.path, error_id, exc_info=False)
-    return outcome_response(
-        500, [Issue("exception", f"internal error; quote error id {error_id}")]
+    log.error(
+        "unhandled %s on %s %s (error id %s)",
+        type(exc).__name__,
+        request.method,
+        request.url.path,
+        error_id,
+        exc_info=False,
     )
+    return outcome_response(500, [Issue("exception", f"internal error; quote error id {error_id}")])
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -79,4 +86,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return {"status": "ok"}
 
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(AccessLog)
     return app

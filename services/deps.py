@@ -46,9 +46,11 @@ def get_principal(request: Request, settings: SettingsDep) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, [Issue("login", "a bearer access token is required")], _BEARER)
     try:
-        return verify_token(settings.secret_key, settings.base_url, token.strip())
+        principal = verify_token(settings.secret_key, settings.base_url, token.strip())
     except InvalidToken as exc:
         raise ApiError(401, [Issue("login", str(exc))], _BEARER) from exc
+    request.state.client_id = principal.client_id
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

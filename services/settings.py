@@ -44,9 +44,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
-        if self.environment == Environment.production and self.secret_key == DEFAULT_SECRET:
+        if self.environment != Environment.dev and self.secret_key == DEFAULT_SECRET:
             raise ValueError(
-                "CARELOOP_SECRET_KEY must be set outside dev mode (CARELOOP_ENVIRONMENT=production)"
+                "CARELOOP_SECRET_KEY must be set outside dev mode (CARELOOP_ENVIRONMENT=dev)"
             )
         if self.environment == Environment.production and len(self.secret_key) < 32:
             raise ValueError("CARELOOP_SECRET_KEY must be at least 32 characters in production")

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -35,7 +34,10 @@ def _pg_database(name: str) -> str:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    return PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    return (
+        PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        + f"/{name}"
+    )
 
 
 def _drop_pg_database(name: str) -> None:
@@ -44,7 +46,9 @@ def _drop_pg_database(name: str) -> None:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A migrated, empty database of each backend, shared by the session."""
     if request.param == "sqlite":
         path: Path = tmp_path_factory.mktemp("db") / "careloop.db"
@@ -121,14 +125,18 @@ def token_for(http: TestClient, client_id: str, secret: str, scope: str | None =
     return str(response.json()["access_token"])
 
 
-def make_caller(http: TestClient, engine: Engine, scope: str = ALL_SCOPES, tenant: str | None = None) -> Caller:
+def make_caller(
+    http: TestClient, engine: Engine, scope: str = ALL_SCOPES, tenant: str | None = None
+) -> Caller:
     """Register a client (in a new tenant unless named) and fetch its token."""
     tenant = tenant or f"tenant-{uuid.uuid4().hex[:10]}"
     with session_scope(engine) as session:
         new = create_client(session, "test app", scope, tenant)
     assert new.client_secret is not None
     token = token_for(http, new.client_id, new.client_secret)
-    return Caller(http, new.client_id, new.client_secret, tenant, token, {"Authorization": f"Bearer {token}"})
+    return Caller(
+        http, new.client_id, new.client_secret, tenant, token, {"Authorization": f"Bearer {token}"}
+    )
 
 
 @pytest.fixture
@@ -137,7 +145,12 @@ def caller(app_client: TestClient, engine: Engine) -> Caller:
     return make_caller(app_client, engine)
 
 
-def phq9(value: str = "p-001", answers: list[int] | None = None, effective: str = "2026-11-20T09:30:00Z", **extra: Any) -> dict[str, Any]:
+def phq9(
+    value: str = "p-001",
+    answers: list[int] | None = None,
+    effective: str = "2026-11-20T09:30:00Z",
+    **extra: Any,
+) -> dict[str, Any]:
     """A synthetic PHQ-9 report."""
     return {
         "patient": {"system": "https://app.example/patients", "value": value},

@@ -13,7 +13,9 @@ from careloop.services.db import get_engine, session_scope
 from careloop.services.migrate import upgrade
 from careloop.services.settings import get_settings
 
-app = typer.Typer(help="careloop: symptom reports and telehealth in, FHIR R4 out.", no_args_is_help=True)
+app = typer.Typer(
+    help="careloop: symptom reports and telehealth in, FHIR R4 out.", no_args_is_help=True
+)
 clients = typer.Typer(help="App clients (OAuth client_credentials).", no_args_is_help=True)
 app.add_typer(clients, name="clients")
 

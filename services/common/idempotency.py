@@ -44,7 +44,9 @@ def run_unit_of_work(
     at the same moment) rolls back and runs again, so the loser finds the winner's data.
     """
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
-        raise ApiError.invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 characters", 400)
+        raise ApiError.invalid(
+            "Idempotency-Key", "Idempotency-Key must be 1 to 255 characters", 400
+        )
     for attempt in range(MAX_ATTEMPTS):
         if idempotency_key is not None:
             record = session.get(IdempotencyRecord, (tenant_id, client_id, idempotency_key))

@@ -47,7 +47,9 @@ def bundle(
     """Process a batch or transaction Bundle of creates."""
 
     def work() -> ApiResult:
-        return ApiResult(200, dumps(process_bundle(session, principal, body.data, settings.fhir_base_url)))
+        return ApiResult(
+            200, dumps(process_bundle(session, principal, body.data, settings.fhir_base_url))
+        )
 
     result = run_unit_of_work(
         session,
@@ -71,15 +73,20 @@ def search(
     """Search a resource type; pages follow ``next`` links that stay stable as data arrives."""
     _known_type(rtype)
     check_scope(principal, rtype, "s")
-    params = list(request.query_params.multi_items())
+    strict = "handling=strict" in request.headers.get("prefer", "").replace(" ", "")
     try:
         query = parse_search(
-            principal.tenant_id, rtype, params, settings.default_page_size, settings.max_page_size
+            principal.tenant_id,
+            rtype,
+            list(request.query_params.multi_items()),
+            settings.default_page_size,
+            settings.max_page_size,
+            strict,
         )
         page = run_search(session, principal.tenant_id, query)
     except SearchError as exc:
         raise ApiError(400, [Issue("processing", exc.message, exc.param)]) from exc
-    return fhir_json_response(searchset(settings.fhir_base_url, rtype, params, page))
+    return fhir_json_response(searchset(settings.fhir_base_url, rtype, query.applied, page))
 
 
 def _read_or_404(stored: StoredResource | None, what: str) -> StoredResource:
@@ -99,23 +106,25 @@ def read(
     """The current version, with its ETag (304 when ``If-None-Match`` matches)."""
     _known_type(rtype)
     check_scope(principal, rtype, "r")
-    stored = _read_or_404(ResourceStore(session, principal.tenant_id).read(rtype, rid), f"{rtype}/{rid}")
+    stored = _read_or_404(
+        ResourceStore(session, principal.tenant_id).read(rtype, rid), f"{rtype}/{rid}"
+    )
     if if_none_match is not None and if_none_match.strip() == stored.etag:
         return Response(status_code=304, headers={"ETag": stored.etag})
     return resource_response(stored)
 
 
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="Version read")
-def vread(
-    rtype: str, rid: str, vid: str, principal: PrincipalDep, session: SessionDep
-) -> Response:
+def vread(rtype: str, rid: str, vid: str, principal: PrincipalDep, session: SessionDep) -> Response:
     """One version of a resource."""
     _known_type(rtype)
     check_scope(principal, rtype, "r")
     if not vid.isdigit():
         raise ApiError.invalid("vid", "the version id is a number", 400)
     store = ResourceStore(session, principal.tenant_id)
-    return resource_response(_read_or_404(store.vread(rtype, rid, int(vid)), f"{rtype}/{rid}/_history/{vid}"))
+    return resource_response(
+        _read_or_404(store.vread(rtype, rid, int(vid)), f"{rtype}/{rid}/_history/{vid}")
+    )
 
 
 @router.post("/{rtype}", summary="Create")

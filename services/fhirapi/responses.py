@@ -41,7 +41,7 @@ def searchset(
     page: SearchPage,
 ) -> dict[str, Any]:
     """A searchset Bundle for one page, with ``self`` and (if more) ``next`` links."""
-    kept = [(k, v) for k, v in params if k != "_page"]
+    kept = list(params)
     self_url = f"{fhir_base}/{rtype}" + (f"?{urlencode(kept)}" if kept else "")
     links = [{"relation": "self", "url": self_url}]
     if page.next_token:

@@ -10,7 +10,6 @@ import orjson
 from sqlalchemy import select
 from sqlmodel import Session
 
-from careloop.fhir.errors import MappingError
 from careloop.fhir.identifiers import business_identifier
 from careloop.fhir.inbound import parse_questionnaire_response
 from careloop.fhir.provenance import map_provenance
@@ -119,9 +118,7 @@ def _identifier_of(session: Session, tenant_id: str, patient_id: str) -> tuple[s
     return row.system, row.value
 
 
-def create_questionnaire_response(
-    session: Session, principal: Principal, body: Any
-) -> WriteResult:
+def create_questionnaire_response(session: Session, principal: Principal, body: Any) -> WriteResult:
     """Map a posted PHQ-9 / PHQ-2 / GAD-7 QuestionnaireResponse as a symptom report."""
     resource = _validated(body, "QuestionnaireResponse")
     check_scope(principal, "Observation", "c")
@@ -140,7 +137,7 @@ def create_questionnaire_response(
     try:
         report = SymptomReportIn(
             patient=PatientRef(system=system, value=value),
-            instrument=parsed.instrument,  # type: ignore[arg-type]
+            instrument=parsed.instrument,
             effective=parsed.authored,
             answers=list(parsed.answers),
             difficulty=parsed.difficulty,

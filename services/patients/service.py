@@ -8,7 +8,6 @@ from sqlalchemy import select, tuple_
 from sqlmodel import Session
 
 from careloop.fhir.patients import map_patient
-from careloop.fhir.validation import validate_resource
 from careloop.services.patients.models import PatientIdentifier
 from careloop.services.store.repository import ResourceStore
 
@@ -47,9 +46,7 @@ def create_patients(session: Session, store: ResourceStore, ids: dict[Ident, str
             for (s, v), pid in ids.items()
         ],
     )
-    store.create_many(
-        [validate_resource(map_patient(pid, [ident])) for ident, pid in ids.items()]
-    )
+    store.create_many([map_patient(pid, [ident]) for ident, pid in ids.items()])
 
 
 def patient_exists(session: Session, tenant_id: str, ident: Ident) -> str | None:

@@ -81,7 +81,7 @@ def create_reports_batch(
     """Accept each valid report; each item gets its own status, and bad items block nothing."""
     items = body.data.get("reports") if isinstance(body.data, dict) else body.data
     if not isinstance(items, list):
-        raise ApiError.invalid("reports", "send {\"reports\": [...]} or a JSON array")
+        raise ApiError.invalid("reports", 'send {"reports": [...]} or a JSON array')
     if len(items) > settings.max_batch_reports:
         raise ApiError.invalid(
             "reports", f"a batch holds at most {settings.max_batch_reports} reports", 413
@@ -142,4 +142,3 @@ def _in_batch(issue: Issue, index: int) -> Issue:
 
 def _public(outcome: ReportOutcome) -> dict[str, Any]:
     return {"id": outcome.report_id, "patient": outcome.patient, "resources": outcome.resources}
-

@@ -8,7 +8,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 SCORED = ("phq-9", "phq-2", "gad-7")
 RATINGS = ("mood", "anxiety", "sleep-quality", "sleep-duration")
-Instrument = Literal["phq-9", "phq-2", "gad-7", "mood", "anxiety", "sleep-quality", "sleep-duration"]
+Instrument = Literal[
+    "phq-9", "phq-2", "gad-7", "mood", "anxiety", "sleep-quality", "sleep-duration"
+]
 
 
 class PatientRef(BaseModel):

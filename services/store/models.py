@@ -61,9 +61,7 @@ class SearchToken(SQLModel, table=True):
     id: int | None = Field(
         default=None, sa_column=Column(SeqType, primary_key=True, autoincrement=True)
     )
-    resource_seq: int = Field(
-        sa_column=Column(SeqType, nullable=False, index=True)
-    )
+    resource_seq: int = Field(sa_column=Column(SeqType, nullable=False, index=True))
     tenant_id: str = Field(max_length=64)
     resource_type: str = Field(max_length=64)
     param: str = Field(max_length=64)

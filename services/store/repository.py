@@ -59,7 +59,9 @@ def _with_meta(resource: dict[str, Any], version: int, when: datetime) -> str:
     return orjson.dumps(resource).decode()
 
 
-def _token_rows(tenant_id: str, rtype: str, seq: int, resource: dict[str, Any]) -> list[dict[str, Any]]:
+def _token_rows(
+    tenant_id: str, rtype: str, seq: int, resource: dict[str, Any]
+) -> list[dict[str, Any]]:
     values = extract_search_values(resource)
     return [
         {
@@ -102,17 +104,17 @@ class ResourceStore:
                     "content": _with_meta(resource, 1, now),
                 }
             )
-        seqs = self.session.execute(
-            insert(_R).returning(_R.c.seq, sort_by_parameter_order=True), rows
-        ).scalars().all()
+        seqs = (
+            self.session.execute(insert(_R).returning(_R.c.seq, sort_by_parameter_order=True), rows)
+            .scalars()
+            .all()
+        )
         tokens: list[dict[str, Any]] = []
         for seq, resource in zip(seqs, resources, strict=True):
             tokens.extend(_token_rows(self.tenant_id, resource["resourceType"], seq, resource))
         if tokens:
             self.session.execute(insert(_T), tokens)
-        return [
-            StoredResource(r["resource_type"], r["id"], 1, now, r["content"]) for r in rows
-        ]
+        return [StoredResource(r["resource_type"], r["id"], 1, now, r["content"]) for r in rows]
 
     def update(
         self, resource: dict[str, Any], expected_version: int | None = None
@@ -188,9 +190,7 @@ class ResourceStore:
             return None
         return StoredResource(rtype, rid, version, row.last_updated, row.content)
 
-    def find_by_token(
-        self, rtype: str, param: str, system: str, code: str
-    ) -> list[StoredResource]:
+    def find_by_token(self, rtype: str, param: str, system: str, code: str) -> list[StoredResource]:
         """Current resources of ``rtype`` carrying the token ``system|code`` for ``param``."""
         rows = self.session.execute(
             select(_R.c.id, _R.c.version_id, _R.c.last_updated, _R.c.content)

@@ -85,7 +85,7 @@ SEARCH_PARAMS: dict[str, dict[str, ParamSpec]] = {
     },
 }
 SORTS = {"date", "-date", "_lastUpdated", "-_lastUpdated", "_id"}
-CONTROL_PARAMS = {"_count", "_sort", "_page", "_format", "_total"}
+CONTROL_PARAMS = {"_count", "_sort", "_page"}
 
 
 class SearchError(ValueError):
@@ -124,6 +124,8 @@ class SearchRequest:
     sort: str = ""
     count: int = 50
     cursor: _Cursor | None = None
+    applied: list[tuple[str, str]] = field(default_factory=list)
+    """The parameters used, for the ``self`` link (unknown ones are left out when lenient)."""
 
 
 def _encode_cursor(cursor: _Cursor) -> str:
@@ -146,9 +148,7 @@ def _decode_cursor(token: str, sort: str) -> _Cursor:
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
 
 
-def _date_filter(
-    param: str, value: str, lo_col: Any, hi_col: Any
-) -> ColumnElement[bool]:
+def _date_filter(param: str, value: str, lo_col: Any, hi_col: Any) -> ColumnElement[bool]:
     prefix = value[:2] if value[:2] in _PREFIXES else "eq"
     raw = value[2:] if value[:2] in _PREFIXES else value
     try:
@@ -156,19 +156,21 @@ def _date_filter(
     except FhirTimeError as exc:
         raise SearchError(param, str(exc)) from exc
     lo_v, hi_v = literal(lo, UTCDateTime), literal(hi, UTCDateTime)
+    condition: ColumnElement[bool]
     match prefix:
         case "eq":
-            return and_(lo_col >= lo_v, hi_col <= hi_v)
+            condition = and_(lo_col >= lo_v, hi_col <= hi_v)
         case "ne":
-            return or_(lo_col < lo_v, hi_col > hi_v)
+            condition = or_(lo_col < lo_v, hi_col > hi_v)
         case "gt" | "sa":
-            return hi_col > hi_v
+            condition = hi_col > hi_v
         case "lt" | "eb":
-            return lo_col < lo_v
+            condition = lo_col < lo_v
         case "ge":
-            return hi_col >= lo_v
+            condition = hi_col >= lo_v
         case _:  # le
-            return lo_col <= hi_v
+            condition = lo_col <= hi_v
+    return condition
 
 
 def _token_filter(
@@ -195,8 +197,13 @@ def parse_search(
     params: list[tuple[str, str]],
     default_count: int,
     max_count: int,
+    strict: bool = False,
 ) -> SearchRequest:
-    """Turn query parameters into a search request, refusing anything unsupported."""
+    """Turn query parameters into a search request.
+
+    Unknown parameters are ignored (and left out of the ``self`` link) as FHIR prescribes by
+    default; with ``strict`` (``Prefer: handling=strict``) they are refused.
+    """
     supported = SEARCH_PARAMS.get(rtype)
     if supported is None:
         raise SearchError("type", f"{rtype} cannot be searched here")
@@ -215,16 +222,21 @@ def parse_search(
                 request.sort = value
             elif base == "_page":
                 page_token = value
+                continue
+            request.applied.append((name, value))
             continue
         spec = supported.get(base)
         if spec is None:
-            raise SearchError(name, f"{rtype} does not support the search parameter {base!r}")
+            if strict:
+                raise SearchError(name, f"{rtype} does not support the search parameter {base!r}")
+            continue
         if modifier and not (modifier == "exact" and spec.kind == ParamKind.reference):
             raise SearchError(name, f"the modifier :{modifier} is not supported")
         if value == "":
             raise SearchError(name, f"the search parameter {base!r} has no value")
         values = value.split(",")
         request.filters.append(_filter(tenant_id, rtype, base, spec, values))
+        request.applied.append((name, value))
     if page_token is not None:
         request.cursor = _decode_cursor(page_token, request.sort)
     return request
@@ -279,9 +291,11 @@ def run_search(session: Session, tenant_id: str, request: SearchRequest) -> Sear
         if key_col is None:
             page_filters.append(seq_after)
         else:
-            key = literal(cursor.last_key, UTCDateTime) if isinstance(
-                cursor.last_key, datetime
-            ) else literal(cursor.last_key)
+            key = (
+                literal(cursor.last_key, UTCDateTime)
+                if isinstance(cursor.last_key, datetime)
+                else literal(cursor.last_key)
+            )
             beyond = key_col < key if descending else key_col > key
             page_filters.append(or_(beyond, and_(key_col == key, seq_after)))
     order = []

@@ -117,7 +117,9 @@ def create_session(
     return row, True
 
 
-def get_session_row(session: Session, principal: Principal, session_id: str) -> TelehealthSessionRow:
+def get_session_row(
+    session: Session, principal: Principal, session_id: str
+) -> TelehealthSessionRow:
     """The tenant's session, or 404."""
     row = session.get(TelehealthSessionRow, session_id)
     if row is None or row.tenant_id != principal.tenant_id:

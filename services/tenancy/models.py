@@ -19,7 +19,7 @@ class Tenant(SQLModel, table=True):
 
 
 class AppClient(SQLModel, table=True):
-    """An OAuth client (an app or a system) of one tenant, with the SMART scopes it may be granted."""
+    """An OAuth client (an app or a system) of one tenant, with the scopes it may be granted."""
 
     __tablename__ = "app_client"
 

@@ -19,7 +19,9 @@ def get_or_create_tenant(session: Session, name: str = DEFAULT_TENANT) -> Tenant
     """The tenant called ``name``, created if new."""
     tenant = session.exec(select(Tenant).where(Tenant.name == name)).first()
     if tenant is None:
-        tenant = Tenant(id=name if name == DEFAULT_TENANT else "t_" + secrets.token_hex(8), name=name)
+        tenant = Tenant(
+            id=name if name == DEFAULT_TENANT else "t_" + secrets.token_hex(8), name=name
+        )
         session.add(tenant)
         session.flush()
     return tenant

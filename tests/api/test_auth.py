@@ -6,6 +6,7 @@ import base64
 import time
 import uuid
 
+from conftest import BASE_URL, Caller, make_caller, phq9
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
@@ -13,14 +14,16 @@ from sqlalchemy import Engine
 
 from careloop.services.db import session_scope
 from careloop.services.tenancy.service import create_client
-from conftest import BASE_URL, Caller, make_caller, phq9
 
 TOKEN_URL = f"{BASE_URL}/oauth/token"
 
 
 def test_client_secret_post_and_basic_get_a_bearer_token(caller: Caller) -> None:
-    form = {"grant_type": "client_credentials", "client_id": caller.client_id,
-            "client_secret": caller.client_secret}
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": caller.client_id,
+        "client_secret": caller.client_secret,
+    }
     post = caller.http.post("/oauth/token", data=form)
     assert post.status_code == 200
     body = post.json()
@@ -38,8 +41,11 @@ def test_client_secret_post_and_basic_get_a_bearer_token(caller: Caller) -> None
 
 
 def test_wrong_secret_is_invalid_client(caller: Caller) -> None:
-    form = {"grant_type": "client_credentials", "client_id": caller.client_id,
-            "client_secret": "nope"}
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": caller.client_id,
+        "client_secret": "nope",
+    }
     response = caller.http.post("/oauth/token", data=form)
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
@@ -47,8 +53,12 @@ def test_wrong_secret_is_invalid_client(caller: Caller) -> None:
 
 def test_scope_beyond_registration_is_refused(app_client: TestClient, engine: Engine) -> None:
     narrow = make_caller(app_client, engine, scope="system/Observation.rs")
-    form = {"grant_type": "client_credentials", "client_id": narrow.client_id,
-            "client_secret": narrow.client_secret, "scope": "system/Observation.c"}
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": narrow.client_id,
+        "client_secret": narrow.client_secret,
+        "scope": "system/Observation.c",
+    }
     response = app_client.post("/oauth/token", data=form)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_scope"
@@ -73,8 +83,12 @@ def test_scopes_are_enforced_per_endpoint(app_client: TestClient, engine: Engine
     rater = make_caller(app_client, engine, scope="system/Observation.c")
     # a PHQ-9 also writes a QuestionnaireResponse, which this client may not create
     assert rater.post("/v1/symptom-reports", json=phq9()).status_code == 403
-    mood = {"patient": {"system": "s", "value": "v"}, "instrument": "mood", "value": 4,
-            "effective": "2026-11-20T09:30:00Z"}
+    mood = {
+        "patient": {"system": "s", "value": "v"},
+        "instrument": "mood",
+        "value": 4,
+        "effective": "2026-11-20T09:30:00Z",
+    }
     assert rater.post("/v1/symptom-reports", json=mood).status_code == 201
 
 
@@ -94,19 +108,28 @@ def test_a_tenant_never_sees_another_tenants_data(app_client: TestClient, engine
 
 def _assertion(client_id: str, key: RSAKey | ECKey, alg: str, **overrides: object) -> str:
     now = int(time.time())
-    claims = {"iss": client_id, "sub": client_id, "aud": TOKEN_URL, "exp": now + 240,
-              "jti": uuid.uuid4().hex, **overrides}
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": TOKEN_URL,
+        "exp": now + 240,
+        "jti": uuid.uuid4().hex,
+        **overrides,
+    }
     header = {"alg": alg, "kid": key.kid, "typ": "JWT"}
     return jwt.encode(header, claims, key, algorithms=[alg])
 
 
 def _token_request(http: TestClient, assertion: str) -> int:
-    response = http.post("/oauth/token", data={
-        "grant_type": "client_credentials",
-        "scope": "system/Observation.rs",
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": assertion,
-    })
+    response = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "scope": "system/Observation.rs",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+        },
+    )
     return response.status_code
 
 
@@ -123,7 +146,9 @@ def test_private_key_jwt_per_smart_backend_services(app_client: TestClient, engi
     replayed = _assertion(client_id, rsa, "RS384")
     assert _token_request(app_client, replayed) == 200
     assert _token_request(app_client, replayed) == 401  # jti replay
-    assert _token_request(app_client, _assertion(client_id, rsa, "RS384", aud="https://other")) == 401
+    assert (
+        _token_request(app_client, _assertion(client_id, rsa, "RS384", aud="https://other")) == 401
+    )
     far = int(time.time()) + 3600
     assert _token_request(app_client, _assertion(client_id, rsa, "RS384", exp=far)) == 401
     assert _token_request(app_client, _assertion(client_id, rsa, "RS384", sub="someone")) == 401

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from conftest import Caller, phq9
 
 
@@ -137,9 +136,24 @@ def test_invalid_fhir_observation_names_the_element(caller: Caller) -> None:
     assert caller.post("/fhir/Observation", json=wrong_type).status_code == 422
 
 
+def test_unknown_search_parameters_are_ignored_unless_strict(caller: Caller) -> None:
+    lenient = caller.get("/fhir/Observation", params={"flavour": "x", "_count": "3"})
+    assert lenient.status_code == 200
+    assert lenient.json()["link"][0]["url"].endswith("/fhir/Observation?_count=3")
+    strict = caller.get(
+        "/fhir/Observation", params={"flavour": "x"}, headers={"Prefer": "handling=strict"}
+    )
+    assert strict.status_code == 400
+    assert strict.json()["issue"][0]["expression"] == ["flavour"]
+
+
 def test_bad_search_parameters_are_400(caller: Caller) -> None:
-    for params in ({"flavour": "x"}, {"date": "ge-yesterday"}, {"_count": "-1"}, {"_sort": "color"},
-                   {"_page": "garbage"}):
+    for params in (
+        {"date": "ge-yesterday"},
+        {"_count": "-1"},
+        {"_sort": "color"},
+        {"_page": "garbage"},
+    ):
         response = caller.get("/fhir/Observation", params=params)
         assert response.status_code == 400, (params, response.text)
         assert response.json()["resourceType"] == "OperationOutcome"

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from conftest import Caller, phq9
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
-
-from conftest import Caller, phq9
 
 
 def _get(caller: Caller, url: str, **params: Any) -> dict[str, Any]:
@@ -33,8 +32,13 @@ def test_metadata_lists_what_is_supported(app_client: Any) -> None:
     CapabilityStatement.model_validate(statement)
     assert statement["fhirVersion"] == "4.0.1"
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
-    assert set(resources) == {"Patient", "Observation", "QuestionnaireResponse", "Encounter",
-                              "Provenance"}
+    assert set(resources) == {
+        "Patient",
+        "Observation",
+        "QuestionnaireResponse",
+        "Encounter",
+        "Provenance",
+    }
     observation_params = {p["name"] for p in resources["Observation"]["searchParam"]}
     assert {"patient", "subject", "code", "category", "date", "_lastUpdated"} <= observation_params
 
@@ -47,14 +51,20 @@ def test_search_observations_by_patient_code_category_and_date(caller: Caller) -
     bundle = _get(caller, "/fhir/Observation", patient=patient_ref)
     Bundle.model_validate(bundle)
     assert bundle["total"] == 10
-    assert _get(caller, "/fhir/Observation", subject=patient_ref, code="http://loinc.org|44261-6")[
-        "total"] == 10
+    assert (
+        _get(caller, "/fhir/Observation", subject=patient_ref, code="http://loinc.org|44261-6")[
+            "total"
+        ]
+        == 10
+    )
     assert _get(caller, "/fhir/Observation", code="http://loinc.org|70274-6")["total"] == 0
     assert _get(caller, "/fhir/Observation", category="survey")["total"] == 13
     ranged = _get(caller, "/fhir/Observation", patient=patient_ref, date="ge2026-11-05")
     assert ranged["total"] == 6
-    both = caller.get("/fhir/Observation", params=[("patient", patient_ref), ("date", "ge2026-11-03"),
-                                                   ("date", "lt2026-11-06")]).json()
+    both = caller.get(
+        "/fhir/Observation",
+        params=[("patient", patient_ref), ("date", "ge2026-11-03"), ("date", "lt2026-11-06")],
+    ).json()
     assert both["total"] == 3
     newest = _get(caller, "/fhir/Observation", patient=patient_ref, _sort="-date", _count="1")
     assert newest["entry"][0]["resource"]["effectiveDateTime"].startswith("2026-11-10")
@@ -68,7 +78,7 @@ def test_paging_is_stable_while_data_arrives(caller: Caller) -> None:
     seen = [e["resource"]["id"] for e in page["entry"]]
     assert page["total"] == 12
     _seed(caller, "pg-2", 4)  # arrives between pages
-    while next_link := next((l["url"] for l in page["link"] if l["relation"] == "next"), None):
+    while next_link := next((k["url"] for k in page["link"] if k["relation"] == "next"), None):
         page = _get(caller, next_link)
         assert page["total"] == 12
         seen.extend(e["resource"]["id"] for e in page["entry"])
@@ -95,8 +105,20 @@ def _questionnaire_response(patient_ref: str, answers: list[int]) -> dict[str, A
     items = []
     for item, score in zip(phq.items, answers, strict=True):
         option = phq.answers[score]
-        items.append({"linkId": item.code, "answer": [{"valueCoding": {
-            "system": "http://loinc.org", "code": option.code, "display": option.display}}]})
+        items.append(
+            {
+                "linkId": item.code,
+                "answer": [
+                    {
+                        "valueCoding": {
+                            "system": "http://loinc.org",
+                            "code": option.code,
+                            "display": option.display,
+                        }
+                    }
+                ],
+            }
+        )
     return {
         "resourceType": "QuestionnaireResponse",
         "status": "completed",
@@ -131,9 +153,16 @@ def _observation(patient_ref: str, value: int = 7) -> dict[str, Any]:
     return {
         "resourceType": "Observation",
         "status": "final",
-        "category": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-            "code": "survey"}]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "survey",
+                    }
+                ]
+            }
+        ],
         "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
         "subject": {"reference": patient_ref},
         "effectiveDateTime": "2026-11-23T08:00:00Z",
@@ -144,8 +173,10 @@ def _observation(patient_ref: str, value: int = 7) -> dict[str, Any]:
 
 def test_native_observation_with_conditional_create(caller: Caller) -> None:
     patient_ref = caller.post("/v1/symptom-reports", json=phq9("c-1")).json()["patient"]
-    headers = {"If-None-Exist": "identifier=https://app.example/obs|o-1",
-               "Content-Type": "application/fhir+json"}
+    headers = {
+        "If-None-Exist": "identifier=https://app.example/obs|o-1",
+        "Content-Type": "application/fhir+json",
+    }
     first = caller.post("/fhir/Observation", json=_observation(patient_ref), headers=headers)
     assert first.status_code == 201, first.text
     assert first.headers["etag"] == 'W/"1"'
@@ -160,10 +191,14 @@ def test_batch_bundle_entries_stand_alone(caller: Caller) -> None:
     patient_ref = caller.post("/v1/symptom-reports", json=phq9("bb-1")).json()["patient"]
     good = _observation(patient_ref)
     bad = {**_observation(patient_ref), "status": "bogus", "identifier": []}
-    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": good, "request": {"method": "POST", "url": "Observation"}},
-        {"resource": bad, "request": {"method": "POST", "url": "Observation"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": good, "request": {"method": "POST", "url": "Observation"}},
+            {"resource": bad, "request": {"method": "POST", "url": "Observation"}},
+        ],
+    }
     response = caller.post("/fhir", json=bundle)
     assert response.status_code == 200, response.text
     result = response.json()
@@ -178,12 +213,22 @@ def test_batch_bundle_entries_stand_alone(caller: Caller) -> None:
 def test_transaction_is_all_or_nothing(caller: Caller) -> None:
     patient_ref = caller.post("/v1/symptom-reports", json=phq9("tx-1")).json()["patient"]
     qr = _questionnaire_response(patient_ref, [1] * 9)
-    obs = {**_observation(patient_ref), "derivedFrom": [{"reference": "urn:uuid:1b1c0f0e-0000-4000-8000-000000000001"}]}
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:1b1c0f0e-0000-4000-8000-000000000001", "resource": qr,
-         "request": {"method": "POST", "url": "QuestionnaireResponse"}},
-        {"resource": obs, "request": {"method": "POST", "url": "Observation"}},
-    ]}
+    obs = {
+        **_observation(patient_ref),
+        "derivedFrom": [{"reference": "urn:uuid:1b1c0f0e-0000-4000-8000-000000000001"}],
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:1b1c0f0e-0000-4000-8000-000000000001",
+                "resource": qr,
+                "request": {"method": "POST", "url": "QuestionnaireResponse"},
+            },
+            {"resource": obs, "request": {"method": "POST", "url": "Observation"}},
+        ],
+    }
     before = _get(caller, "/fhir/Observation")["total"]
     response = caller.post("/fhir", json=bundle)
     assert response.status_code == 200, response.text
@@ -193,13 +238,23 @@ def test_transaction_is_all_or_nothing(caller: Caller) -> None:
     assert qr_location.split("/fhir/")[1].startswith(stored_obs["derivedFrom"][0]["reference"])
     assert _get(caller, "/fhir/Observation")["total"] == before + 2
 
-    failing = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {**_observation(patient_ref), "identifier": [
-            {"system": "https://app.example/obs", "value": "fresh"}]},
-         "request": {"method": "POST", "url": "Observation"}},
-        {"resource": {**_observation(patient_ref), "status": "bogus"},
-         "request": {"method": "POST", "url": "Observation"}},
-    ]}
+    failing = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {
+                    **_observation(patient_ref),
+                    "identifier": [{"system": "https://app.example/obs", "value": "fresh"}],
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
+            {
+                "resource": {**_observation(patient_ref), "status": "bogus"},
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
     response = caller.post("/fhir", json=failing)
     assert response.status_code == 422
     assert response.json()["issue"][0]["expression"][0].startswith("Bundle.entry[1]")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from conftest import BASE_URL, Caller, phq9
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.provenance import Provenance
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from fhirpathpy import evaluate
-
-from conftest import BASE_URL, Caller, phq9
 
 ITEM9 = "44260-8"
 
@@ -96,8 +95,12 @@ def test_batch_accepts_good_items_and_names_the_bad_ones(caller: Caller) -> None
     reports = [
         phq9("b-1"),
         phq9("b-2", answers=[1, 2, 3]),
-        {"patient": {"system": "s", "value": "b-3"}, "instrument": "mood", "value": 2,
-         "effective": "2026-11-20T08:00:00+01:00"},
+        {
+            "patient": {"system": "s", "value": "b-3"},
+            "instrument": "mood",
+            "value": 2,
+            "effective": "2026-11-20T08:00:00+01:00",
+        },
         phq9("b-1"),
     ]
     response = caller.post("/v1/symptom-reports/batch", json={"reports": reports})
@@ -123,13 +126,17 @@ def test_batch_of_many_reports_for_many_patients(caller: Caller) -> None:
 
 
 def test_gad7_and_phq2(caller: Caller) -> None:
-    gad = caller.post("/v1/symptom-reports", json={
-        **phq9(), "instrument": "gad-7", "answers": [3, 3, 3, 3, 3, 0, 1]})
+    gad = caller.post(
+        "/v1/symptom-reports",
+        json={**phq9(), "instrument": "gad-7", "answers": [3, 3, 3, 3, 3, 0, 1]},
+    )
     assert gad.status_code == 201, gad.text
     observation = _fhir(caller, _ref(gad.json(), "Observation"))
     assert observation["code"]["coding"][0]["code"] == "70274-6"
     assert observation["valueInteger"] == 16
-    phq2 = caller.post("/v1/symptom-reports", json={**phq9(), "instrument": "phq-2", "answers": [1, 2]})
+    phq2 = caller.post(
+        "/v1/symptom-reports", json={**phq9(), "instrument": "phq-2", "answers": [1, 2]}
+    )
     assert phq2.status_code == 201, phq2.text
     assert _fhir(caller, _ref(phq2.json(), "Observation"))["code"]["coding"][0]["code"] == "55758-7"
 

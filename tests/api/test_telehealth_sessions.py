@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir.resources.R4B.encounter import Encounter
-
 from conftest import Caller
+from fhir.resources.R4B.encounter import Encounter
 
 SESSION = {
     "patient": {"system": "https://app.example/patients", "value": "t-1"},
@@ -39,7 +38,9 @@ def test_session_lifecycle_versions_one_encounter(caller: Caller) -> None:
     assert first["subject"]["reference"] == session["patient"]
     assert first["meta"]["versionId"] == "1"
 
-    moving = caller.patch(f"/v1/telehealth-sessions/{session['id']}", json={"status": "in-progress"})
+    moving = caller.patch(
+        f"/v1/telehealth-sessions/{session['id']}", json={"status": "in-progress"}
+    )
     assert moving.status_code == 200, moving.text
     done = caller.patch(
         f"/v1/telehealth-sessions/{session['id']}",
@@ -58,13 +59,17 @@ def test_session_lifecycle_versions_one_encounter(caller: Caller) -> None:
     assert response.headers["etag"] == 'W/"3"'
     provenances = caller.get("/fhir/Provenance", params={"target": encounter_ref}).json()
     assert provenances["total"] == 3
-    found = caller.get("/fhir/Encounter", params={"patient": session["patient"], "status": "finished"})
+    found = caller.get(
+        "/fhir/Encounter", params={"patient": session["patient"], "status": "finished"}
+    )
     assert found.json()["total"] == 1
 
 
 def test_finished_session_cannot_go_back(caller: Caller) -> None:
-    session = caller.post("/v1/telehealth-sessions", json={**SESSION, "status": "finished",
-                                                            "end": "2026-11-24T15:30:00Z"}).json()
+    session = caller.post(
+        "/v1/telehealth-sessions",
+        json={**SESSION, "status": "finished", "end": "2026-11-24T15:30:00Z"},
+    ).json()
     response = caller.patch(f"/v1/telehealth-sessions/{session['id']}", json={"status": "planned"})
     assert response.status_code == 409
     assert response.json()["issue"][0]["expression"] == ["status"]

@@ -8,7 +8,6 @@ Create Date: 2026-11-25 01:57:15.985635
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 import careloop.services.db
@@ -29,12 +28,12 @@ def upgrade() -> None:
             autoincrement=True,
             nullable=False,
         ),
-        sa.Column("tenant_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("resource_type", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("resource_type", sa.String(length=64), nullable=False),
+        sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("version_id", sa.Integer(), nullable=False),
         sa.Column("last_updated", careloop.services.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("patient_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("patient_id", sa.String(length=64), nullable=True),
         sa.Column("date_lo", careloop.services.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("date_hi", careloop.services.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("content", sa.Text(), nullable=False),
@@ -53,32 +52,32 @@ def upgrade() -> None:
 
     op.create_table(
         "fhir_resource_history",
-        sa.Column("resource_type", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("resource_type", sa.String(length=64), nullable=False),
+        sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("version_id", sa.Integer(), nullable=False),
-        sa.Column("tenant_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
         sa.Column("last_updated", careloop.services.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("resource_type", "id", "version_id"),
     )
     op.create_table(
         "idempotency_record",
-        sa.Column("tenant_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("client_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("request_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("client_id", sa.String(length=64), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=False),
         sa.Column("response_body", sa.Text(), nullable=False),
-        sa.Column("location", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+        sa.Column("location", sa.String(length=500), nullable=True),
         sa.Column("created_at", careloop.services.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "client_id", "key"),
     )
     op.create_table(
         "patient_identifier",
-        sa.Column("tenant_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("system", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
-        sa.Column("value", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("patient_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("system", sa.String(length=300), nullable=False),
+        sa.Column("value", sa.String(length=200), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "system", "value"),
     )
     with op.batch_alter_table("patient_identifier", schema=None) as batch_op:
@@ -97,11 +96,11 @@ def upgrade() -> None:
         sa.Column(
             "resource_seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
-        sa.Column("tenant_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("resource_type", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("param", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("system", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
-        sa.Column("code", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("resource_type", sa.String(length=64), nullable=False),
+        sa.Column("param", sa.String(length=64), nullable=False),
+        sa.Column("system", sa.String(length=300), nullable=False),
+        sa.Column("code", sa.String(length=300), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("search_token", schema=None) as batch_op:
@@ -116,14 +115,14 @@ def upgrade() -> None:
 
     op.create_table(
         "symptom_report",
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("tenant_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("client_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("patient_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("instrument", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("client_id", sa.String(length=64), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=False),
+        sa.Column("instrument", sa.String(length=32), nullable=False),
         sa.Column("effective", careloop.services.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("app_report_id", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("content_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("app_report_id", sa.String(length=200), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("resources", sa.Text(), nullable=False),
         sa.Column("created_at", careloop.services.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
@@ -137,23 +136,19 @@ def upgrade() -> None:
 
     op.create_table(
         "telehealth_session",
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("tenant_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("client_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("patient_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column(
-            "practitioner_system", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True
-        ),
-        sa.Column(
-            "practitioner_value", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True
-        ),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-        sa.Column("modality", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("client_id", sa.String(length=64), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=False),
+        sa.Column("practitioner_system", sa.String(length=300), nullable=True),
+        sa.Column("practitioner_value", sa.String(length=200), nullable=True),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("modality", sa.String(length=10), nullable=False),
         sa.Column("start", careloop.services.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("end", careloop.services.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("platform", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+        sa.Column("platform", sa.String(length=200), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("app_session_id", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+        sa.Column("app_session_id", sa.String(length=200), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", careloop.services.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", careloop.services.db.UTCDateTime(timezone=True), nullable=False),
@@ -169,16 +164,16 @@ def upgrade() -> None:
 
     op.create_table(
         "tenant",
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("created_at", careloop.services.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
     op.create_table(
         "used_assertion",
-        sa.Column("client_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("jti", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("client_id", sa.String(length=64), nullable=False),
+        sa.Column("jti", sa.String(length=200), nullable=False),
         sa.Column("expires_at", careloop.services.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("client_id", "jti"),
     )
@@ -189,13 +184,13 @@ def upgrade() -> None:
 
     op.create_table(
         "app_client",
-        sa.Column("client_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("tenant_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("client_id", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("scopes", sa.Text(), nullable=False),
-        sa.Column("secret_hash", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True),
+        sa.Column("secret_hash", sa.String(length=300), nullable=True),
         sa.Column("jwks", sa.Text(), nullable=True),
-        sa.Column("jwks_url", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
+        sa.Column("jwks_url", sa.String(length=2000), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_at", careloop.services.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
