@@ -12,8 +12,28 @@ APP_REPORT_BASE = f"{IDENTIFIER_BASE}/app-report"
 APP_CLIENT_SYSTEM = f"{IDENTIFIER_BASE}/app-client"
 
 IDENTIFIER_KINDS = frozenset(
-    {"patient", "questionnaire-response", "observation", "encounter", "provenance", "report"}
+    {
+        "patient",
+        "questionnaire-response",
+        "observation",
+        "encounter",
+        "provenance",
+        "report",
+        "task",
+        "communication",
+        "care-plan",
+        "goal",
+        "care-team",
+        "practitioner",
+        "practitioner-role",
+    }
 )
+
+
+def identifier_kind(resource_type: str) -> str:
+    """The identifier kind of a resource type: ``CarePlan`` -> ``care-plan``."""
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in resource_type).lstrip("-")
+
 
 # Fixed namespace of careloop's uuid5 ids: uuid5(NAMESPACE_URL, "https://careloop.io/fhir/ids").
 # Never change it: every stored id derives from it.

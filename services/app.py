@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Engine
+from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from careloop import __version__
+from careloop.services.alerts.endpoints import router as alerts_router
 from careloop.services.auth.endpoints import router as auth_router
 from careloop.services.common.access_log import AccessLog
 from careloop.services.common.errors import ApiError, Issue, json_path, outcome_response
@@ -62,6 +65,22 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return outcome_response(500, [Issue("exception", f"internal error; quote error id {error_id}")])
 
 
+def outbox_relay(settings: Settings, engine: Engine) -> Callable[[Session], None]:
+    """Publish what a request's unit of work put in the outbox, right after it commits."""
+    from careloop.workflows.celery_app import configure_celery
+    from careloop.workflows.outbox import pending_ids, relay
+    from careloop.workflows.tasks import publish
+
+    configure_celery(settings)
+
+    def after_commit(session: Session) -> None:
+        ids = pending_ids(session)
+        if ids:
+            relay(engine, publish, ids)
+
+    return after_commit
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """A careloop API application for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
@@ -72,6 +91,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.resolved_database_url, settings.db_pool_size)
+    if settings.relay_after_commit:
+        app.state.after_commit = outbox_relay(settings, app.state.engine)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -79,6 +100,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(auth_router)
     app.include_router(reports_router)
     app.include_router(telehealth_router)
+    app.include_router(alerts_router)
     app.include_router(fhir_router)
 
     @app.get("/healthz", include_in_schema=False)

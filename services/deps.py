@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from careloop.services.auth.tokens import InvalidToken, Principal, verify_token
 from careloop.services.common.errors import ApiError, Issue
+from careloop.services.common.idempotency import AFTER_COMMIT
 from careloop.services.settings import Settings
 
 
@@ -26,9 +27,14 @@ def get_app_engine(request: Request) -> Engine:
     return engine
 
 
-def get_session(engine: Annotated[Engine, Depends(get_app_engine)]) -> Iterator[Session]:
+def get_session(
+    request: Request, engine: Annotated[Engine, Depends(get_app_engine)]
+) -> Iterator[Session]:
     """A session for one request; services commit their own unit of work."""
     with Session(engine, expire_on_commit=False) as session:
+        after_commit = getattr(request.app.state, "after_commit", None)
+        if after_commit is not None:
+            session.info[AFTER_COMMIT] = after_commit
         yield session
 
 

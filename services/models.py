@@ -2,16 +2,34 @@
 
 from sqlmodel import SQLModel
 
+from careloop.services.alerts.models import (
+    Alert,
+    AlertEvent,
+    DeliveryAttempt,
+    Notification,
+    NotificationRoute,
+)
+from careloop.services.audit.models import AuditRecord
 from careloop.services.common.models import IdempotencyRecord
 from careloop.services.patients.models import PatientIdentifier
 from careloop.services.reports.models import SymptomReport
 from careloop.services.store.models import FhirResource, FhirResourceHistory, SearchToken
 from careloop.services.telehealth.models import TelehealthSessionRow
 from careloop.services.tenancy.models import AppClient, Tenant, UsedAssertion
+from careloop.workflows.models import DeadTask, OutboxMessage, ProcessedReading
 
 metadata = SQLModel.metadata
 
 __all__ = [
+    "Alert",
+    "AlertEvent",
+    "AuditRecord",
+    "DeadTask",
+    "DeliveryAttempt",
+    "Notification",
+    "NotificationRoute",
+    "OutboxMessage",
+    "ProcessedReading",
     "AppClient",
     "FhirResource",
     "FhirResourceHistory",

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     """SQLAlchemy URL; empty means a SQLite file under ``data_dir``."""
     broker_url: str = ""
     """Celery broker (redis:// or amqp://); empty means the embedded SQLite-backed broker."""
+    redis_visibility_timeout: int = 300
+    relay_after_commit: bool = True
+    """Publish outbox work right after each commit (beat's relay catches anything missed)."""
     secret_key: str = DEFAULT_SECRET
     """Signs careloop's access tokens."""
     base_url: str = "http://127.0.0.1:8000"
@@ -41,6 +44,24 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=50, ge=1, le=1000)
     max_page_size: int = 1000
     db_pool_size: int = 10
+
+    care_program: Path | None = None
+    """A care program TOML file; empty means the shipped depression and anxiety program."""
+    escalation_critical_minutes: float = 15
+    escalation_high_minutes: float = 60
+    escalation_warning_minutes: float = 24 * 60
+    suppression_hours: float = 24
+    """Non-critical alerts for the same patient and rule notify at most once per window."""
+    max_escalation_levels: int = 8
+    delivery_max_attempts: int = 8
+
+    smtp_host: str = ""
+    """SMTP server for email notifications; empty disables email."""
+    smtp_port: int = 25
+    smtp_sender: str = "careloop@localhost"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
@@ -58,6 +79,21 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'careloop.db').resolve()}"
+
+    def escalation_minutes(self, severity: str) -> float | None:
+        """Minutes an alert of ``severity`` may stay unacknowledged before it escalates."""
+        return {
+            "critical": self.escalation_critical_minutes,
+            "high": self.escalation_high_minutes,
+            "warning": self.escalation_warning_minutes,
+        }.get(severity)
+
+    @property
+    def resolved_broker_url(self) -> str:
+        """The Celery broker; empty means a SQLite-backed broker under ``data_dir``."""
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
 
     @property
     def fhir_base_url(self) -> str:

@@ -71,13 +71,15 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> Settings:
-    """Test settings pointing at the session database."""
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Test settings pointing at the session database (no relay: API tests run no worker)."""
     return Settings(
         environment=Environment.test,
         database_url=database_url,
+        data_dir=tmp_path_factory.mktemp("data"),
         secret_key="test-secret-" + "x" * 32,
         base_url=BASE_URL,
+        relay_after_commit=False,
     )
 
 

@@ -13,6 +13,8 @@ from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.models import IdempotencyRecord
 
 MAX_ATTEMPTS = 4
+AFTER_COMMIT = "careloop_after_commit"
+"""Key in ``session.info`` of a callable run after a successful commit (outbox relay)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ def run_unit_of_work(
                     )
                 )
             session.commit()
+            after_commit = session.info.get(AFTER_COMMIT)
+            if after_commit is not None:
+                after_commit(session)
             return result
         except IntegrityError:
             session.rollback()

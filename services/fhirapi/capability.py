@@ -7,7 +7,17 @@ from typing import Any
 from careloop import __version__
 from careloop.services.store.search import SEARCH_PARAMS, SORTS
 
-CREATABLE = {"Observation", "QuestionnaireResponse"}
+CREATABLE = {
+    "Observation",
+    "QuestionnaireResponse",
+    "CarePlan",
+    "Goal",
+    "CareTeam",
+    "Practitioner",
+    "PractitionerRole",
+    "Consent",
+}
+UPDATABLE = {"CarePlan", "Goal", "CareTeam", "Practitioner", "PractitionerRole", "Consent", "Task"}
 
 
 def capability_statement(fhir_base: str, token_url: str) -> dict[str, Any]:
@@ -17,11 +27,14 @@ def capability_statement(fhir_base: str, token_url: str) -> dict[str, Any]:
         interactions = [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}]
         if rtype in CREATABLE:
             interactions.append({"code": "create"})
+        if rtype in UPDATABLE:
+            interactions.append({"code": "update"})
         entry: dict[str, Any] = {
             "type": rtype,
             "versioning": "versioned",
             "readHistory": False,
             "updateCreate": False,
+            "conditionalUpdate": False,
             "conditionalCreate": rtype in CREATABLE,
             "interaction": interactions,
             "searchParam": [

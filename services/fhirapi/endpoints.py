@@ -18,7 +18,7 @@ from careloop.services.fhirapi.responses import (
     resource_response,
     searchset,
 )
-from careloop.services.fhirapi.writes import create_resource, dumps, process_bundle
+from careloop.services.fhirapi.writes import create_resource, dumps, process_bundle, update_resource
 from careloop.services.store.repository import ResourceStore, StoredResource
 from careloop.services.store.search import SEARCH_PARAMS, SearchError, parse_search, run_search
 
@@ -157,6 +157,35 @@ def create(
     if holder:
         return resource_response(holder[-1], result.status, settings.fhir_base_url)
     return Response(result.body, result.status, media_type="application/fhir+json")
+
+
+@router.put("/{rtype}/{rid}", summary="Update")
+def update(
+    rtype: str,
+    rid: str,
+    body: BodyDep,
+    principal: PrincipalDep,
+    session: SessionDep,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Replace a CarePlan, Goal, CareTeam, Practitioner or PractitionerRole (or a Task's status)."""
+    _known_type(rtype)
+    holder: list[StoredResource] = []
+
+    def work() -> ApiResult:
+        stored = update_resource(session, principal, rtype, rid, body.data, if_match)
+        holder.append(stored)
+        return ApiResult(200, stored.content.encode())
+
+    run_unit_of_work(
+        session,
+        work,
+        tenant_id=principal.tenant_id,
+        client_id=principal.client_id,
+        idempotency_key=None,
+        request_hash=body_hash(body.raw),
+    )
+    return resource_response(holder[-1])
 
 
 __all__ = ["router", "Principal"]

@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import select
 from sqlmodel import Session
 
-from careloop.fhir.identifiers import business_identifier
+from careloop.fhir.identifiers import business_identifier, identifier_kind
 from careloop.fhir.inbound import parse_questionnaire_response
 from careloop.fhir.provenance import map_provenance
 from careloop.fhir.validation import FhirValidationError, validate_resource
@@ -21,10 +21,19 @@ from careloop.services.deps import check_scope
 from careloop.services.patients.models import PatientIdentifier
 from careloop.services.reports.schemas import PatientRef, SymptomReportIn
 from careloop.services.reports.service import ingest_reports
-from careloop.services.store.repository import ResourceStore, StoredResource
+from careloop.services.store.repository import ResourceStore, StoredResource, VersionConflict
+from careloop.workflows.evaluation import readings_created
 
 _P = PatientIdentifier.__table__  # type: ignore[attr-defined]
-WRITABLE = ("QuestionnaireResponse", "Observation")
+MANAGED = ("CarePlan", "Goal", "CareTeam", "Practitioner", "PractitionerRole", "Consent")
+"""Types clinicians' systems write as they are (care plans, goals, care teams, people)."""
+WRITABLE = ("QuestionnaireResponse", "Observation", *MANAGED)
+_PATIENT_ELEMENT = {
+    "CarePlan": "subject",
+    "Goal": "subject",
+    "CareTeam": "subject",
+    "Consent": "patient",
+}
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,7 @@ def create_observation(
         resource["id"], [f"Observation/{resource['id']}"], utcnow(), principal.client_id, patient_id
     )
     stored = store.create_many([resource, provenance])
+    readings_created(session, principal.tenant_id, [resource["id"]])
     return WriteResult(stored[0], True)
 
 
@@ -172,6 +182,87 @@ def _qr_expression(field: str | None) -> str:
     return mapping.get(field or "", "QuestionnaireResponse.item")
 
 
+def _check_patient(
+    session: Session, principal: Principal, rtype: str, resource: dict[str, Any]
+) -> str | None:
+    element = _PATIENT_ELEMENT.get(rtype)
+    if element is None:
+        return None
+    reference = (resource.get(element) or {}).get("reference")
+    return _patient_id(session, principal.tenant_id, reference, f"{rtype}.{element}")
+
+
+def create_managed(
+    session: Session, principal: Principal, rtype: str, body: Any, if_none_exist: str | None
+) -> WriteResult:
+    """Store a CarePlan, Goal, CareTeam, Practitioner or PractitionerRole once."""
+    resource = _validated(body, rtype)
+    patient_id = _check_patient(session, principal, rtype, resource)
+    store = ResourceStore(session, principal.tenant_id)
+    matches = _conditional_matches(store, rtype, if_none_exist, resource)
+    if len(matches) > 1:
+        raise ApiError(412, [Issue("multiple-matches", f"more than one {rtype} matches")])
+    if matches:
+        return WriteResult(matches[0], False)
+    resource["id"] = str(uuid.uuid4())
+    resource.pop("meta", None)
+    resource.setdefault("identifier", []).append(
+        business_identifier(identifier_kind(rtype), resource["id"])
+    )
+    provenance = (
+        map_provenance(
+            resource["id"],
+            [f"{rtype}/{resource['id']}"],
+            utcnow(),
+            principal.client_id,
+            patient_id or "",
+        )
+        if patient_id
+        else None
+    )
+    stored = store.create_many([resource, *([provenance] if provenance else [])])
+    return WriteResult(stored[0], True)
+
+
+def update_managed(
+    session: Session,
+    principal: Principal,
+    rtype: str,
+    rid: str,
+    body: Any,
+    if_match: str | None,
+) -> StoredResource:
+    """Replace a managed resource with a new version (optimistic locking with If-Match)."""
+    check_scope(principal, rtype, "u")
+    if rtype not in MANAGED:
+        raise ApiError(405, [Issue("not-supported", f"{rtype} cannot be updated here")])
+    resource = _validated(body, rtype)
+    if resource.get("id") != rid:
+        raise ApiError.invalid(f"{rtype}.id", "the resource id must match the URL", 400)
+    _check_patient(session, principal, rtype, resource)
+    expected = None
+    if if_match is not None:
+        digits = if_match.strip().removeprefix("W/").strip('"')
+        if not digits.isdigit():
+            raise ApiError.invalid("If-Match", 'If-Match takes an ETag like W/"3"', 400)
+        expected = int(digits)
+    store = ResourceStore(session, principal.tenant_id)
+    current = store.read(rtype, rid)
+    if current is None:
+        raise ApiError.not_found(f"{rtype}/{rid}")
+    kept = [
+        i
+        for i in current.as_dict().get("identifier", [])
+        if str(i.get("system", "")).startswith("https://careloop.io/")
+    ]
+    resource["identifier"] = [*[i for i in resource.get("identifier", []) if i not in kept], *kept]
+    resource.pop("meta", None)
+    try:
+        return store.update(resource, expected)
+    except VersionConflict as exc:
+        raise ApiError(412, [Issue("conflict", str(exc), "If-Match")]) from exc
+
+
 def create_resource(
     session: Session, principal: Principal, rtype: str, body: Any, if_none_exist: str | None
 ) -> WriteResult:
@@ -181,6 +272,8 @@ def create_resource(
         return create_observation(session, principal, body, if_none_exist)
     if rtype == "QuestionnaireResponse":
         return create_questionnaire_response(session, principal, body)
+    if rtype in MANAGED:
+        return create_managed(session, principal, rtype, body, if_none_exist)
     raise ApiError(405, [Issue("not-supported", f"{rtype} cannot be created here")])
 
 
@@ -288,3 +381,51 @@ def process_bundle(
 def dumps(value: dict[str, Any]) -> bytes:
     """Serialise FHIR JSON."""
     return orjson.dumps(value)
+
+
+def update_task_status(
+    session: Session, principal: Principal, rid: str, body: Any
+) -> StoredResource:
+    """A clinician's system moved an alert Task: accepted acknowledges, completed resolves."""
+    from sqlmodel import col
+    from sqlmodel import select as sqlmodel_select
+
+    from careloop.fhir.alerts import ALERT_STATUS
+    from careloop.services.alerts.models import Alert
+    from careloop.services.alerts.service import acknowledge, resolve
+
+    check_scope(principal, "Task", "u")
+    resource = _validated(body, "Task")
+    alert = session.exec(
+        sqlmodel_select(Alert).where(
+            col(Alert.task_id) == rid, col(Alert.tenant_id) == principal.tenant_id
+        )
+    ).first()
+    if alert is None:
+        raise ApiError.not_found(f"Task/{rid}")
+    target = ALERT_STATUS.get(str(resource.get("status")))
+    if target is None:
+        raise ApiError.invalid("Task.status", "careloop Tasks move to accepted or completed")
+    actor = (resource.get("owner") or {}).get("reference") or f"client:{principal.client_id}"
+    if target == "acknowledged":
+        acknowledge(session, principal.tenant_id, alert.id, actor)
+    elif target == "resolved":
+        notes = resource.get("note") or [{}]
+        resolve(session, principal.tenant_id, alert.id, actor, notes[-1].get("text"))
+    stored = ResourceStore(session, principal.tenant_id).read("Task", rid)
+    assert stored is not None
+    return stored
+
+
+def update_resource(
+    session: Session,
+    principal: Principal,
+    rtype: str,
+    rid: str,
+    body: Any,
+    if_match: str | None,
+) -> StoredResource:
+    """PUT: a managed resource's new version, or an alert Task's status change."""
+    if rtype == "Task":
+        return update_task_status(session, principal, rid, body)
+    return update_managed(session, principal, rtype, rid, body, if_match)

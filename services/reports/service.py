@@ -23,6 +23,7 @@ from careloop.services.patients.service import create_patients, find_patients
 from careloop.services.reports.models import SymptomReport
 from careloop.services.reports.schemas import SCORED, SymptomReportIn
 from careloop.services.store.repository import ResourceStore
+from careloop.workflows.evaluation import readings_created
 
 _S = SymptomReport.__table__  # type: ignore[attr-defined]
 CLOCK_SKEW = timedelta(minutes=5)
@@ -184,6 +185,11 @@ def ingest_reports(
     store.create_many(resources)
     if rows:
         session.execute(_S.insert(), rows)
+    readings_created(
+        session,
+        principal.tenant_id,
+        [r["id"] for r in resources if r["resourceType"] == "Observation"],
+    )
     return [o if o is not None else _refused("body", "not processed") for o in outcomes]
 
 

@@ -72,7 +72,28 @@ _DATE_ELEMENTS = {
     "Task": ("authoredOn",),
     "Consent": ("dateTime",),
 }
-_STATUS_TYPES = {"Observation", "Encounter", "QuestionnaireResponse", "Task", "CarePlan", "Goal"}
+_STATUS_TYPES = {
+    "Observation",
+    "Encounter",
+    "QuestionnaireResponse",
+    "Task",
+    "CarePlan",
+    "CareTeam",
+    "Communication",
+    "Consent",
+}
+_REFERENCE_PARAMS = {
+    "Provenance": (("target", "target"),),
+    "Task": (("focus", "focus"), ("owner", "owner")),
+    "Communication": (("about", "about"),),
+    "PractitionerRole": (("practitioner", "practitioner"),),
+}
+
+
+def _references(value: Any) -> Iterator[str]:
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict) and isinstance(item.get("reference"), str):
+            yield item["reference"]
 
 
 def extract_search_values(resource: dict[str, Any]) -> SearchValues:
@@ -104,10 +125,10 @@ def extract_search_values(resource: dict[str, Any]) -> SearchValues:
         values.date_lo, values.date_hi = _period(resource.get("period"))
     elif rtype == "QuestionnaireResponse" and "questionnaire" in resource:
         tokens.append(("questionnaire", "", resource["questionnaire"]))
-    elif rtype == "Provenance":
-        for target in resource.get("target", []):
-            if "reference" in target:
-                tokens.append(("target", "", target["reference"]))
+    elif rtype == "Goal" and "lifecycleStatus" in resource:
+        tokens.append(("lifecycle-status", "", resource["lifecycleStatus"]))
+    for param, element in _REFERENCE_PARAMS.get(rtype, ()):
+        tokens.extend((param, "", ref) for ref in _references(resource.get(element)))
     for name in _DATE_ELEMENTS.get(rtype, ()):
         if name in resource:
             values.date_lo, values.date_hi = _range(resource[name])

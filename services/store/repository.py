@@ -205,6 +205,19 @@ class ResourceStore:
         ).all()
         return [StoredResource(rtype, r.id, r.version_id, r.last_updated, r.content) for r in rows]
 
+    def for_patient(self, rtype: str, patient_id: str) -> list[StoredResource]:
+        """Current resources of ``rtype`` in the patient's compartment, oldest date first."""
+        rows = self.session.execute(
+            select(_R.c.id, _R.c.version_id, _R.c.last_updated, _R.c.content)
+            .where(
+                _R.c.tenant_id == self.tenant_id,
+                _R.c.resource_type == rtype,
+                _R.c.patient_id == patient_id,
+            )
+            .order_by(_R.c.date_lo, _R.c.seq)
+        ).all()
+        return [StoredResource(rtype, r.id, r.version_id, r.last_updated, r.content) for r in rows]
+
     def read_many(self, references: Iterable[str]) -> list[StoredResource]:
         """Current versions of the given ``Type/id`` references that exist."""
         found = []

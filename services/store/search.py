@@ -83,6 +83,52 @@ SEARCH_PARAMS: dict[str, dict[str, ParamSpec]] = {
         "target": ParamSpec(ParamKind.reference, "reference", "target"),
         "recorded": ParamSpec(ParamKind.date, "date"),
     },
+    "CarePlan": {
+        **_COMMON,
+        **_PATIENT_REF,
+        "identifier": ParamSpec(ParamKind.token, "token", "identifier"),
+        "status": ParamSpec(ParamKind.token, "token", "status"),
+    },
+    "Goal": {
+        **_COMMON,
+        **_PATIENT_REF,
+        "identifier": ParamSpec(ParamKind.token, "token", "identifier"),
+        "lifecycle-status": ParamSpec(ParamKind.token, "token", "lifecycle-status"),
+    },
+    "CareTeam": {
+        **_COMMON,
+        **_PATIENT_REF,
+        "identifier": ParamSpec(ParamKind.token, "token", "identifier"),
+        "status": ParamSpec(ParamKind.token, "token", "status"),
+    },
+    "Consent": {
+        **_COMMON,
+        "patient": ParamSpec(ParamKind.patient, "reference"),
+        "identifier": ParamSpec(ParamKind.token, "token", "identifier"),
+        "status": ParamSpec(ParamKind.token, "token", "status"),
+    },
+    "Practitioner": {**_COMMON, "identifier": ParamSpec(ParamKind.token, "token", "identifier")},
+    "PractitionerRole": {
+        **_COMMON,
+        "identifier": ParamSpec(ParamKind.token, "token", "identifier"),
+        "practitioner": ParamSpec(ParamKind.reference, "reference", "practitioner"),
+    },
+    "Task": {
+        **_COMMON,
+        **_PATIENT_REF,
+        "identifier": ParamSpec(ParamKind.token, "token", "identifier"),
+        "status": ParamSpec(ParamKind.token, "token", "status"),
+        "focus": ParamSpec(ParamKind.reference, "reference", "focus"),
+        "owner": ParamSpec(ParamKind.reference, "reference", "owner"),
+    },
+    "Communication": {
+        **_COMMON,
+        **_PATIENT_REF,
+        "identifier": ParamSpec(ParamKind.token, "token", "identifier"),
+        "status": ParamSpec(ParamKind.token, "token", "status"),
+        "about": ParamSpec(ParamKind.reference, "reference", "about"),
+        "sent": ParamSpec(ParamKind.date, "date"),
+    },
 }
 SORTS = {"date", "-date", "_lastUpdated", "-_lastUpdated", "_id"}
 CONTROL_PARAMS = {"_count", "_sort", "_page"}

@@ -38,6 +38,14 @@ def test_metadata_lists_what_is_supported(app_client: Any) -> None:
         "QuestionnaireResponse",
         "Encounter",
         "Provenance",
+        "CarePlan",
+        "Goal",
+        "CareTeam",
+        "Practitioner",
+        "PractitionerRole",
+        "Task",
+        "Communication",
+        "Consent",
     }
     observation_params = {p["name"] for p in resources["Observation"]["searchParam"]}
     assert {"patient", "subject", "code", "category", "date", "_lastUpdated"} <= observation_params

@@ -1,0 +1,825 @@
+"""Ingest benchmark: how many PHQ-9 symptom reports per second careloop turns into FHIR.
+
+Starts careloop as a real server (``careloop serve``, uvicorn workers) on a fresh PostgreSQL
+database, and next to it the bare endpoint of ``bench/bare_app.py`` (same uvicorn, same workers,
+parsing the same body but storing nothing). Then drives load on loopback, one phase at a time:
+
+* ``bare``   ``POST /v1/symptom-reports`` on the bare app: the framework floor;
+* ``single`` ``POST /v1/symptom-reports``: one distinct PHQ-9 report per request;
+* ``batch``  ``POST /v1/symptom-reports/batch``: ``--batch-size`` distinct reports per request.
+
+Every report is distinct (1,000 synthetic patients, distinct effective times in the past), so
+none is a duplicate. Each creates a QuestionnaireResponse, an Observation and a Provenance, plus
+a Patient the first time its patient is seen. Load comes from ``wrk`` with ``bench/ingest.lua``
+when installed (``apt-get install wrk``), else from an asyncio httpx client.
+
+After each careloop phase the Observations stored (the ``total`` of
+``GET /fhir/Observation?_count=0``) are compared with the 201 answers counted by the client.
+The database is dropped and the servers stopped at the end, also on error or Ctrl-C.
+
+    .venv/bin/python bench/ingest.py            # 15 s per phase, 32 connections, 2 workers
+    .venv/bin/python bench/ingest.py --quick    # smoke test, 3 s per phase
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+VENV_BIN = ROOT / ".venv" / "bin"
+LUA_SCRIPT = BENCH / "ingest.lua"
+PG_ADMIN_URL = os.environ.get("CARELOOP_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+HOST = "127.0.0.1"
+PATIENT_SYSTEM = "https://bench.careloop.example/patients"
+RESOURCES_PER_REPORT = 3  # QuestionnaireResponse, Observation, Provenance (+ Patient when new)
+DAY_MS = 86_400_000
+GOAL_SINGLE_REPORTS = 1_000.0
+GOAL_BATCH_RESOURCES = 20_000.0
+
+
+# --------------------------------------------------------------------------------------------
+# Reports
+
+
+def report_body(n: int, patients: int, base_ms: int) -> dict[str, Any]:
+    """Report number ``n``: patient ``n % patients``, effective ``n`` ms before ``base_ms``.
+
+    The same reports ``bench/ingest.lua`` generates, for the httpx fallback.
+    """
+    at = base_ms - n
+    a = n % 4
+    effective = datetime.fromtimestamp(at // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return {
+        "patient": {"system": PATIENT_SYSTEM, "value": f"bench-{n % patients:05d}"},
+        "instrument": "phq-9",
+        "answers": [(a + i) % 4 for i in range(9)],
+        "difficulty": n % 4,
+        "effective": f"{effective}.{at % 1000:03d}Z",
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class PhaseResult:
+    """What one load phase measured, as the client saw it."""
+
+    name: str
+    duration_s: float
+    sent: int
+    answered: int
+    reports_per_request: int
+    status: Counter[int] = field(default_factory=Counter)
+    items: Counter[int] = field(default_factory=Counter)
+    """Per-report status inside batch answers."""
+    errors: dict[str, int] = field(default_factory=dict)
+    """Socket errors and timeouts."""
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    new_patients: int = 0
+    stored_observations: int | None = None
+
+    @property
+    def created(self) -> int:
+        """Reports answered 201 (one per 201 response, or per 201 item of a batch)."""
+        return self.items[201] if self.reports_per_request > 1 else self.status[201]
+
+    @property
+    def non_2xx(self) -> int:
+        """Responses whose status is not 2xx."""
+        return sum(n for code, n in self.status.items() if not 200 <= code < 300)
+
+    @property
+    def items_not_201(self) -> int:
+        """Reports inside batch answers that were not created."""
+        return sum(n for code, n in self.items.items() if code != 201)
+
+    @property
+    def socket_errors(self) -> int:
+        """Connect/read/write errors and timeouts."""
+        return sum(self.errors.values())
+
+    @property
+    def in_flight(self) -> int:
+        """Reports sent but unanswered when the client stopped (the server may still store them)."""
+        return max(0, self.sent - self.answered) * self.reports_per_request
+
+    def rate(self, count: float) -> float:
+        """``count`` per second of the phase."""
+        return count / self.duration_s if self.duration_s > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Servers
+
+
+def free_port() -> int:
+    """A TCP port on loopback nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """A server in a subprocess (its own session), logging to a file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int, logs: Path):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.port = port
+        self.url = f"http://{HOST}:{port}"
+        self.log_path = logs / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server process."""
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Poll ``GET /healthz`` until it answers 200, the process dies or ``timeout_s`` passes."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{self.name} exited with {self.proc.returncode} before it was ready:\n"
+                        + self.log_tail()
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if http.get(f"{self.url}/healthz").status_code == 200:
+                        return
+                if self.log_count("Traceback (most recent call last)"):
+                    # uvicorn's supervisor restarts crashing workers forever: fail now
+                    raise RuntimeError(f"{self.name} failed to start:\n{self.log_tail()}")
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def worker_pids(self) -> list[int]:
+        """The uvicorn worker processes (children running ``spawn_main``)."""
+        if self.proc is None:
+            return []
+        pids: list[int] = []
+        with contextlib.suppress(OSError):
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+            for pid in map(int, children.split()):
+                with contextlib.suppress(OSError):
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if b"spawn_main" in cmdline:
+                        pids.append(pid)
+        return pids or [self.proc.pid]
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM the server (uvicorn stops its workers), SIGKILL its process group if stuck."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the server's log."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join("    " + line for line in text[-lines:])
+
+    def log_count(self, needle: str) -> int:
+        """Lines of the server's log containing ``needle``."""
+        try:
+            return sum(
+                needle in line for line in self.log_path.read_text(errors="replace").split("\n")
+            )
+        except OSError:
+            return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Database
+
+
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database (its SQLAlchemy URL), dropped on exit."""
+    name = f"careloop_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        print(f"dropped database {name}")
+
+
+def pg_version() -> str:
+    """The PostgreSQL server version."""
+    with psycopg.connect(PG_ADMIN_URL) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]).split()[0] if row else "?"
+
+
+# --------------------------------------------------------------------------------------------
+# careloop client set-up and FHIR counts
+
+
+def create_client(env: dict[str, str]) -> tuple[str, str]:
+    """Register the ``bench`` app client; its client_id and client_secret."""
+    out = subprocess.run(
+        [str(VENV_BIN / "careloop"), "clients", "create", "bench", "--scope", "system/*.cruds"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"careloop clients create failed ({out.returncode}):\n{out.stderr}")
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"careloop clients create printed no JSON:\n{out.stdout}")
+    data = orjson.loads(lines[-1])
+    return str(data["client_id"]), str(data["client_secret"])
+
+
+def fetch_token(base_url: str, client_id: str, secret: str) -> str:
+    """A bearer token by the client_credentials grant."""
+    form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+    response = httpx.post(f"{base_url}/oauth/token", data=form, timeout=30)
+    if response.status_code != 200:
+        raise RuntimeError(f"POST /oauth/token: {response.status_code} {response.text}")
+    return str(response.json()["access_token"])
+
+
+def fhir_total(base_url: str, token: str, rtype: str) -> int:
+    """The ``total`` of ``GET /fhir/{rtype}?_count=0``."""
+    response = httpx.get(
+        f"{base_url}/fhir/{rtype}",
+        params={"_count": "0"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"GET /fhir/{rtype}?_count=0: {response.status_code} {response.text}")
+    return int(response.json()["total"])
+
+
+def settled_total(base_url: str, token: str, rtype: str, timeout_s: float = 120.0) -> int:
+    """``fhir_total`` once requests still running on the server have finished (stable twice)."""
+    deadline = time.monotonic() + timeout_s
+    last = fhir_total(base_url, token, rtype)
+    stable = 0
+    while stable < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = fhir_total(base_url, token, rtype)
+        stable = stable + 1 if now == last else 0
+        last = now
+    return last
+
+
+# --------------------------------------------------------------------------------------------
+# Load: wrk
+
+
+@dataclass(frozen=True)
+class Load:
+    """One load phase: where, what, how hard and how long."""
+
+    name: str
+    url: str
+    batch_size: int  # 0: one report per request
+    connections: int
+    duration_s: float
+    token: str | None
+    patients: int
+    base_ms: int
+    timeout_s: float
+    threads: int = 1
+
+    @property
+    def per_request(self) -> int:
+        """Reports in one request."""
+        return max(1, self.batch_size)
+
+
+def run_wrk(load: Load, verbose: bool) -> PhaseResult:
+    """Drive ``load`` with wrk and ``bench/ingest.lua``."""
+    threads = max(1, min(load.threads, load.connections))
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{load.connections}",
+        f"-d{max(1, round(load.duration_s))}s",
+        f"--timeout={load.timeout_s:.0f}s",
+        "--latency",
+        "-s",
+        str(LUA_SCRIPT),
+        load.url,
+        "--",
+        "batch" if load.batch_size else "single",
+        str(load.per_request),
+        str(load.patients),
+        str(load.base_ms),
+        str(threads),
+        load.token or "-",
+    ]
+    out = subprocess.run(
+        argv, capture_output=True, text=True, timeout=load.duration_s + 120, check=False
+    )
+    if verbose:
+        print(out.stdout.replace("BENCH_JSON", "  raw:"), file=sys.stderr)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("BENCH_JSON ")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    data = orjson.loads(lines[-1].removeprefix("BENCH_JSON "))
+    lat = data["latency_us"]
+    return PhaseResult(
+        name=load.name,
+        duration_s=data["duration_us"] / 1e6,
+        sent=int(data["sent"]),
+        answered=int(data["answered"]),
+        reports_per_request=load.per_request,
+        status=Counter({int(k): int(v) for k, v in data["status"].items()}),
+        items=Counter({int(k): int(v) for k, v in data["items"].items()}),
+        errors={k: int(v) for k, v in data["errors"].items() if k != "status" and v},
+        p50_ms=lat["p50"] / 1000,
+        p90_ms=lat["p90"] / 1000,
+        p99_ms=lat["p99"] / 1000,
+        max_ms=lat["max"] / 1000,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Load: asyncio httpx fallback
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """The ``pct`` percentile (nearest rank) of already sorted values; 0 for none."""
+    if not sorted_values:
+        return 0.0
+    rank = max(0, min(len(sorted_values) - 1, round(pct / 100 * len(sorted_values)) - 1))
+    return sorted_values[rank]
+
+
+async def _run_httpx(load: Load) -> PhaseResult:
+    counter = iter(range(sys.maxsize))
+    latencies: list[float] = []
+    status: Counter[int] = Counter()
+    items: Counter[int] = Counter()
+    errors: Counter[str] = Counter()
+    sent = 0
+    headers = {"Content-Type": "application/json"}
+    if load.token:
+        headers["Authorization"] = f"Bearer {load.token}"
+    limits = httpx.Limits(max_connections=load.connections, max_keepalive_connections=None)
+    start = time.perf_counter()
+    deadline = start + load.duration_s
+
+    def body() -> bytes:
+        if load.batch_size:
+            reports = [
+                report_body(next(counter), load.patients, load.base_ms)
+                for _ in range(load.batch_size)
+            ]
+            return orjson.dumps({"reports": reports})
+        return orjson.dumps(report_body(next(counter), load.patients, load.base_ms))
+
+    async def user(http: httpx.AsyncClient) -> None:
+        nonlocal sent
+        while time.perf_counter() < deadline:
+            content = body()
+            sent += 1
+            t0 = time.perf_counter()
+            try:
+                response = await http.post(load.url, content=content, headers=headers)
+            except httpx.TimeoutException:
+                errors["timeout"] += 1
+                continue
+            except httpx.HTTPError:
+                errors["connect"] += 1
+                continue
+            latencies.append(time.perf_counter() - t0)
+            status[response.status_code] += 1
+            if load.batch_size and response.status_code == 200:
+                for result in response.json().get("results", []):
+                    items[int(result["status"])] += 1
+
+    async with httpx.AsyncClient(limits=limits, timeout=load.timeout_s) as http:
+        await asyncio.gather(*(user(http) for _ in range(load.connections)))
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    answered = sum(status.values())
+    return PhaseResult(
+        name=load.name,
+        duration_s=elapsed,
+        sent=answered,  # every request ran to its end: none left in flight
+        answered=answered,
+        reports_per_request=load.per_request,
+        status=status,
+        items=items,
+        errors=dict(errors),
+        p50_ms=percentile(latencies, 50) * 1000,
+        p90_ms=percentile(latencies, 90) * 1000,
+        p99_ms=percentile(latencies, 99) * 1000,
+        max_ms=(latencies[-1] if latencies else 0.0) * 1000,
+    )
+
+
+def run_httpx(load: Load) -> PhaseResult:
+    """Drive ``load`` with ``load.connections`` asyncio httpx clients (when wrk is missing)."""
+    return asyncio.run(_run_httpx(load))
+
+
+# --------------------------------------------------------------------------------------------
+# Profiling (optional)
+
+
+def start_profilers(server: Server, phase: str, duration_s: float, out_dir: Path) -> list[Any]:
+    """``py-spy record`` every worker of ``server`` for the phase (raw, collapsed stacks)."""
+    py_spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
+    if not Path(py_spy).exists():
+        print("py-spy not found (pip install py-spy into .venv): not profiling", file=sys.stderr)
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for pid in server.worker_pids():
+        argv = [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, int(duration_s) - 1)),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out_dir / f"{phase}-{pid}.txt"),
+        ]
+        procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+def wait_profilers(procs: list[Any]) -> None:
+    """Wait for the py-spy processes started by ``start_profilers``."""
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait(5)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def fmt(value: float, digits: int = 0) -> str:
+    """A number with thousands separators."""
+    return f"{value:,.{digits}f}"
+
+
+def print_table(
+    single: PhaseResult, batch: PhaseResult, bare: PhaseResult, args: argparse.Namespace
+) -> None:
+    """The figures, one row per phase."""
+    head = (
+        f"{'phase':<34}{'req/s':>9}{'reports/s':>11}{'FHIR res/s':>12}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'errors':>8}"
+    )
+    print()
+    print(head)
+    print("-" * len(head))
+
+    def row(label: str, r: PhaseResult, reports: bool) -> None:
+        res = r.rate(RESOURCES_PER_REPORT * r.created + r.new_patients)
+        print(
+            f"{label:<34}{fmt(r.rate(r.answered)):>9}"
+            f"{fmt(r.rate(r.created)) if reports else '-':>11}"
+            f"{fmt(res) if reports else '-':>12}"
+            f"{fmt(r.p50_ms, 1):>9}{fmt(r.p99_ms, 1):>9}{r.non_2xx:>9}{r.socket_errors:>8}"
+        )
+
+    row("careloop single  /v1/symptom-reports", single, True)
+    row(f"careloop batch   ({args.batch_size}/request)", batch, True)
+    row("bare parse-only endpoint", bare, False)
+    print("-" * len(head))
+    bare_rate = bare.rate(bare.status[201])
+    ratio = single.rate(single.created) / bare_rate if bare_rate else 0.0
+    print(f"careloop single reports/s / bare requests/s = {ratio:.3f}")
+    single_ok = single.rate(single.created) >= GOAL_SINGLE_REPORTS
+    batch_res = batch.rate(RESOURCES_PER_REPORT * batch.created + batch.new_patients)
+    batch_ok = batch_res >= GOAL_BATCH_RESOURCES
+    print(
+        f"goal single >= {fmt(GOAL_SINGLE_REPORTS)} reports/s: "
+        f"{'met' if single_ok else 'NOT met'}; "
+        f"goal batch >= {fmt(GOAL_BATCH_RESOURCES)} resources/s: {'met' if batch_ok else 'NOT met'}"
+    )
+    print(
+        "FHIR res/s = (3 x reports created + Patients created) / s; "
+        "batch latency is per request of "
+        f"{args.batch_size} reports"
+    )
+
+
+def check(result: PhaseResult) -> list[str]:
+    """Problems in a careloop phase: stored Observations against 201s, non-2xx, errors."""
+    problems = []
+    stored = result.stored_observations
+    created = result.created
+    line = f"{result.name}: {created:,} reports answered 201, {stored:,} Observations stored"
+    if stored is None:
+        problems.append(f"{result.name}: Observations not counted")
+    elif stored == created:
+        print(f"  ok   {line}")
+    elif created <= stored <= created + result.in_flight:
+        print(
+            f"  ok   {line} (+{stored - created} from {result.in_flight} reports still in "
+            "flight when the client stopped)"
+        )
+    else:
+        problems.append(f"MISMATCH {line} ({result.in_flight} reports were in flight)")
+    if result.non_2xx:
+        codes = {c: n for c, n in result.status.items() if not 200 <= c < 300}
+        problems.append(f"{result.name}: {result.non_2xx} non-2xx responses {codes}")
+    if result.items_not_201:
+        codes = {c: n for c, n in result.items.items() if c != 201}
+        problems.append(f"{result.name}: {result.items_not_201} batch items not created {codes}")
+    other_2xx = sum(n for c, n in result.status.items() if 200 <= c < 300 and c != 201)
+    if result.reports_per_request == 1 and other_2xx:
+        problems.append(f"{result.name}: {other_2xx} 2xx answers other than 201 (duplicates?)")
+    if result.socket_errors:
+        problems.append(f"{result.name}: socket errors/timeouts {result.errors}")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(
+        description="Benchmark careloop's symptom-report ingest on PostgreSQL.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per phase")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    parser.add_argument(
+        "--batch-connections",
+        type=int,
+        default=None,
+        help="concurrent connections of the batch phase (default: 2 per worker; a batch "
+        "already carries many reports, more connections only queue)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--batch-size", type=int, default=500, help="reports per batch request")
+    parser.add_argument("--patients", type=int, default=1000, help="synthetic patients")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per server")
+    parser.add_argument("--quick", action="store_true", help="short smoke run (3 s per phase)")
+    parser.add_argument(
+        "--client", choices=["auto", "wrk", "httpx"], default="auto", help="load generator"
+    )
+    parser.add_argument(
+        "--batch-client",
+        choices=["httpx", "wrk"],
+        default="httpx",
+        help="load generator of the batch phase: a batch request lasts seconds and wrk drops "
+        "the requests in flight at its deadline, which undercounts; the httpx client lets them "
+        "finish and times the phase to the last answer (few requests: its overhead is nil)",
+    )
+    parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (-t)")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy record careloop's workers into DIR"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="print wrk's own output")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration = min(args.duration, 3.0)
+        args.warmup = min(args.warmup, 1.0)
+    if args.batch_connections is None:
+        args.batch_connections = min(args.connections, 2 * args.workers)
+    if min(args.connections, args.batch_connections, args.workers, args.batch_size) < 1:
+        parser.error("connections, workers and batch size must be at least 1")
+    if args.client == "wrk" and shutil.which("wrk") is None:
+        parser.error("wrk is not installed (apt-get install -y wrk)")
+    return args
+
+
+def _raise_keyboard_interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when every report was stored and answered 2xx, 1 otherwise."""
+    args = parse_args(argv)
+    use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk") is not None)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+    def drive(load: Load) -> PhaseResult:
+        if use_wrk and not (load.batch_size and args.batch_client == "httpx"):
+            return run_wrk(load, args.verbose)
+        return run_httpx(load)
+
+    servers: list[Server] = []
+    with tempfile.TemporaryDirectory(prefix="careloop-bench-") as tmp, fresh_database() as db_url:
+        logs = Path(tmp)
+        try:
+            cl_port, bare_port = free_port(), free_port()
+            while bare_port == cl_port:
+                bare_port = free_port()
+            env = {
+                **os.environ,
+                "CARELOOP_DATABASE_URL": db_url,
+                "CARELOOP_BASE_URL": f"http://{HOST}:{cl_port}",
+                "CARELOOP_TOKEN_LIFETIME_SECONDS": "3600",
+            }
+            careloop = Server(
+                "careloop",
+                [
+                    str(VENV_BIN / "careloop"),
+                    "serve",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(cl_port),
+                    "--workers",
+                    str(args.workers),
+                ],
+                env,
+                cl_port,
+                logs,
+            )
+            bare = Server(
+                "bare",
+                [
+                    str(VENV_BIN / "uvicorn"),
+                    "bare_app:app",
+                    "--app-dir",
+                    str(BENCH),
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(bare_port),
+                    "--workers",
+                    str(args.workers),
+                    "--log-level",
+                    "info",
+                    "--no-access-log",
+                ],
+                {k: v for k, v in env.items() if not k.startswith("CARELOOP_")},
+                bare_port,
+                logs,
+            )
+            servers = [careloop, bare]
+            for server in servers:
+                server.start()
+            for server in servers:
+                server.wait_ready(60)
+            client_id, secret = create_client(env)
+            token = fetch_token(careloop.url, client_id, secret)
+
+            if not use_wrk:
+                generator = "asyncio httpx (wrk not installed)"
+            elif args.batch_client == "httpx":
+                generator = "wrk + bench/ingest.lua, asyncio httpx for batch"
+            else:
+                generator = "wrk + bench/ingest.lua"
+            print(
+                f"careloop ingest benchmark: PostgreSQL {pg_version()}, {args.workers} workers "
+                f"each, {args.connections} connections ({args.batch_connections} for batch), "
+                f"{args.duration:g} s per phase, {args.patients:,} patients, load: {generator}, "
+                f"{os.cpu_count()} CPUs"
+            )
+            now_ms = (int(time.time()) - 60) * 1000
+
+            def load(
+                name: str, server: Server, path: str, batch: int, conns: int, secs: float, day: int
+            ) -> Load:
+                return Load(
+                    name=name,
+                    url=server.url + path,
+                    batch_size=batch,
+                    connections=conns,
+                    duration_s=secs,
+                    token=token if server is careloop else None,
+                    patients=args.patients,
+                    base_ms=now_ms - day * 30 * DAY_MS,  # 30 days of distinct times per phase
+                    timeout_s=max(60.0, 4 * args.duration),
+                    threads=args.wrk_threads,
+                )
+
+            single_path = "/v1/symptom-reports"
+            if args.warmup > 0:
+                print(f"warm-up {args.warmup:g} s per server ...")
+                drive(load("warm-up", careloop, single_path, 0, args.connections, args.warmup, 0))
+                drive(load("warm-up", bare, single_path, 0, args.connections, args.warmup, 0))
+
+            def careloop_phase(
+                name: str, path: str, batch: int, conns: int, day: int
+            ) -> PhaseResult:
+                obs0 = settled_total(careloop.url, token, "Observation")
+                pat0 = fhir_total(careloop.url, token, "Patient")
+                print(f"{name}: {args.duration:g} s, {conns} connections ...")
+                profilers = (
+                    start_profilers(careloop, name, args.duration, args.profile)
+                    if args.profile
+                    else []
+                )
+                result = drive(load(name, careloop, path, batch, conns, args.duration, day))
+                wait_profilers(profilers)
+                result.stored_observations = (
+                    settled_total(careloop.url, token, "Observation") - obs0
+                )
+                result.new_patients = fhir_total(careloop.url, token, "Patient") - pat0
+                return result
+
+            print(f"bare: {args.duration:g} s, {args.connections} connections ...")
+            bare_result = drive(
+                load("bare", bare, single_path, 0, args.connections, args.duration, 3)
+            )
+            single = careloop_phase("single", single_path, 0, args.connections, 1)
+            batch = careloop_phase(
+                "batch", single_path + "/batch", args.batch_size, args.batch_connections, 2
+            )
+
+            print_table(single, batch, bare_result, args)
+            print("\ncorrectness:")
+            problems = check(single) + check(batch)
+            if bare_result.non_2xx or bare_result.socket_errors:
+                problems.append(
+                    f"bare: {bare_result.non_2xx} non-2xx, socket errors {bare_result.errors}"
+                )
+            logged = careloop.log_count("ERROR")
+            if logged:
+                problems.append(f"careloop logged {logged} ERROR lines:\n{careloop.log_tail(10)}")
+            for problem in problems:
+                print(f"  !!!  {problem}")
+            if not problems:
+                print("  no non-2xx answers, no socket errors, no server errors")
+            if args.profile:
+                print(f"\npy-spy profiles (raw collapsed stacks) in {args.profile}")
+            return 1 if problems else 0
+        except Exception:
+            for server in servers:
+                if server.proc is not None:
+                    print(f"--- {server.name} log tail ---\n{server.log_tail()}", file=sys.stderr)
+            raise
+        finally:
+            for server in servers:
+                server.stop()
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped and database dropped", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""Alerts: lifecycle, notifications, escalation and the inbox API."""

@@ -1,0 +1,183 @@
+"""The in-app inbox: ``/v1/alerts``, acknowledge and resolve; ``/v1/notification-routes``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from sqlmodel import select
+from starlette.responses import Response
+
+from careloop.services.alerts.models import Alert
+from careloop.services.alerts.routes_service import RouteError, add_route
+from careloop.services.alerts.service import acknowledge, alert_json, get_alert, resolve
+from careloop.services.auth.tokens import Principal
+from careloop.services.common.body import RawBody, parse_as, read_json_body
+from careloop.services.common.errors import ApiError
+from careloop.services.common.idempotency import ApiResult, body_hash, run_unit_of_work
+from careloop.services.deps import SessionDep, SettingsDep, require
+
+router = APIRouter(tags=["alerts"])
+BodyDep = Annotated[RawBody, Depends(read_json_body)]
+CanRead = Annotated[Principal, Depends(require("Task", "s"))]
+CanUpdate = Annotated[Principal, Depends(require("Task", "u"))]
+
+
+class AckIn(BaseModel):
+    """Who acknowledges (defaults to the calling client)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: str | None = Field(default=None, max_length=200)
+
+
+class ResolveIn(AckIn):
+    """Who resolves, and a note on the follow-up done."""
+
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class RouteIn(BaseModel):
+    """Where a clinician (``Practitioner/{id}``) or on-call (``oncall``) hears about alerts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: str = Field(min_length=1, max_length=200)
+    channel: Literal["webhook", "email"]
+    address: str = Field(min_length=3, max_length=2000)
+    secret: str | None = Field(default=None, max_length=200)
+    min_severity: Literal["info", "warning", "high", "critical"] = "info"
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status, media_type="application/json")
+
+
+def _optional_body(body: RawBody | None) -> Any:
+    return {} if body is None or body.raw.strip() == b"" else body.data
+
+
+async def _maybe_body(request: Any) -> RawBody | None:
+    if not (await request.body()).strip():
+        return None
+    return await read_json_body(request)
+
+
+@router.get("/v1/alerts", summary="The inbox: alerts of this tenant")
+def list_alerts(
+    principal: CanRead,
+    session: SessionDep,
+    settings: SettingsDep,
+    status: Annotated[Literal["open", "acknowledged", "resolved"] | None, Query()] = None,
+    patient: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Response:
+    """Alerts, newest first, optionally by status and patient (``Patient/{id}``)."""
+    query = select(Alert).where(Alert.tenant_id == principal.tenant_id)
+    if status:
+        query = query.where(Alert.status == status)
+    if patient:
+        query = query.where(Alert.patient_id == patient.removeprefix("Patient/"))
+    alerts = session.exec(query.order_by(Alert.opened_at.desc()).limit(limit)).all()  # type: ignore[attr-defined]
+    return _json({"alerts": [alert_json(a, settings.base_url) for a in alerts]})
+
+
+@router.get("/v1/alerts/{alert_id}", summary="One alert with its explanation")
+def read_alert(
+    alert_id: str, principal: CanRead, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """The alert: rule, values, threshold and where it came from."""
+    return _json(alert_json(get_alert(session, principal.tenant_id, alert_id), settings.base_url))
+
+
+def _lifecycle(
+    session: SessionDep, principal: Principal, settings: SettingsDep, raw: bytes, action: Any
+) -> Response:
+    def work() -> ApiResult:
+        alert = action()
+        return ApiResult(200, orjson.dumps(alert_json(alert, settings.base_url)))
+
+    result = run_unit_of_work(
+        session,
+        work,
+        tenant_id=principal.tenant_id,
+        client_id=principal.client_id,
+        idempotency_key=None,
+        request_hash=body_hash(raw),
+    )
+    return Response(result.body, result.status, media_type="application/json")
+
+
+@router.post("/v1/alerts/{alert_id}/acknowledge", summary="Take ownership of the follow-up")
+def acknowledge_alert(
+    alert_id: str,
+    principal: CanUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: Annotated[RawBody | None, Depends(_maybe_body)],
+) -> Response:
+    """Acknowledge: escalation stops and the Task becomes accepted."""
+    data = parse_as(TypeAdapter(AckIn), _optional_body(body))
+    actor = data.by or f"client:{principal.client_id}"
+    return _lifecycle(
+        session,
+        principal,
+        settings,
+        body.raw if body else b"",
+        lambda: acknowledge(session, principal.tenant_id, alert_id, actor),
+    )
+
+
+@router.post("/v1/alerts/{alert_id}/resolve", summary="Close the alert with a note")
+def resolve_alert(
+    alert_id: str,
+    principal: CanUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: Annotated[RawBody | None, Depends(_maybe_body)],
+) -> Response:
+    """Resolve: the alert closes and its Task completes."""
+    data = parse_as(TypeAdapter(ResolveIn), _optional_body(body))
+    actor = data.by or f"client:{principal.client_id}"
+    return _lifecycle(
+        session,
+        principal,
+        settings,
+        body.raw if body else b"",
+        lambda: resolve(session, principal.tenant_id, alert_id, actor, data.note),
+    )
+
+
+@router.post("/v1/notification-routes", status_code=201, summary="Route alerts somewhere")
+def create_route(
+    body: BodyDep,
+    principal: Annotated[Principal, Depends(require("CareTeam", "u"))],
+    session: SessionDep,
+) -> Response:
+    """Register a webhook or email for a clinician or for on-call; returns the webhook secret."""
+    data = parse_as(TypeAdapter(RouteIn), body.data)
+    try:
+        route = add_route(
+            session,
+            principal.tenant_id,
+            data.recipient,
+            data.channel,
+            data.address,
+            data.secret,
+            data.min_severity,
+        )
+    except RouteError as exc:
+        raise ApiError.invalid(exc.field, exc.message) from exc
+    session.commit()
+    return _json(
+        {
+            "id": route.id,
+            "recipient": route.recipient,
+            "channel": route.channel,
+            "secret": route.secret,
+            "min_severity": route.min_severity,
+        },
+        201,
+    )

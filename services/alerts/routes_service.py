@@ -1,0 +1,61 @@
+"""Registering where clinicians and on-call are notified."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlmodel import Session
+
+from careloop.integrations.channels import generate_webhook_secret
+from careloop.services.alerts.models import NotificationRoute
+from careloop.services.alerts.routing import ONCALL
+from careloop.workflows.rules.program import SEVERITIES
+
+CHANNELS = ("webhook", "email")
+
+
+class RouteError(ValueError):
+    """A route that cannot be registered; ``field`` names the problem."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def add_route(
+    session: Session,
+    tenant_id: str,
+    recipient: str,
+    channel: str,
+    address: str,
+    secret: str | None = None,
+    min_severity: str = "info",
+) -> NotificationRoute:
+    """Register a route; a webhook without a secret gets a fresh ``whsec_`` secret."""
+    if recipient != ONCALL and not recipient.startswith("Practitioner/"):
+        raise RouteError("recipient", "recipient is 'oncall' or Practitioner/{id}")
+    if channel not in CHANNELS:
+        raise RouteError("channel", f"channel is one of {', '.join(CHANNELS)}")
+    if min_severity not in SEVERITIES:
+        raise RouteError("min_severity", f"min_severity is one of {', '.join(SEVERITIES)}")
+    if channel == "webhook":
+        if not address.startswith(("https://", "http://")):
+            raise RouteError("address", "a webhook address is an http(s) URL")
+        if secret is not None and not secret.startswith("whsec_"):
+            raise RouteError("secret", "webhook secrets look like whsec_<base64>")
+        secret = secret or generate_webhook_secret()
+    elif "@" not in address:
+        raise RouteError("address", "an email address is needed")
+    route = NotificationRoute(
+        id=str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        recipient=recipient,
+        channel=channel,
+        address=address,
+        secret=secret if channel == "webhook" else None,
+        min_severity=min_severity,
+    )
+    session.add(route)
+    session.flush()
+    return route

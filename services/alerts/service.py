@@ -1,0 +1,282 @@
+"""The alert lifecycle: open or update once per patient and rule, notify, escalate, close."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlmodel import Session, col, select
+
+from careloop.fhir.alerts import map_alert_task, task_id_for
+from careloop.services.alerts.models import Alert, AlertEvent, Notification
+from careloop.services.alerts.routing import Target, targets_for
+from careloop.services.common.errors import ApiError, Issue
+from careloop.services.db import utcnow
+from careloop.services.settings import Settings
+from careloop.services.store.repository import ResourceStore
+from careloop.workflows.outbox import enqueue
+from careloop.workflows.rules.engine import Firing
+from careloop.workflows.rules.program import severity_rank
+
+DELIVER_TASK = "notification.deliver"
+
+
+def _event(session: Session, alert: Alert, kind: str, actor: str | None, **detail: Any) -> None:
+    session.add(
+        AlertEvent(alert_id=alert.id, kind=kind, actor=actor, detail=orjson.dumps(detail).decode())
+    )
+
+
+def _title(alert: Alert) -> str:
+    return str(orjson.loads(alert.explanation).get("title", alert.rule_id))
+
+
+def _sync_task(store: ResourceStore, alert: Alert, owner: str | None, create: bool) -> None:
+    task = map_alert_task(
+        alert.id,
+        alert.patient_id,
+        alert.observation_id,
+        alert.severity,
+        alert.status,
+        _title(alert),
+        owner,
+        alert.opened_at,
+        alert.updated_at,
+    )
+    if create:
+        store.create_many([task])
+        return
+    current = store.read("Task", task_id_for(alert.id))
+    if current is not None:
+        previous_owner = current.as_dict().get("owner")
+        if owner is None and previous_owner:
+            task["owner"] = previous_owner
+    store.update(task)
+
+
+def _notify(
+    session: Session, alert: Alert, event: str, targets: list[Target], now: datetime
+) -> int:
+    for target in targets:
+        notification = Notification(
+            id=str(uuid.uuid4()),
+            tenant_id=alert.tenant_id,
+            alert_id=alert.id,
+            event=event,
+            channel=target.channel,
+            recipient=target.recipient,
+            address=target.address,
+            secret=target.secret,
+        )
+        session.add(notification)
+        enqueue(session, alert.tenant_id, DELIVER_TASK, {"notification_id": notification.id})
+    if targets:
+        alert.last_notified_at = now
+        _event(
+            session,
+            alert,
+            "notified",
+            None,
+            event=event,
+            recipients=sorted({t.recipient for t in targets}),
+        )
+    return len(targets)
+
+
+def _next_escalation(settings: Settings, severity: str, now: datetime) -> datetime | None:
+    minutes = settings.escalation_minutes(severity)
+    return now + timedelta(minutes=minutes) if minutes is not None else None
+
+
+def apply_firing(
+    session: Session,
+    settings: Settings,
+    tenant_id: str,
+    patient_id: str,
+    firing: Firing,
+    observation_id: str | None,
+    now: datetime | None = None,
+) -> Alert:
+    """Open an alert for ``firing``, or update the unresolved one for the same patient and rule.
+
+    Critical alerts notify every time; others at most once per suppression window.
+    """
+    now = now or utcnow()
+    store = ResourceStore(session, tenant_id)
+    alert = session.exec(
+        select(Alert)
+        .where(
+            Alert.tenant_id == tenant_id,
+            Alert.patient_id == patient_id,
+            Alert.rule_id == firing.rule_id,
+            Alert.status != "resolved",
+        )
+        .with_for_update()
+    ).first()
+    explanation = orjson.dumps(firing.explanation()).decode()
+    if alert is None:
+        alert_id = str(uuid.uuid4())
+        alert = Alert(
+            id=alert_id,
+            tenant_id=tenant_id,
+            patient_id=patient_id,
+            rule_id=firing.rule_id,
+            severity=firing.severity,
+            observation_id=observation_id,
+            explanation=explanation,
+            opened_at=now,
+            updated_at=now,
+            next_escalation_at=_next_escalation(settings, firing.severity, now),
+            task_id=task_id_for(alert_id),
+        )
+        session.add(alert)
+        _event(session, alert, "opened", None, observation=observation_id)
+        targets, owner = targets_for(session, store, patient_id, alert.severity, 0)
+        if firing.severity == "critical" or not _recently_notified(session, settings, alert, now):
+            _notify(session, alert, "opened", targets, now)
+        else:
+            _event(session, alert, "suppressed", None, reason="suppression window")
+        session.flush()
+        _sync_task(store, alert, owner, create=True)
+        return alert
+    raised = severity_rank(firing.severity) > severity_rank(alert.severity)
+    alert.severity = max(alert.severity, firing.severity, key=severity_rank)
+    alert.observation_id = observation_id or alert.observation_id
+    alert.explanation = explanation
+    alert.occurrences += 1
+    alert.updated_at = now
+    if raised and alert.status == "open":
+        alert.next_escalation_at = _next_escalation(settings, alert.severity, now)
+    _event(session, alert, "updated", None, observation=observation_id, raised=raised)
+    if (
+        alert.severity == "critical"
+        or raised
+        or not _recently_notified(session, settings, alert, now)
+    ):
+        targets, _ = targets_for(session, store, patient_id, alert.severity, 0)
+        _notify(session, alert, "updated", targets, now)
+    else:
+        _event(session, alert, "suppressed", None, reason="suppression window")
+    session.add(alert)
+    session.flush()
+    _sync_task(store, alert, None, create=False)
+    return alert
+
+
+def _recently_notified(session: Session, settings: Settings, alert: Alert, now: datetime) -> bool:
+    since = now - timedelta(hours=settings.suppression_hours)
+    if alert.last_notified_at is not None and alert.last_notified_at >= since:
+        return True
+    previous = session.exec(
+        select(Alert).where(
+            Alert.tenant_id == alert.tenant_id,
+            Alert.patient_id == alert.patient_id,
+            Alert.rule_id == alert.rule_id,
+            Alert.id != alert.id,
+            col(Alert.last_notified_at) >= since,
+        )
+    ).first()
+    return previous is not None
+
+
+def get_alert(session: Session, tenant_id: str, alert_id: str, lock: bool = False) -> Alert:
+    """The tenant's alert, or 404."""
+    query = select(Alert).where(Alert.id == alert_id, Alert.tenant_id == tenant_id)
+    alert = session.exec(query.with_for_update() if lock else query).first()
+    if alert is None:
+        raise ApiError.not_found(f"alert {alert_id}")
+    return alert
+
+
+def acknowledge(session: Session, tenant_id: str, alert_id: str, actor: str) -> Alert:
+    """Someone owns the follow-up: escalation stops, the Task is accepted."""
+    alert = get_alert(session, tenant_id, alert_id, lock=True)
+    if alert.status == "resolved":
+        raise ApiError(409, [Issue("business-rule", "the alert is already resolved", "status")])
+    if alert.status == "acknowledged":
+        return alert
+    now = utcnow()
+    alert.status = "acknowledged"
+    alert.acknowledged_by = actor
+    alert.acknowledged_at = now
+    alert.updated_at = now
+    alert.next_escalation_at = None
+    _event(session, alert, "acknowledged", actor)
+    session.add(alert)
+    session.flush()
+    owner = actor if actor.startswith("Practitioner/") else None
+    _sync_task(ResourceStore(session, tenant_id), alert, owner, create=False)
+    return alert
+
+
+def resolve(session: Session, tenant_id: str, alert_id: str, actor: str, note: str | None) -> Alert:
+    """The follow-up is done: the alert closes and its Task completes."""
+    alert = get_alert(session, tenant_id, alert_id, lock=True)
+    if alert.status == "resolved":
+        return alert
+    now = utcnow()
+    if alert.acknowledged_at is None:
+        alert.acknowledged_by, alert.acknowledged_at = actor, now
+    alert.status = "resolved"
+    alert.resolved_by = actor
+    alert.resolved_at = now
+    alert.resolution_note = note
+    alert.updated_at = now
+    alert.next_escalation_at = None
+    _event(session, alert, "resolved", actor)
+    session.add(alert)
+    session.flush()
+    _sync_task(ResourceStore(session, tenant_id), alert, None, create=False)
+    return alert
+
+
+def escalate(session: Session, settings: Settings, alert: Alert, now: datetime) -> None:
+    """Move an unacknowledged alert one step up its chain and set the next due time."""
+    store = ResourceStore(session, alert.tenant_id)
+    alert.escalation_level += 1
+    targets, owner = targets_for(
+        session, store, alert.patient_id, alert.severity, alert.escalation_level
+    )
+    _event(
+        session,
+        alert,
+        "escalated",
+        None,
+        level=alert.escalation_level,
+        recipients=sorted({t.recipient for t in targets}),
+    )
+    _notify(session, alert, "escalated", targets, now)
+    alert.updated_at = now
+    if alert.escalation_level >= settings.max_escalation_levels:
+        alert.next_escalation_at = None
+    else:
+        alert.next_escalation_at = _next_escalation(settings, alert.severity, now)
+    session.add(alert)
+    session.flush()
+    if owner:
+        _sync_task(store, alert, owner, create=False)
+
+
+def alert_json(alert: Alert, base_url: str) -> dict[str, Any]:
+    """The public JSON of an alert (ids and references; the explanation holds no free text)."""
+    return {
+        "id": alert.id,
+        "status": alert.status,
+        "severity": alert.severity,
+        "rule": alert.rule_id,
+        "patient": f"Patient/{alert.patient_id}",
+        "task": f"Task/{alert.task_id}",
+        "observation": f"Observation/{alert.observation_id}" if alert.observation_id else None,
+        "explanation": orjson.loads(alert.explanation),
+        "occurrences": alert.occurrences,
+        "opened_at": alert.opened_at.isoformat(),
+        "updated_at": alert.updated_at.isoformat(),
+        "acknowledged_by": alert.acknowledged_by,
+        "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
+        "resolved_by": alert.resolved_by,
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "escalation_level": alert.escalation_level,
+        "link": f"{base_url.rstrip('/')}/v1/alerts/{alert.id}",
+    }

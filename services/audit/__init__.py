@@ -1,0 +1,1 @@
+"""Audit trail of data leaving careloop and of access."""

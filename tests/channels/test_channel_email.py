@@ -1,0 +1,261 @@
+"""Alert email against a real aiosmtpd server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from careloop.integrations.channels import (
+    DeliveryResult,
+    InvalidAlertEmail,
+    SmtpConfig,
+    build_alert_email,
+    send_alert_email,
+)
+
+SENDER = "careloop alerts <alerts@careloop.example>"
+TO = "dr.synthetic@clinic.example"
+ALERT_ID = "alert-7f3a9c"
+LINK = "https://app.careloop.example/alerts/alert-7f3a9c"
+# Synthetic patient data that exists only here: it is passed to nothing.
+PATIENT_ID = "PAT-SYNTH-4711"
+PATIENT_SCORE = "PHQ-9 score 23"
+WAIT = 5.0
+
+EXPECTED_BODY = (
+    "A critical alert in careloop needs review.\n"
+    "\n"
+    "Open it in careloop (sign-in required):\n"
+    f"{LINK}\n"
+    "\n"
+    f"Alert id: {ALERT_ID}\n"
+    "\n"
+    "This email holds no patient information by design. Do not reply to it.\n"
+)
+
+
+@dataclass
+class Collector:
+    """aiosmtpd handler: records accepted mail, or answers with a configured reply."""
+
+    rcpt_reply: str | None = None
+    data_reply: str | None = None
+    messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.rcpt_reply:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_reply:
+            return self.data_reply
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 Message accepted for delivery"
+
+
+class LoopbackController(Controller):
+    """Serves on a socket bound up front to 127.0.0.1 port 0."""
+
+    def __init__(self, handler: Collector) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        super().__init__(handler, hostname="127.0.0.1", port=self._sock.getsockname()[1])
+
+    def _create_server(self) -> Awaitable[Any]:
+        return self.loop.create_server(self._factory_invoker, sock=self._sock)
+
+
+@dataclass
+class SmtpServer:
+    collector: Collector
+    config: SmtpConfig
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    collector = Collector()
+    controller = LoopbackController(collector)
+    controller.start()  # returns once the server has greeted a probe connection
+    try:
+        yield SmtpServer(collector, SmtpConfig("127.0.0.1", controller.port, SENDER, timeout=WAIT))
+    finally:
+        controller.stop()
+
+
+def _send(config: SmtpConfig, **kwargs: Any) -> DeliveryResult:
+    return send_alert_email(config, TO, ALERT_ID, "critical", LINK, **kwargs)
+
+
+def test_alert_email_arrives_with_only_the_given_fields(smtp: SmtpServer) -> None:
+    result = _send(smtp.config)
+
+    assert result == DeliveryResult(
+        ok=True, retryable=False, status_code=250, error=None, retry_after=None
+    )
+    [(mail_from, rcpt_tos, raw)] = smtp.collector.messages
+    assert mail_from == "alerts@careloop.example"
+    assert rcpt_tos == [TO]
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    assert msg["To"] == TO
+    assert msg["Subject"] == "careloop: critical alert needs review"
+    assert msg["X-Careloop-Alert-Id"] == ALERT_ID
+    body = msg.get_content().replace("\r\n", "\n")  # as received: CRLF line ends
+    assert LINK in body and ALERT_ID in body
+    assert body == EXPECTED_BODY
+    assert PATIENT_ID.encode() not in raw and PATIENT_SCORE.encode() not in raw
+    assert msg.get_content_type() == "text/plain" and not msg.is_multipart()
+
+
+def test_built_message_holds_exactly_the_expected_headers() -> None:
+    msg = build_alert_email(SENDER, TO, ALERT_ID, "critical", LINK)
+
+    assert sorted(msg.keys()) == sorted(
+        [
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "X-Careloop-Alert-Id",
+            "Auto-Submitted",
+            "Content-Type",
+            "Content-Transfer-Encoding",
+            "MIME-Version",
+        ]
+    )
+    assert msg["From"] == SENDER
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg.get_content() == EXPECTED_BODY
+
+
+def test_message_id_is_stable_per_alert_and_recipient() -> None:
+    def message_id(to: str, alert_id: str, notification_id: str | None = None) -> str:
+        msg = build_alert_email(SENDER, to, alert_id, "high", LINK, notification_id=notification_id)
+        return str(msg["Message-ID"])
+
+    first = message_id(TO, ALERT_ID)
+    assert first == message_id(TO.upper(), ALERT_ID)
+    assert first.startswith("<alert-") and first.endswith("@careloop.example>")
+    assert ALERT_ID not in first and "synthetic" not in first
+    assert message_id("other.synthetic@clinic.example", ALERT_ID) != first
+    assert message_id(TO, "alert-other") != first
+    assert message_id(TO, ALERT_ID, "ntf-1") == message_id(TO, ALERT_ID, "ntf-1") != first
+    assert message_id(TO, ALERT_ID, "ntf-2") != message_id(TO, ALERT_ID, "ntf-1")
+
+
+@pytest.mark.parametrize(
+    ("stage", "reply", "retryable"),
+    [
+        ("rcpt", "550 5.1.1 No such user", False),
+        ("rcpt", "451 4.7.1 Greylisted, try again later", True),
+        ("data", "451 4.3.0 Temporary failure", True),
+        ("data", "554 5.7.1 Rejected by policy", False),
+    ],
+)
+def test_smtp_rejections_are_classified_by_code(
+    smtp: SmtpServer, stage: str, reply: str, retryable: bool
+) -> None:
+    setattr(smtp.collector, f"{stage}_reply", reply)
+    code = int(reply[:3])
+
+    result = _send(smtp.config)
+
+    assert result == DeliveryResult(
+        ok=False, retryable=retryable, status_code=code, error=f"smtp-{code}", retry_after=None
+    )
+    assert smtp.collector.messages == []
+
+
+def test_starttls_required_but_not_offered_is_final(smtp: SmtpServer) -> None:
+    config = SmtpConfig(smtp.config.host, smtp.config.port, SENDER, starttls=True, timeout=WAIT)
+    result = _send(config)
+    assert (result.ok, result.retryable, result.error) == (False, False, "smtp-unsupported")
+    assert smtp.collector.messages == []
+
+
+def test_connection_refused_is_retryable() -> None:
+    with socket.socket() as probe:  # bound, never listening: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        config = SmtpConfig("127.0.0.1", probe.getsockname()[1], SENDER, timeout=WAIT)
+        result = _send(config)
+
+    assert result == DeliveryResult(
+        ok=False, retryable=True, status_code=None, error="connection", retry_after=None
+    )
+
+
+def test_server_that_never_greets_times_out() -> None:
+    accepted, release = threading.Event(), threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(WAIT)
+
+        def hold() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                accepted.set()
+                release.wait(WAIT)
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        started = time.monotonic()
+        try:
+            result = _send(SmtpConfig("127.0.0.1", listener.getsockname()[1], SENDER, timeout=0.5))
+        finally:
+            release.set()
+            thread.join(WAIT)
+
+    assert (result.ok, result.retryable, result.error) == (False, True, "timeout")
+    assert accepted.is_set()
+    assert time.monotonic() - started < WAIT
+
+
+@pytest.mark.parametrize(
+    ("field_name", "value"),
+    [
+        ("severity", "Jane Doe"),
+        ("alert_id", f"{PATIENT_ID} {PATIENT_SCORE}"),
+        ("link", "javascript:alert(1)"),
+        ("link", "/alerts/relative"),
+        ("to", "not-an-address"),
+        ("to", "dr@clinic.example\nBcc: spy@elsewhere.example"),
+    ],
+)
+def test_fields_that_could_carry_anything_else_are_refused(
+    smtp: SmtpServer, field_name: str, value: str
+) -> None:
+    fields = {"to": TO, "alert_id": ALERT_ID, "severity": "critical", "link": LINK}
+    fields[field_name] = value
+    with pytest.raises(InvalidAlertEmail) as refused:
+        build_alert_email(SENDER, **fields)
+
+    result = send_alert_email(smtp.config, **fields)
+
+    assert refused.value.reason.startswith("invalid-")
+    assert result == DeliveryResult(
+        ok=False, retryable=False, status_code=None, error=refused.value.reason, retry_after=None
+    )
+    assert smtp.collector.messages == []
+
+
+def test_credentials_require_starttls_and_stay_out_of_repr() -> None:
+    with pytest.raises(ValueError, match="starttls"):
+        SmtpConfig("smtp.example", 587, SENDER, username="u", password="p")
+    with pytest.raises(ValueError, match="together"):
+        SmtpConfig("smtp.example", 587, SENDER, username="u", starttls=True)
+    config = SmtpConfig(
+        "smtp.example", 587, SENDER, username="u", password="hunter2-synthetic", starttls=True
+    )
+    assert "hunter2-synthetic" not in repr(config)

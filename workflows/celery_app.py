@@ -1,0 +1,49 @@
+"""The Celery app: brokers, reliability settings and the beat schedule."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from careloop.services.settings import Settings, get_settings
+
+RELAY_SECONDS = 2.0
+ESCALATION_SECONDS = 15.0
+CHECKIN_SECONDS = 600.0
+
+
+celery_app = Celery("careloop", include=["careloop.workflows.tasks"])
+
+
+def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
+    """Point ``app`` at the broker of ``settings`` (Redis, RabbitMQ or embedded SQLite)."""
+    broker = settings.resolved_broker_url
+    app.close()  # drop connections made for an earlier configuration
+    options: dict[str, object] = {}
+    if broker.startswith(("redis://", "rediss://")):
+        # Nothing waits long in the broker (timers are due times in the database), so this only
+        # needs to exceed a task's run time; a killed worker's tasks come back after it.
+        options["visibility_timeout"] = settings.redis_visibility_timeout
+    app.conf.update(
+        broker_url=broker,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_default_queue="careloop",
+        task_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=options,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "outbox-relay": {"task": "outbox.relay", "schedule": RELAY_SECONDS},
+            "alerts-escalate": {"task": "alerts.escalate_due", "schedule": ESCALATION_SECONDS},
+            "checkins-scan": {"task": "checkins.scan", "schedule": CHECKIN_SECONDS},
+        },
+    )
+    return app
+
+
+configure_celery(get_settings())

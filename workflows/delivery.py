@@ -1,0 +1,171 @@
+"""Delivering one notification through the egress gate, recording every attempt."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlmodel import Session, select
+
+from careloop.fhir.alerts import map_alert_communication
+from careloop.integrations.channels import (
+    DeliveryResult,
+    SmtpConfig,
+    deliver_webhook,
+    send_alert_email,
+)
+from careloop.integrations.egress import Egress, EgressBlocked, send
+from careloop.services.alerts.models import Alert, DeliveryAttempt, Notification
+from careloop.services.alerts.service import alert_json
+from careloop.services.db import utcnow
+from careloop.services.settings import Settings
+from careloop.services.store.repository import ResourceStore
+from careloop.workflows.models import DeadTask
+
+
+def crash_point(name: str) -> None:
+    """Die here, as a killed worker would, when ``CARELOOP_CRASH_AT`` names this point.
+
+    Used by the fault tests that show a killed worker neither loses nor repeats an alert.
+    """
+    if os.environ.get("CARELOOP_CRASH_AT") == name:
+        os._exit(137)
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What became of one delivery call: done, to retry after ``retry_in``, or given up."""
+
+    done: bool
+    retry_in: float | None = None
+
+
+def backoff(attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter, capped at 5 minutes, never sooner than Retry-After."""
+    delay = random.uniform(0.5, 1.0) * min(300.0, 2.0**attempt)
+    return min(300.0, max(delay, retry_after or 0.0))
+
+
+def _payload(notification: Notification, alert: Alert, settings: Settings) -> dict[str, Any]:
+    return {
+        "type": f"alert.{notification.event}",
+        "notification": notification.id,
+        "alert": alert_json(alert, settings.base_url) | {"explanation": None},
+        "severity": alert.severity,
+        "rule": alert.rule_id,
+        "patient": f"Patient/{alert.patient_id}",
+        "task": f"Task/{alert.task_id}",
+        "recipient": notification.recipient,
+    }
+
+
+def _transfer(notification: Notification, alert: Alert, settings: Settings) -> DeliveryResult:
+    if notification.channel == "webhook":
+        return deliver_webhook(
+            notification.address,
+            notification.secret or "",
+            notification.id,
+            _payload(notification, alert, settings),
+        )
+    if notification.channel == "email":
+        if not settings.smtp_host:
+            return DeliveryResult(False, False, None, "smtp-not-configured", None)
+        config = SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_sender,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+        )
+        link = f"{settings.base_url.rstrip('/')}/v1/alerts/{alert.id}"
+        return send_alert_email(
+            config,
+            notification.address,
+            alert.id,
+            alert.severity,
+            link,
+            notification_id=notification.id,
+        )
+    return DeliveryResult(False, False, None, f"unknown-channel-{notification.channel}", None)
+
+
+def deliver_notification(
+    session: Session, settings: Settings, notification_id: str
+) -> DeliveryOutcome:
+    """One delivery attempt of ``notification_id``; safe to call again for the same id.
+
+    The notification row stays locked while sending, so a redelivered task waits and then
+    finds it delivered instead of sending twice.
+    """
+    notification = session.exec(
+        select(Notification).where(Notification.id == notification_id).with_for_update()
+    ).first()
+    if notification is None or notification.status != "pending":
+        return DeliveryOutcome(True)
+    alert = session.get(Alert, notification.alert_id)
+    assert alert is not None
+    egress = Egress(
+        tenant_id=notification.tenant_id,
+        patient_id=alert.patient_id,
+        entities=(f"Task/{alert.task_id}",),
+        channel=notification.channel,
+        destination=notification.address,
+        agent="careloop-worker",
+    )
+    started = time.perf_counter()
+    try:
+        result = send(
+            session, egress, lambda: _transfer(notification, alert, settings), lambda r: r.ok
+        )
+    except EgressBlocked:
+        notification.status = "blocked"
+        session.add(notification)
+        return DeliveryOutcome(True)
+    crash_point("after-send")
+    notification.attempts += 1
+    session.add(
+        DeliveryAttempt(
+            notification_id=notification.id,
+            ok=result.ok,
+            status_code=result.status_code,
+            error=result.error,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+    )
+    if result.ok:
+        now = utcnow()
+        notification.status = "delivered"
+        notification.delivered_at = now
+        communication = map_alert_communication(
+            notification.id,
+            alert.id,
+            alert.patient_id,
+            alert.observation_id,
+            notification.recipient,
+            notification.channel,
+            now,
+            str(orjson.loads(alert.explanation).get("title", alert.rule_id)),
+        )
+        notification.communication_id = communication["id"]
+        ResourceStore(session, notification.tenant_id).create_many([communication])
+        session.add(notification)
+        return DeliveryOutcome(True)
+    if result.retryable and notification.attempts < settings.delivery_max_attempts:
+        session.add(notification)
+        return DeliveryOutcome(False, backoff(notification.attempts, result.retry_after))
+    notification.status = "failed"
+    session.add(notification)
+    session.add(
+        DeadTask(
+            task="notification.deliver",
+            payload=orjson.dumps({"notification_id": notification.id}).decode(),
+            error=f"delivery failed: {result.error or result.status_code}",
+            attempts=notification.attempts,
+        )
+    )
+    return DeliveryOutcome(True)

@@ -1,0 +1,1 @@
+"""Care-plan threshold rules: a care program as data and its evaluation."""

@@ -1,0 +1,117 @@
+"""A care program: threshold rules loaded from TOML data."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PROGRAM = Path(__file__).with_name("default_program.toml")
+SEVERITIES = ("info", "warning", "high", "critical")
+KINDS = (
+    "component-above",
+    "value-tiers",
+    "rise-from-baseline",
+    "consecutive-days-at-most",
+    "missed-checkin",
+    "fhirpath",
+)
+
+
+class ProgramError(ValueError):
+    """A care program file that is not valid."""
+
+
+@dataclass(frozen=True)
+class Tier:
+    """Fires at ``at_least`` with ``severity``."""
+
+    at_least: float
+    severity: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One threshold rule of a care program."""
+
+    id: str
+    kind: str
+    severity: str
+    title: str
+    code: str = ""
+    component: str = ""
+    above: float = 0
+    tiers: tuple[Tier, ...] = ()
+    override: str = ""
+    rise: float = 0
+    at_most: float = 0
+    days: int = 0
+    min_days: float = 0
+    grace_factor: float = 1
+    expression: str = ""
+
+
+@dataclass(frozen=True)
+class Program:
+    """A named list of rules."""
+
+    id: str
+    title: str
+    rules: tuple[Rule, ...] = field(default_factory=tuple)
+
+    def rule(self, rule_id: str) -> Rule | None:
+        """The rule with ``rule_id``."""
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+
+def severity_rank(severity: str) -> int:
+    """Higher is more severe."""
+    return SEVERITIES.index(severity)
+
+
+def _rule(data: dict[str, Any]) -> Rule:
+    try:
+        tiers = tuple(Tier(float(t["at_least"]), str(t["severity"])) for t in data.get("tiers", []))
+        rule = Rule(
+            id=str(data["id"]),
+            kind=str(data["kind"]),
+            severity=str(data.get("severity") or (tiers[0].severity if tiers else "")),
+            title=str(data.get("title", data["id"])),
+            code=str(data.get("code", "")),
+            component=str(data.get("component", "")),
+            above=float(data.get("above", 0)),
+            tiers=tuple(sorted(tiers, key=lambda t: -t.at_least)),
+            override=str(data.get("override", "")),
+            rise=float(data.get("rise", 0)),
+            at_most=float(data.get("at_most", 0)),
+            days=int(data.get("days", 0)),
+            min_days=float(data.get("min_days", 0)),
+            grace_factor=float(data.get("grace_factor", 1)),
+            expression=str(data.get("expression", "")),
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ProgramError(f"rule {data.get('id', '?')}: {exc}") from exc
+    if rule.kind not in KINDS:
+        raise ProgramError(f"rule {rule.id}: unknown kind {rule.kind!r}")
+    for severity in [rule.severity, *(t.severity for t in rule.tiers)]:
+        if severity not in SEVERITIES:
+            raise ProgramError(f"rule {rule.id}: unknown severity {severity!r}")
+    return rule
+
+
+def parse_program(text: str) -> Program:
+    """A program from TOML text."""
+    data = tomllib.loads(text)
+    rules = tuple(_rule(r) for r in data.get("rules", []))
+    ids = [r.id for r in rules]
+    if len(ids) != len(set(ids)):
+        raise ProgramError("rule ids must be unique")
+    return Program(str(data.get("id", "custom")), str(data.get("title", "")), rules)
+
+
+@lru_cache(maxsize=8)
+def load_program(path: Path = DEFAULT_PROGRAM) -> Program:
+    """The care program in ``path`` (default: the shipped depression and anxiety program)."""
+    return parse_program(path.read_text(encoding="utf-8"))
