@@ -105,6 +105,8 @@ class PhaseResult:
     max_ms: float = 0.0
     new_patients: int = 0
     stored_observations: int | None = None
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU used during the phase, in cores (1.0 = one core busy all the time), by group."""
 
     @property
     def created(self) -> int:
@@ -134,6 +136,99 @@ class PhaseResult:
     def rate(self, count: float) -> float:
         """``count`` per second of the phase."""
         return count / self.duration_s if self.duration_s > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# CPU accounting (from /proc: which processes used the machine's cores during a phase)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stats() -> dict[int, tuple[int, str, float]]:
+    """Every process: pid -> (parent pid, command name, CPU seconds used so far)."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        # fields[0] is field 3 of proc(5): ppid is field 4, utime 14, stime 15
+        stats[int(entry.name)] = (
+            int(fields[1]),
+            comm,
+            (int(fields[11]) + int(fields[12])) / CLK_TCK,
+        )
+    return stats
+
+
+def _descendants(stats: dict[int, tuple[int, str, float]], root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _host_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+@dataclass
+class CpuSnapshot:
+    """CPU seconds used so far by each process, and by the machine."""
+
+    at: float
+    procs: dict[int, tuple[int, str, float]]
+    host: tuple[int, int]
+
+    client: float
+    """CPU seconds of this process and its finished children (wrk, py-spy)."""
+
+    @classmethod
+    def take(cls) -> CpuSnapshot:
+        """Now."""
+        t = os.times()
+        client = t.user + t.system + t.children_user + t.children_system
+        return cls(time.monotonic(), _proc_stats(), _host_jiffies(), client)
+
+
+def cpu_used(before: CpuSnapshot, after: CpuSnapshot, server: Server) -> dict[str, float]:
+    """Cores used between the snapshots: the server's workers, its other processes, PostgreSQL,
+    the load generator and everything else (the whole machine minus those)."""
+    seconds = after.at - before.at
+    if seconds <= 0 or server.proc is None:
+        return {}
+    workers = set(server.worker_pids())
+    family = _descendants(after.procs, server.proc.pid)
+    groups = {"workers": 0.0, "server other": 0.0, "postgres": 0.0, "load client": 0.0}
+    for pid, (_, comm, cpu) in after.procs.items():
+        used = cpu - before.procs.get(pid, (0, "", 0.0))[2]
+        if pid in workers:
+            groups["workers"] += used
+        elif pid in family:
+            groups["server other"] += used
+        elif comm.startswith("postgres"):
+            groups["postgres"] += used
+    groups["load client"] = after.client - before.client
+    busy = after.host[0] - before.host[0]
+    total = after.host[1] - before.host[1]
+    cores = os.cpu_count() or 1
+    host_cores = cores * busy / total if total else 0.0
+    result = {name: used / seconds for name, used in groups.items()}
+    result["everything else"] = max(0.0, host_cores - sum(result.values()))
+    result["machine"] = host_cores
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,7 +282,7 @@ class Server:
                 with contextlib.suppress(httpx.HTTPError):
                     if http.get(f"{self.url}/healthz").status_code == 200:
                         return
-                if self.log_count("Traceback (most recent call last)"):
+                if self.log_lines("Traceback (most recent call last)"):
                     # uvicorn's supervisor restarts crashing workers forever: fail now
                     raise RuntimeError(f"{self.name} failed to start:\n{self.log_tail()}")
                 time.sleep(0.2)
@@ -228,14 +323,13 @@ class Server:
             return "(no log)"
         return "\n".join("    " + line for line in text[-lines:])
 
-    def log_count(self, needle: str) -> int:
+    def log_lines(self, needle: str) -> list[str]:
         """Lines of the server's log containing ``needle``."""
         try:
-            return sum(
-                needle in line for line in self.log_path.read_text(errors="replace").split("\n")
-            )
+            text = self.log_path.read_text(errors="replace")
         except OSError:
-            return 0
+            return []
+        return [line for line in text.split("\n") if needle in line]
 
 
 # --------------------------------------------------------------------------------------------
@@ -562,6 +656,14 @@ def print_table(
         f"{'met' if single_ok else 'NOT met'}; "
         f"goal batch >= {fmt(GOAL_BATCH_RESOURCES)} resources/s: {'met' if batch_ok else 'NOT met'}"
     )
+    groups = ["workers", "server other", "postgres", "load client", "everything else", "machine"]
+    print(
+        f"\nCPU during each phase, in cores of {os.cpu_count()} (server other: careloop's "
+        "embedded task worker and supervisor)"
+    )
+    print(f"{'phase':<10}" + "".join(f"{g:>16}" for g in groups))
+    for r in (single, batch, bare):
+        print(f"{r.name:<10}" + "".join(f"{r.cpu.get(g, 0.0):>16.2f}" for g in groups))
     print(
         "FHIR res/s = (3 x reports created + Patients created) / s; "
         "batch latency is per request of "
@@ -680,6 +782,8 @@ def main(argv: list[str] | None = None) -> int:
                 "CARELOOP_DATABASE_URL": db_url,
                 "CARELOOP_BASE_URL": f"http://{HOST}:{cl_port}",
                 "CARELOOP_TOKEN_LIFETIME_SECONDS": "3600",
+                # the embedded task broker (SQLite) and anything else on disk: a scratch dir
+                "CARELOOP_DATA_DIR": str(logs / "data"),
             }
             careloop = Server(
                 "careloop",
@@ -736,7 +840,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"careloop ingest benchmark: PostgreSQL {pg_version()}, {args.workers} workers "
                 f"each, {args.connections} connections ({args.batch_connections} for batch), "
                 f"{args.duration:g} s per phase, {args.patients:,} patients, load: {generator}, "
-                f"{os.cpu_count()} CPUs"
+                f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start"
             )
             now_ms = (int(time.time()) - 60) * 1000
 
@@ -773,7 +877,9 @@ def main(argv: list[str] | None = None) -> int:
                     if args.profile
                     else []
                 )
+                before = CpuSnapshot.take()
                 result = drive(load(name, careloop, path, batch, conns, args.duration, day))
+                result.cpu = cpu_used(before, CpuSnapshot.take(), careloop)
                 wait_profilers(profilers)
                 result.stored_observations = (
                     settled_total(careloop.url, token, "Observation") - obs0
@@ -782,9 +888,11 @@ def main(argv: list[str] | None = None) -> int:
                 return result
 
             print(f"bare: {args.duration:g} s, {args.connections} connections ...")
+            before = CpuSnapshot.take()
             bare_result = drive(
                 load("bare", bare, single_path, 0, args.connections, args.duration, 3)
             )
+            bare_result.cpu = cpu_used(before, CpuSnapshot.take(), bare)
             single = careloop_phase("single", single_path, 0, args.connections, 1)
             batch = careloop_phase(
                 "batch", single_path + "/batch", args.batch_size, args.batch_connections, 2
@@ -797,9 +905,10 @@ def main(argv: list[str] | None = None) -> int:
                 problems.append(
                     f"bare: {bare_result.non_2xx} non-2xx, socket errors {bare_result.errors}"
                 )
-            logged = careloop.log_count("ERROR")
+            logged = careloop.log_lines("ERROR") + careloop.log_lines("Traceback")
             if logged:
-                problems.append(f"careloop logged {logged} ERROR lines:\n{careloop.log_tail(10)}")
+                shown = "\n".join(f"       {line[:300]}" for line in logged[:10])
+                problems.append(f"careloop logged {len(logged)} ERROR/Traceback lines:\n{shown}")
             for problem in problems:
                 print(f"  !!!  {problem}")
             if not problems:

@@ -26,6 +26,7 @@ IDENTIFIER_KINDS = frozenset(
         "care-team",
         "practitioner",
         "practitioner-role",
+        "consent",
     }
 )
 

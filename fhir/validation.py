@@ -103,6 +103,9 @@ _REQUIRED_CODES: dict[str, dict[str, frozenset[str]]] = {
             " instance-order option".split()
         ),
     },
+    "Consent": {
+        "status": frozenset("draft proposed active rejected inactive entered-in-error".split())
+    },
     "Communication": {
         "status": frozenset(
             "preparation in-progress not-done on-hold stopped completed entered-in-error"

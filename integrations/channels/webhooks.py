@@ -143,9 +143,8 @@ def deliver_webhook(
     try:
         headers = sign_webhook(secret, msg_id, int(time.time()), body)
     except InvalidWebhookInput as exc:
-        result = DeliveryResult.failed(exc.reason, retryable=False)
         log.warning("webhook not sent: %s", exc.reason)
-        return result
+        return DeliveryResult.failed(exc.reason, retryable=False)
     headers["content-type"] = "application/json"
     headers["user-agent"] = USER_AGENT
     if client is None:

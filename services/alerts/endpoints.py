@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from sqlmodel import select
 from starlette.responses import Response
@@ -59,7 +59,7 @@ def _optional_body(body: RawBody | None) -> Any:
     return {} if body is None or body.raw.strip() == b"" else body.data
 
 
-async def _maybe_body(request: Any) -> RawBody | None:
+async def _maybe_body(request: Request) -> RawBody | None:
     if not (await request.body()).strip():
         return None
     return await read_json_body(request)

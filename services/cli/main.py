@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from careloop.services.cli.workers import beat, start_embedded_worker, worker
 from careloop.services.db import get_engine, session_scope
 from careloop.services.migrate import upgrade
 from careloop.services.settings import get_settings
@@ -17,7 +18,13 @@ app = typer.Typer(
     help="careloop: symptom reports and telehealth in, FHIR R4 out.", no_args_is_help=True
 )
 clients = typer.Typer(help="App clients (OAuth client_credentials).", no_args_is_help=True)
+notify = typer.Typer(help="Where alerts go.", no_args_is_help=True)
+tasks = typer.Typer(help="Background tasks: dead letters and replay.", no_args_is_help=True)
 app.add_typer(clients, name="clients")
+app.add_typer(notify, name="notify")
+app.add_typer(tasks, name="tasks")
+app.command()(worker)
+app.command()(beat)
 
 
 @app.command()
@@ -38,15 +45,21 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     upgrade(get_engine())
-    uvicorn.run(
-        "careloop.services.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        access_log=False,
-    )
+    embedded = None if get_settings().broker_url else start_embedded_worker()
+    try:
+        uvicorn.run(
+            "careloop.services.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            access_log=False,
+        )
+    finally:
+        if embedded is not None:
+            embedded.terminate()
+            embedded.wait(timeout=30)
 
 
 @clients.command("create")
@@ -79,6 +92,71 @@ def create_client_cmd(
         "token_url": get_settings().base_url.rstrip("/") + "/oauth/token",
     }
     typer.echo(json.dumps(out))
+
+
+@notify.command("add-webhook")
+def add_webhook(
+    url: str,
+    secret: Annotated[
+        str | None, typer.Option(help="whsec_... secret; generated if absent.")
+    ] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant (organization) name.")] = "default",
+    min_severity: Annotated[str, typer.Option(help="info, warning, high or critical.")] = "info",
+) -> None:
+    """Send all of a tenant's alerts to a webhook (the on-call channel)."""
+    from careloop.services.alerts.routes_service import RouteError, add_route
+    from careloop.services.tenancy.service import get_or_create_tenant
+
+    upgrade(get_engine())
+    try:
+        with session_scope() as session:
+            tenant_id = get_or_create_tenant(session, tenant).id
+            route = add_route(session, tenant_id, "oncall", "webhook", url, secret, min_severity)
+            out = {"id": route.id, "tenant": tenant_id, "url": url, "secret": route.secret}
+    except RouteError as exc:
+        typer.echo(f"{exc.field}: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(out))
+
+
+@tasks.command("dead")
+def dead_tasks() -> None:
+    """List tasks that failed their last try (ids and error classes only)."""
+    from sqlmodel import select
+
+    from careloop.workflows.models import DeadTask
+
+    upgrade(get_engine())
+    with session_scope() as session:
+        rows = session.exec(select(DeadTask).where(DeadTask.replayed_at == None)).all()  # noqa: E711
+        for row in rows:
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": row.id,
+                        "task": row.task,
+                        "payload": json.loads(row.payload),
+                        "error": row.error,
+                        "attempts": row.attempts,
+                        "failed_at": row.failed_at.isoformat(),
+                    }
+                )
+            )
+
+
+@tasks.command("replay")
+def replay_task(dead_id: int) -> None:
+    """Run a dead task again (after fixing its cause)."""
+    from careloop.workflows.deadletter import DeadTaskError, replay
+
+    upgrade(get_engine())
+    try:
+        with session_scope() as session:
+            replay(session, dead_id)
+    except DeadTaskError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps({"replayed": dead_id}))
 
 
 def main() -> None:

@@ -1,0 +1,72 @@
+"""``careloop worker`` and ``careloop beat``, and the embedded worker ``careloop serve`` starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+from careloop.services.settings import Settings, get_settings
+
+
+def _tune_embedded_broker(settings: Settings) -> None:
+    # kombu's SQLAlchemy transport polls its queue table once a second by default, too slow for
+    # alerts; it hands broker_transport_options to create_engine, so the interval is set here.
+    if settings.resolved_broker_url.startswith("sqla+"):
+        from kombu.transport import sqlalchemy as sqla_transport
+
+        sqla_transport.Transport.polling_interval = 0.05
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Tasks run at once.")] = 4,
+    pool: Annotated[str, typer.Option(help="prefork, threads or solo.")] = "threads",
+    beat: Annotated[
+        bool, typer.Option(help="Also run the beat scheduler in this process.")
+    ] = False,
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker on CARELOOP_BROKER_URL (or the embedded SQLite broker)."""
+    from careloop.workflows.celery_app import celery_app
+
+    settings = get_settings()
+    _tune_embedded_broker(settings)
+    argv = [
+        "worker",
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
+        f"--loglevel={loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+        "-Q",
+        "careloop",
+    ]
+    if beat:
+        argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
+    celery_app.worker_main(argv)
+
+
+def beat(loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO") -> None:
+    """Run the beat scheduler: outbox relay, escalations and missed check-ins."""
+    from careloop.workflows.celery_app import celery_app
+
+    settings = get_settings()
+    _tune_embedded_broker(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    celery_app.start(
+        [
+            "beat",
+            f"--loglevel={loglevel}",
+            f"--schedule={settings.data_dir / 'celerybeat-schedule'}",
+        ]
+    )
+
+
+def start_embedded_worker() -> subprocess.Popen[bytes]:
+    """Start a worker with beat on the embedded broker, as a child process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "careloop.services.cli", "worker", "--beat", "--pool", "threads"]
+    )

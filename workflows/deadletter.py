@@ -1,0 +1,36 @@
+"""Replaying dead tasks through the outbox, so a replay is as reliable as the first run."""
+
+from __future__ import annotations
+
+import orjson
+from sqlmodel import Session
+
+from careloop.services.alerts.models import Notification
+from careloop.services.db import utcnow
+from careloop.workflows.models import DeadTask
+from careloop.workflows.outbox import enqueue
+
+
+class DeadTaskError(ValueError):
+    """No such dead task, or it was replayed already."""
+
+
+def replay(session: Session, dead_id: int) -> None:
+    """Queue the dead task again; a failed notification becomes pending with fresh attempts."""
+    dead = session.get(DeadTask, dead_id, with_for_update=True)
+    if dead is None:
+        raise DeadTaskError(f"no dead task {dead_id}")
+    if dead.replayed_at is not None:
+        raise DeadTaskError(f"dead task {dead_id} was replayed at {dead.replayed_at.isoformat()}")
+    payload = orjson.loads(dead.payload)
+    tenant_id = str(payload.get("tenant_id", ""))
+    if dead.task == "notification.deliver":
+        notification = session.get(Notification, payload["notification_id"], with_for_update=True)
+        if notification is not None and notification.status == "failed":
+            notification.status = "pending"
+            notification.attempts = 0
+            tenant_id = notification.tenant_id
+            session.add(notification)
+    enqueue(session, tenant_id, dead.task, payload)
+    dead.replayed_at = utcnow()
+    session.add(dead)
