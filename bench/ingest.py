@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -282,7 +283,7 @@ class Server:
                 with contextlib.suppress(httpx.HTTPError):
                     if http.get(f"{self.url}/healthz").status_code == 200:
                         return
-                if self.log_lines("Traceback (most recent call last)"):
+                if self.log_lines(r"^Traceback \(most recent call last\)"):
                     # uvicorn's supervisor restarts crashing workers forever: fail now
                     raise RuntimeError(f"{self.name} failed to start:\n{self.log_tail()}")
                 time.sleep(0.2)
@@ -323,13 +324,13 @@ class Server:
             return "(no log)"
         return "\n".join("    " + line for line in text[-lines:])
 
-    def log_lines(self, needle: str) -> list[str]:
-        """Lines of the server's log containing ``needle``."""
+    def log_lines(self, pattern: str) -> list[str]:
+        """Lines of the server's log matching the regular expression ``pattern``."""
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return []
-        return [line for line in text.split("\n") if needle in line]
+        return [line for line in text.split("\n") if re.search(pattern, line)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -574,7 +575,9 @@ def run_httpx(load: Load) -> PhaseResult:
 # Profiling (optional)
 
 
-def start_profilers(server: Server, phase: str, duration_s: float, out_dir: Path) -> list[Any]:
+def start_profilers(
+    server: Server, phase: str, duration_s: float, out_dir: Path, gil: bool
+) -> list[Any]:
     """``py-spy record`` every worker of ``server`` for the phase (raw, collapsed stacks)."""
     py_spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
     if not Path(py_spy).exists():
@@ -596,6 +599,7 @@ def start_profilers(server: Server, phase: str, duration_s: float, out_dir: Path
             "raw",
             "--output",
             str(out_dir / f"{phase}-{pid}.txt"),
+            *(["--gil"] if gil else []),
         ]
         procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return procs
@@ -635,7 +639,7 @@ def print_table(
     def row(label: str, r: PhaseResult, reports: bool) -> None:
         res = r.rate(RESOURCES_PER_REPORT * r.created + r.new_patients)
         print(
-            f"{label:<34}{fmt(r.rate(r.answered)):>9}"
+            f"{label:<34}{fmt(r.rate(r.answered), 0 if r.rate(r.answered) >= 10 else 2):>9}"
             f"{fmt(r.rate(r.created)) if reports else '-':>11}"
             f"{fmt(res) if reports else '-':>12}"
             f"{fmt(r.p50_ms, 1):>9}{fmt(r.p99_ms, 1):>9}{r.non_2xx:>9}{r.socket_errors:>8}"
@@ -741,6 +745,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy record careloop's workers into DIR"
     )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only the thread holding the GIL (CPU, not wall time)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="CARELOOP_X=VALUE",
+        help="extra setting for careloop's server, e.g. CARELOOP_RELAY_AFTER_COMMIT=false "
+        "(repeatable)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print wrk's own output")
     args = parser.parse_args(argv)
     if args.quick:
@@ -750,6 +767,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.batch_connections = min(args.connections, 2 * args.workers)
     if min(args.connections, args.batch_connections, args.workers, args.batch_size) < 1:
         parser.error("connections, workers and batch size must be at least 1")
+    for item in args.env:
+        if "=" not in item or not item.startswith("CARELOOP_"):
+            parser.error(f"--env takes CARELOOP_NAME=VALUE, not {item!r}")
     if args.client == "wrk" and shutil.which("wrk") is None:
         parser.error("wrk is not installed (apt-get install -y wrk)")
     return args
@@ -784,6 +804,7 @@ def main(argv: list[str] | None = None) -> int:
                 "CARELOOP_TOKEN_LIFETIME_SECONDS": "3600",
                 # the embedded task broker (SQLite) and anything else on disk: a scratch dir
                 "CARELOOP_DATA_DIR": str(logs / "data"),
+                **dict(item.split("=", 1) for item in args.env),
             }
             careloop = Server(
                 "careloop",
@@ -842,6 +863,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.duration:g} s per phase, {args.patients:,} patients, load: {generator}, "
                 f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start"
             )
+            if args.env:
+                print(f"careloop settings: {' '.join(args.env)}")
             now_ms = (int(time.time()) - 60) * 1000
 
             def load(
@@ -873,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
                 pat0 = fhir_total(careloop.url, token, "Patient")
                 print(f"{name}: {args.duration:g} s, {conns} connections ...")
                 profilers = (
-                    start_profilers(careloop, name, args.duration, args.profile)
+                    start_profilers(careloop, name, args.duration, args.profile, args.profile_gil)
                     if args.profile
                     else []
                 )
@@ -905,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
                 problems.append(
                     f"bare: {bare_result.non_2xx} non-2xx, socket errors {bare_result.errors}"
                 )
-            logged = careloop.log_lines("ERROR") + careloop.log_lines("Traceback")
+            logged = careloop.log_lines(r"\bERROR\b|\bCRITICAL\b|^Traceback")
             if logged:
                 shown = "\n".join(f"       {line[:300]}" for line in logged[:10])
                 problems.append(f"careloop logged {len(logged)} ERROR/Traceback lines:\n{shown}")

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     """SQLAlchemy URL; empty means a SQLite file under ``data_dir``."""
     broker_url: str = ""
     """Celery broker (redis:// or amqp://); empty means the embedded SQLite-backed broker."""
+    queue: str = "careloop"
+    """Celery queue name (separate deployments sharing a broker use separate queues)."""
     redis_visibility_timeout: int = 300
     relay_after_commit: bool = True
     """Publish outbox work right after each commit (beat's relay catches anything missed)."""

@@ -18,18 +18,24 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
     """Point ``app`` at the broker of ``settings`` (Redis, RabbitMQ or embedded SQLite)."""
     broker = settings.resolved_broker_url
     app.close()  # drop connections made for an earlier configuration
+    app.__dict__.pop("amqp", None)  # and the queue routing and producers cached with it
     options: dict[str, object] = {}
     if broker.startswith(("redis://", "rediss://")):
         # Nothing waits long in the broker (timers are due times in the database), so this only
         # needs to exceed a task's run time; a killed worker's tasks come back after it.
         options["visibility_timeout"] = settings.redis_visibility_timeout
+        # kombu sweeps for unacknowledged messages of dead workers every interval x throttle
+        # seconds (100 s by default); sweep every few seconds so a lost task comes back soon
+        # after its visibility timeout.
+        options["unacked_restore_interval"] = max(1, min(10, settings.redis_visibility_timeout))
+        options["unacked_restore_throttle"] = 1
     app.conf.update(
         broker_url=broker,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
-        task_default_queue="careloop",
+        task_default_queue=settings.queue,
         task_serializer="json",
         accept_content=["json"],
         timezone="UTC",

@@ -42,7 +42,7 @@ def worker(
         "--without-gossip",
         "--without-mingle",
         "-Q",
-        "careloop",
+        settings.queue,
     ]
     if beat:
         argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]

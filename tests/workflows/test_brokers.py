@@ -1,0 +1,219 @@
+"""The workflows on the real brokers: Redis and RabbitMQ, real workers, a real receiver.
+
+A threshold-crossing report posted to the API reaches a signed webhook through the outbox, the
+broker and a worker; and a worker killed at the worst moments neither loses nor repeats the alert.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from conftest import BASE_URL, _drop_pg_database, _pg_database, make_caller, phq9
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import select
+from webhook_receiver import Receiver, webhook_receiver
+
+from careloop.integrations.channels import generate_webhook_secret
+from careloop.services.alerts.models import Alert, Notification
+from careloop.services.alerts.routes_service import add_route
+from careloop.services.app import create_app
+from careloop.services.db import make_engine, session_scope
+from careloop.services.migrate import upgrade
+from careloop.services.settings import Environment, Settings
+from careloop.services.tenancy.service import get_or_create_tenant
+from careloop.workflows import runtime
+from careloop.workflows.celery_app import celery_app, configure_celery
+
+BROKERS = {
+    "redis": "redis://127.0.0.1:6379/0",
+    "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//",
+}
+ITEM9 = [0, 0, 0, 0, 0, 0, 0, 0, 2]
+# One queue per test process: parallel test runs share the brokers.
+QUEUE = f"careloop-test-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this module's own (workers in other processes reach it)."""
+    name = (
+        f"careloop_brokers_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{secrets.token_hex(4)}"
+    )
+    url = _pg_database(name)
+    engine = make_engine(url, pool_size=2)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    _drop_pg_database(name)
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def broker_settings(
+    request: pytest.FixtureRequest, pg_url: str, tmp_path: Path
+) -> Iterator[Settings]:
+    """Settings on one real broker, with a queue of this test's own."""
+    settings = Settings(
+        environment=Environment.test,
+        database_url=pg_url,
+        broker_url=BROKERS[request.param],
+        queue=QUEUE,
+        data_dir=tmp_path,
+        secret_key="test-secret-" + "x" * 32,
+        base_url=BASE_URL,
+        redis_visibility_timeout=3,
+    )
+    configure_celery(settings)
+    yield settings
+    celery_app.close()
+
+
+@pytest.fixture
+def engine(broker_settings: Settings) -> Iterator[Engine]:
+    """The engine for the module database."""
+    eng = make_engine(broker_settings.resolved_database_url, pool_size=5)
+    runtime.configure(broker_settings, eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def api(broker_settings: Settings, engine: Engine) -> Iterator[TestClient]:
+    """The API, relaying outbox work to the broker after each commit."""
+    with TestClient(create_app(broker_settings, engine), base_url=BASE_URL) as client:
+        yield client
+
+
+def _route_oncall(engine: Engine, tenant: str, receiver: Receiver) -> None:
+    with session_scope(engine) as session:
+        tenant_id = get_or_create_tenant(session, tenant).id
+        add_route(session, tenant_id, "oncall", "webhook", receiver.url, receiver.secret)
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll a database condition until it holds (bounded), as a clinician's screen would."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_report_to_signed_webhook_through_the_broker(api: TestClient, engine: Engine) -> None:
+    caller = make_caller(api, engine)
+    with (
+        webhook_receiver(generate_webhook_secret()) as receiver,
+        start_worker(
+            celery_app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"
+        ),
+    ):
+        _route_oncall(engine, caller.tenant, receiver)
+        response = caller.post("/v1/symptom-reports", json=phq9("br-1", ITEM9))
+        assert response.status_code == 201
+        [delivery] = receiver.wait_for(1)
+    assert delivery["body"]["severity"] == "critical"
+    assert delivery["body"]["rule"] == "phq9-item9"
+    assert delivery["body"]["patient"] == response.json()["patient"]
+
+
+def _worker(
+    settings: Settings, crash_at: str | None, beat: bool = False
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CARELOOP_DATABASE_URL": settings.resolved_database_url,
+        "CARELOOP_BROKER_URL": settings.broker_url,
+        "CARELOOP_QUEUE": settings.queue,
+        "CARELOOP_DATA_DIR": str(settings.data_dir),
+        "CARELOOP_ENVIRONMENT": "test",
+        "CARELOOP_SECRET_KEY": settings.secret_key,
+        "CARELOOP_BASE_URL": settings.base_url,
+        "CARELOOP_REDIS_VISIBILITY_TIMEOUT": str(settings.redis_visibility_timeout),
+    }
+    env.pop("CARELOOP_CRASH_AT", None)
+    if crash_at:
+        env["CARELOOP_CRASH_AT"] = crash_at
+    args = [
+        sys.executable,
+        "-m",
+        "careloop.services.cli",
+        "worker",
+        "--pool",
+        "solo",
+        "--concurrency",
+        "1",
+        "--loglevel",
+        "WARNING",
+    ]
+    if beat:
+        args.append("--beat")
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    "crash_at", ["after-send", "after-deliver-commit", "after-evaluate-commit"]
+)
+def test_a_killed_worker_neither_loses_nor_repeats_the_alert(
+    broker_settings: Settings, engine: Engine, crash_at: str
+) -> None:
+    settings = broker_settings.model_copy(update={"relay_after_commit": True})
+    with TestClient(create_app(settings, engine), base_url=BASE_URL) as api:
+        caller = make_caller(api, engine)
+        with webhook_receiver(generate_webhook_secret()) as receiver:
+            _route_oncall(engine, caller.tenant, receiver)
+            doomed = _worker(settings, crash_at)
+            try:
+                assert (
+                    caller.post("/v1/symptom-reports", json=phq9("kw-1", ITEM9)).status_code == 201
+                )
+                assert doomed.wait(timeout=60) == 137, "the worker should die at the crash point"
+                survivor = _worker(settings, None, beat=True)
+                try:
+                    _wait(lambda: _delivered(engine, caller.tenant))
+                    if crash_at != "after-send":
+                        receiver.wait_for(1)
+                finally:
+                    _stop(survivor)
+            finally:
+                _stop(doomed)
+            with session_scope(engine) as session:
+                alerts = _tenant_rows(session, Alert, caller.tenant)
+                notifications = _tenant_rows(session, Notification, caller.tenant)
+            assert len(alerts) == 1
+            assert len(notifications) == 1 and notifications[0].status == "delivered"
+            # A receiver deduplicates on webhook-id (Standard Webhooks): exactly one alert reached
+            # it. Only a crash between sending and recording can make it see the id twice.
+            assert receiver.unique_ids() == {notifications[0].id}
+            if crash_at != "after-send":
+                assert len(receiver.deliveries) == 1
+            communications = api.get(
+                "/fhir/Communication",
+                headers=caller.headers,
+                params={"about": f"Task/{alerts[0].task_id}"},
+            ).json()
+            assert communications["total"] == 1
+
+
+def _tenant_rows(session: Any, model: Any, tenant: str) -> list[Any]:
+    tenant_id = get_or_create_tenant(session, tenant).id
+    return list(session.exec(select(model).where(model.tenant_id == tenant_id)).all())
+
+
+def _delivered(engine: Engine, tenant: str) -> bool:
+    with session_scope(engine) as session:
+        rows = _tenant_rows(session, Notification, tenant)
+    return bool(rows) and all(n.status == "delivered" for n in rows)
