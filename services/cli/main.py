@@ -94,6 +94,18 @@ def create_client_cmd(
     typer.echo(json.dumps(out))
 
 
+@app.command()
+def demo() -> None:
+    """Seed synthetic patients, a care team and a week of reports; show the alerts produced."""
+    from careloop.services.cli.demo import print_alerts, run_demo
+
+    engine = get_engine()
+    upgrade(engine)
+    alerts = run_demo(get_settings(), engine)
+    typer.echo("Seeded 4 synthetic patients, a care team of 2 and 28 daily reports.")
+    print_alerts(alerts)
+
+
 @notify.command("add-webhook")
 def add_webhook(
     url: str,

@@ -1,0 +1,161 @@
+"""``careloop demo`` shows real alerts; ``careloop serve`` alerts end to end with nothing else."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Message
+from conftest import Caller, phq9
+from sqlalchemy import Engine
+from webhook_receiver import webhook_receiver
+
+from careloop.integrations.channels import generate_webhook_secret
+from careloop.services.cli.demo import run_demo
+from careloop.services.settings import Settings
+from careloop.workflows.inline import run_pending
+
+
+def test_demo_produces_the_expected_alerts(settings: Settings, engine: Engine) -> None:
+    alerts = run_demo(settings, engine)
+    rules = {(a["rule"], a["severity"]) for a in alerts}
+    assert ("phq9-item9", "critical") in rules
+    assert ("phq9-worsening", "warning") in rules
+    assert ("mood-low-streak", "warning") in rules
+    assert len({a["patient"] for a in alerts}) == 3  # the stable patient has none
+
+
+class _Collector(Message):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[object] = []
+
+    def handle_message(self, message: object) -> None:
+        self.messages.append(message)
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[str, int, _Collector]]:
+    """A real SMTP server (aiosmtpd) on loopback."""
+    handler = _Collector()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield "127.0.0.1", port, handler
+    controller.stop()
+
+
+def test_email_alert_carries_a_link_and_no_phi(
+    caller: Caller, engine: Engine, settings: Settings, smtp: tuple[str, int, _Collector]
+) -> None:
+    host, port, handler = smtp
+    practitioner = caller.post("/fhir/Practitioner", json={"resourceType": "Practitioner"}).json()
+    doctor = f"Practitioner/{practitioner['id']}"
+    route = {"recipient": doctor, "channel": "email", "address": "dr@clinic.example"}
+    assert caller.post("/v1/notification-routes", json=route).status_code == 201
+    patient = caller.post("/v1/symptom-reports", json=phq9("secret-mrn-4711", [0] * 9)).json()
+    caller.post(
+        "/fhir/CareTeam",
+        json={
+            "resourceType": "CareTeam",
+            "status": "active",
+            "subject": {"reference": patient["patient"]},
+            "participant": [{"member": {"reference": doctor}}],
+        },
+    )
+    caller.post(
+        "/v1/symptom-reports",
+        json=phq9(
+            "secret-mrn-4711",
+            [0, 0, 0, 0, 0, 0, 0, 0, 2],
+            "2026-11-21T09:30:00Z",
+            note="private words",
+        ),
+    )
+    mail_settings = settings.model_copy(update={"smtp_host": host, "smtp_port": port})
+    run_pending(engine, mail_settings)
+    [message] = handler.messages
+    text = str(message)
+    alert = caller.get("/v1/alerts").json()["alerts"][0]
+    assert message["To"] == "dr@clinic.example"  # type: ignore[index]
+    assert f"/v1/alerts/{alert['id']}" in text
+    for phi in ("secret-mrn-4711", "private words", "44260-8", patient["patient"]):
+        assert phi not in text
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_alone_alerts_end_to_end(tmp_path: Path) -> None:
+    """`careloop serve` on a fresh data dir: SQLite, embedded broker and worker, no services."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARELOOP_")}
+    env.update(
+        {"CARELOOP_DATA_DIR": str(tmp_path), "CARELOOP_BASE_URL": f"http://127.0.0.1:{port}"}
+    )
+    cli = [sys.executable, "-m", "careloop.services.cli"]
+    server = subprocess.Popen(
+        [*cli, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with webhook_receiver(generate_webhook_secret()) as receiver:
+            subprocess.run(
+                [*cli, "notify", "add-webhook", receiver.url, "--secret", receiver.secret],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            created = subprocess.run(
+                [*cli, "clients", "create", "app", "--scope", "system/*.cruds"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            import json
+
+            credentials = json.loads(created.stdout)
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+                deadline = time.monotonic() + 60
+                while True:  # the server migrates, then listens: poll its health, bounded
+                    try:
+                        if http.get("/healthz").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert time.monotonic() < deadline and server.poll() is None
+                    time.sleep(0.1)
+                token = http.post(
+                    "/oauth/token",
+                    data={
+                        "grant_type": "client_credentials",
+                        "client_id": credentials["client_id"],
+                        "client_secret": credentials["client_secret"],
+                    },
+                ).json()["access_token"]
+                response = http.post(
+                    "/v1/symptom-reports",
+                    json=phq9("e2e", [0] * 8 + [1]),
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert response.status_code == 201
+            [delivery] = receiver.wait_for(1, timeout=60)
+            assert delivery["body"]["rule"] == "phq9-item9"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
