@@ -23,8 +23,24 @@ class Target:
     secret: str | None
 
 
+def _practitioner_of(store: ResourceStore, reference: str) -> str | None:
+    if reference.startswith("Practitioner/"):
+        return reference
+    if reference.startswith("PractitionerRole/"):
+        role = store.read("PractitionerRole", reference.removeprefix("PractitionerRole/"))
+        if role is not None:
+            data = role.as_dict()
+            if data.get("active", True):
+                target = (data.get("practitioner") or {}).get("reference", "")
+                return target if target.startswith("Practitioner/") else None
+    return None
+
+
 def care_team_chain(store: ResourceStore, patient_id: str) -> list[str]:
-    """Practitioner references of the patient's active care teams, in the order listed."""
+    """Practitioners of the patient's active care teams, in the order listed.
+
+    A participant may be a Practitioner or a PractitionerRole (its practitioner is notified).
+    """
     chain: list[str] = []
     for team in store.for_patient("CareTeam", patient_id):
         data = team.as_dict()
@@ -32,8 +48,9 @@ def care_team_chain(store: ResourceStore, patient_id: str) -> list[str]:
             continue
         for participant in data.get("participant", []):
             reference = (participant.get("member") or {}).get("reference", "")
-            if reference.startswith("Practitioner/") and reference not in chain:
-                chain.append(reference)
+            practitioner = _practitioner_of(store, reference)
+            if practitioner and practitioner not in chain:
+                chain.append(practitioner)
     return chain
 
 
