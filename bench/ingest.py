@@ -11,14 +11,23 @@ parsing the same body but storing nothing). Then drives load on loopback, one ph
 Every report is distinct (1,000 synthetic patients, distinct effective times in the past), so
 none is a duplicate. Each creates a QuestionnaireResponse, an Observation and a Provenance, plus
 a Patient the first time its patient is seen. Load comes from ``wrk`` with ``bench/ingest.lua``
-when installed (``apt-get install wrk``), else from an asyncio httpx client.
+when installed (``apt-get install wrk``), else from an asyncio httpx client. The batch phase uses
+the httpx client by default (``--batch-client``): a batch request lasts seconds, and wrk drops
+the requests in flight at its deadline, which would undercount; httpx lets them finish and times
+the phase to the last answer.
 
 After each careloop phase the Observations stored (the ``total`` of
-``GET /fhir/Observation?_count=0``) are compared with the 201 answers counted by the client.
-The database is dropped and the servers stopped at the end, also on error or Ctrl-C.
+``GET /fhir/Observation?_count=0``) are compared with the 201 answers counted by the client
+(wrk cannot wait for the requests in flight when it stops: the server may store those too).
+A second table shows the CPU each group of processes used per phase, read from ``/proc``: it
+tells a saturated server from one that waits, and shows when something else loaded the machine.
+The database is dropped and the servers stopped at the end, also on error, Ctrl-C or SIGTERM.
 
     .venv/bin/python bench/ingest.py            # 15 s per phase, 32 connections, 2 workers
     .venv/bin/python bench/ingest.py --quick    # smoke test, 3 s per phase
+    .venv/bin/python bench/ingest.py --env CARELOOP_RELAY_AFTER_COMMIT=false   # a setting
+    .venv/bin/python bench/ingest.py --profile /tmp/prof    # py-spy the workers, then:
+    .venv/bin/python bench/profile_summary.py /tmp/prof/single-*.txt
 """
 
 from __future__ import annotations
@@ -236,6 +245,19 @@ def cpu_used(before: CpuSnapshot, after: CpuSnapshot, server: Server) -> dict[st
 # Servers
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                raw = (entry / "stat").read_text()
+                fields = raw[raw.rindex(")") + 2 :].split()
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    members.append(int(entry.name))
+    return members
+
+
 def free_port() -> int:
     """A TCP port on loopback nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -255,6 +277,7 @@ class Server:
         self.url = f"http://{HOST}:{port}"
         self.log_path = logs / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.leftovers = 0
 
     def start(self) -> None:
         """Start the server process."""
@@ -304,17 +327,32 @@ class Server:
         return pids or [self.proc.pid]
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM the server (uvicorn stops its workers), SIGKILL its process group if stuck."""
+        """SIGTERM the server (uvicorn stops its workers), SIGKILL its process group if stuck.
+
+        Processes of the server's group still alive after it exited (a child it did not stop)
+        are terminated too, and counted in ``leftovers``.
+        """
         proc = self.proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        left = _group_members(proc.pid)
+        if left:
+            self.leftovers = len(left)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while _group_members(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the server's log."""
@@ -947,6 +985,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in servers:
                 server.stop()
+                if server.leftovers:
+                    print(
+                        f"  !!!  {server.name} left {server.leftovers} processes running after "
+                        "it exited; terminated them"
+                    )
 
 
 if __name__ == "__main__":

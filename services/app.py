@@ -21,6 +21,7 @@ from careloop.services.common.errors import ApiError, Issue, json_path, outcome_
 from careloop.services.common.middleware import BodySizeLimit
 from careloop.services.db import make_engine
 from careloop.services.fhirapi.endpoints import router as fhir_router
+from careloop.services.keys.endpoints import router as keys_router
 from careloop.services.reports.endpoints import router as reports_router
 from careloop.services.settings import Settings, get_settings
 from careloop.services.telehealth.endpoints import router as telehealth_router
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(telehealth_router)
     app.include_router(alerts_router)
     app.include_router(fhir_router)
+    app.include_router(keys_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -11,6 +11,15 @@ from careloop.services.alerts.models import (
 )
 from careloop.services.audit.models import AuditRecord
 from careloop.services.common.models import IdempotencyRecord
+from careloop.services.ehr.models import (
+    EhrConnection,
+    EhrCursor,
+    EhrFailure,
+    EhrImport,
+    EhrWrite,
+    PatientLink,
+)
+from careloop.services.keys.models import SigningKey
 from careloop.services.patients.models import PatientIdentifier
 from careloop.services.reports.models import SymptomReport
 from careloop.services.store.models import FhirResource, FhirResourceHistory, SearchToken
@@ -21,6 +30,12 @@ from careloop.workflows.models import DeadTask, OutboxMessage, ProcessedReading
 metadata = SQLModel.metadata
 
 __all__ = [
+    "EhrConnection",
+    "EhrCursor",
+    "EhrFailure",
+    "EhrImport",
+    "EhrWrite",
+    "PatientLink",
     "Alert",
     "AlertEvent",
     "AuditRecord",
@@ -36,6 +51,7 @@ __all__ = [
     "IdempotencyRecord",
     "PatientIdentifier",
     "SearchToken",
+    "SigningKey",
     "SymptomReport",
     "TelehealthSessionRow",
     "Tenant",

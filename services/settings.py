@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     max_escalation_levels: int = 8
     delivery_max_attempts: int = 8
 
+    key_grace_hours: float = 24
+    """A rotated signing key stays in the JWKS this long after its last use."""
+    ehr_timeout_seconds: float = 10
+    ehr_circuit_failures: int = 5
+    """Consecutive failures that open an EHR connection's circuit."""
+    ehr_circuit_seconds: float = 30
+    ehr_pull_minutes: float = 5
+
     smtp_host: str = ""
     """SMTP server for email notifications; empty disables email."""
     smtp_port: int = 25

@@ -24,6 +24,7 @@ from careloop.services.alerts.service import alert_json
 from careloop.services.db import utcnow
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
+from careloop.workflows.ehr_sync import resources_changed
 from careloop.workflows.models import DeadTask
 
 
@@ -153,6 +154,11 @@ def deliver_notification(
         )
         notification.communication_id = communication["id"]
         ResourceStore(session, notification.tenant_id).create_many([communication])
+        resources_changed(
+            session,
+            notification.tenant_id,
+            {alert.patient_id: [f"Communication/{communication['id']}"]},
+        )
         session.add(notification)
         return DeliveryOutcome(True)
     if result.retryable and notification.attempts < settings.delivery_max_attempts:

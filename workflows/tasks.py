@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 import orjson
@@ -11,11 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import col
 
+from careloop.integrations.ehr.fhir_client import EhrError
+from careloop.integrations.ehr.smart import SmartError
 from careloop.services.alerts.models import Alert
 from careloop.services.alerts.service import escalate
 from careloop.services.db import session_scope, utcnow
 from careloop.workflows.celery_app import celery_app
 from careloop.workflows.delivery import backoff, crash_point, deliver_notification
+from careloop.workflows.ehr_sync import CircuitOpen, connection_failed, push_to_ehr
 from careloop.workflows.evaluation import evaluate_observation, scan_missed_checkins
 from careloop.workflows.models import DeadTask
 from careloop.workflows.outbox import relay
@@ -69,9 +73,30 @@ def deliver(self: Task, notification_id: str) -> bool:
     with session_scope(rt.engine) as session:
         outcome = deliver_notification(session, rt.settings, notification_id)
     crash_point("after-deliver-commit")
+    publish_pending(session)
     if not outcome.done:
         raise self.retry(countdown=outcome.retry_in, max_retries=None)
     return True
+
+
+@celery_app.task(name="ehr.push", base=CareloopTask, bind=True, max_retries=None)
+def ehr_push(self: Task, connection_id: str, patient_id: str, references: list[str]) -> str:
+    """Write a patient's new resources into one EHR; transient failures retry with backoff."""
+    rt = runtime()
+    try:
+        with session_scope(rt.engine) as session:
+            state = push_to_ehr(session, rt.settings, connection_id, patient_id, references)
+        publish_pending(session)
+        return state
+    except CircuitOpen as exc:
+        raise self.retry(countdown=exc.retry_in + random.uniform(0, 2)) from exc
+    except (EhrError, SmartError) as exc:
+        if not exc.transient:
+            raise
+        with session_scope(rt.engine) as session:
+            connection_failed(session, rt.settings, connection_id, str(exc))
+        retry_after = exc.retry_after if isinstance(exc, EhrError) else None
+        raise self.retry(countdown=backoff(self.request.retries, retry_after)) from exc
 
 
 @celery_app.task(name="alerts.escalate_due", base=CareloopTask)

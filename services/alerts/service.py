@@ -16,6 +16,7 @@ from careloop.services.common.errors import ApiError, Issue
 from careloop.services.db import utcnow
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
+from careloop.workflows.ehr_sync import resources_changed
 from careloop.workflows.outbox import enqueue
 from careloop.workflows.rules.engine import Firing
 from careloop.workflows.rules.program import severity_rank
@@ -45,6 +46,7 @@ def _sync_task(store: ResourceStore, alert: Alert, owner: str | None, create: bo
         alert.opened_at,
         alert.updated_at,
     )
+    resources_changed(store.session, alert.tenant_id, {alert.patient_id: [f"Task/{task['id']}"]})
     if create:
         store.create_many([task])
         return

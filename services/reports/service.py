@@ -23,6 +23,7 @@ from careloop.services.patients.service import create_patients, find_patients
 from careloop.services.reports.models import SymptomReport
 from careloop.services.reports.schemas import SCORED, SymptomReportIn
 from careloop.services.store.repository import ResourceStore
+from careloop.workflows.ehr_sync import resources_changed
 from careloop.workflows.evaluation import readings_created
 
 _S = SymptomReport.__table__  # type: ignore[attr-defined]
@@ -190,6 +191,10 @@ def ingest_reports(
         principal.tenant_id,
         [r["id"] for r in resources if r["resourceType"] == "Observation"],
     )
+    by_patient: dict[str, list[str]] = {}
+    for row in rows:
+        by_patient.setdefault(row["patient_id"], []).extend(row["resources"].split())
+    resources_changed(session, principal.tenant_id, by_patient)
     return [o if o is not None else _refused("body", "not processed") for o in outcomes]
 
 

@@ -17,6 +17,7 @@ from careloop.services.patients.service import create_patients, find_patients
 from careloop.services.store.repository import ResourceStore
 from careloop.services.telehealth.models import TelehealthSessionRow
 from careloop.services.telehealth.schemas import SessionIn, SessionPatch
+from careloop.workflows.ehr_sync import resources_changed
 
 FINAL_STATUSES = {"finished", "cancelled"}
 
@@ -113,7 +114,13 @@ def create_session(
     encounter = _encounter(row)
     session.add(row)
     session.flush()
-    store.create_many([encounter, _provenance(row, principal, "CREATE")])
+    provenance = _provenance(row, principal, "CREATE")
+    store.create_many([encounter, provenance])
+    resources_changed(
+        session,
+        principal.tenant_id,
+        {row.patient_id: [f"Encounter/{row.id}", f"Provenance/{provenance['id']}"]},
+    )
     return row, True
 
 
@@ -121,7 +128,7 @@ def get_session_row(
     session: Session, principal: Principal, session_id: str
 ) -> TelehealthSessionRow:
     """The tenant's session, or 404."""
-    row = session.get(TelehealthSessionRow, session_id)
+    row = session.get(TelehealthSessionRow, session_id, with_for_update=True)
     if row is None or row.tenant_id != principal.tenant_id:
         raise ApiError.not_found(f"telehealth session {session_id}")
     return row
@@ -155,6 +162,12 @@ def update_session(
     encounter = _encounter(row)
     store = ResourceStore(session, principal.tenant_id)
     store.update(encounter)
-    store.create_many([_provenance(row, principal, "UPDATE")])
+    provenance = _provenance(row, principal, "UPDATE")
+    store.create_many([provenance])
     session.add(row)
+    resources_changed(
+        session,
+        principal.tenant_id,
+        {row.patient_id: [f"Encounter/{row.id}", f"Provenance/{provenance['id']}"]},
+    )
     return row

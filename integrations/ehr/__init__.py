@@ -1,0 +1,1 @@
+"""SMART on FHIR clients for EHRs: Backend Services tokens and a careful FHIR client."""

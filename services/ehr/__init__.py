@@ -1,0 +1,1 @@
+"""EHR connections: linking patients, writing data in, reading care plans out."""

@@ -1,0 +1,153 @@
+"""Managing EHR connections and patient links."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from careloop.services.auth.scopes import ScopeError, parse_scopes
+from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite, PatientLink
+from careloop.services.keys.service import ALGORITHMS
+from careloop.services.tenancy.service import get_or_create_tenant
+
+
+class ConnectionError_(ValueError):
+    """A connection that cannot be added or found; ``field`` names the problem."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def add_connection(
+    session: Session,
+    name: str,
+    fhir_base_url: str,
+    client_id: str,
+    scope: str,
+    tenant_name: str = "default",
+    alg: str = "RS384",
+) -> EhrConnection:
+    """Register an EHR; careloop discovers its token endpoint on first use."""
+    if not fhir_base_url.startswith(("https://", "http://")):
+        raise ConnectionError_("fhir_base_url", "the FHIR base URL must be http(s)")
+    if alg not in ALGORITHMS:
+        raise ConnectionError_("alg", f"alg must be one of {', '.join(ALGORITHMS)}")
+    try:
+        scopes = parse_scopes(scope)
+    except ScopeError as exc:
+        raise ConnectionError_("scope", str(exc)) from exc
+    if any(s.context != "system" for s in scopes):
+        raise ConnectionError_("scope", "Backend Services use system/ scopes")
+    tenant = get_or_create_tenant(session, tenant_name)
+    if find_connection(session, tenant.id, name, required=False) is not None:
+        raise ConnectionError_("name", f"an EHR called {name} exists already")
+    connection = EhrConnection(
+        id=str(uuid.uuid4()),
+        tenant_id=tenant.id,
+        name=name,
+        fhir_base_url=fhir_base_url.rstrip("/"),
+        client_id=client_id,
+        scope=" ".join(scope.split()),
+        alg=alg,
+    )
+    session.add(connection)
+    session.flush()
+    return connection
+
+
+def find_connection(
+    session: Session, tenant_id: str, name: str, required: bool = True
+) -> EhrConnection | None:
+    """The tenant's connection called ``name``."""
+    connection = session.exec(
+        select(EhrConnection).where(
+            EhrConnection.tenant_id == tenant_id, EhrConnection.name == name
+        )
+    ).first()
+    if connection is None and required:
+        raise ConnectionError_("name", f"no EHR called {name}")
+    return connection
+
+
+def active_connections(session: Session, tenant_id: str) -> list[EhrConnection]:
+    """The tenant's active connections."""
+    return list(
+        session.exec(
+            select(EhrConnection).where(
+                EhrConnection.tenant_id == tenant_id, col(EhrConnection.active)
+            )
+        ).all()
+    )
+
+
+def remove_connection(session: Session, connection: EhrConnection) -> None:
+    """Stop syncing with an EHR (its history is kept)."""
+    connection.active = False
+    session.add(connection)
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    """What an operator needs to see about one EHR."""
+
+    data: dict[str, Any]
+
+
+def connection_status(session: Session, connection: EhrConnection) -> dict[str, Any]:
+    """Counts of linked/unlinked patients, written/waiting resources, failures, circuit."""
+
+    def count(model: Any, *where: Any) -> int:
+        return int(session.exec(select(func.count()).select_from(model).where(*where)).one())
+
+    links = {
+        state: count(
+            PatientLink, PatientLink.connection_id == connection.id, PatientLink.state == state
+        )
+        for state in ("linked", "unlinked", "ambiguous")
+    }
+    writes = {
+        state: count(EhrWrite, EhrWrite.connection_id == connection.id, EhrWrite.state == state)
+        for state in ("written", "waiting", "failed")
+    }
+    failures = count(
+        EhrFailure, EhrFailure.connection_id == connection.id, col(EhrFailure.replayed_at).is_(None)
+    )
+    return {
+        "name": connection.name,
+        "fhir_base_url": connection.fhir_base_url,
+        "client_id": connection.client_id,
+        "scope": connection.scope,
+        "alg": connection.alg,
+        "active": connection.active,
+        "token_endpoint": connection.token_endpoint,
+        "patients": links,
+        "resources": writes,
+        "open_failures": failures,
+        "consecutive_failures": connection.consecutive_failures,
+        "circuit_open_until": connection.circuit_open_until.isoformat()
+        if connection.circuit_open_until
+        else None,
+        "last_success_at": connection.last_success_at.isoformat()
+        if connection.last_success_at
+        else None,
+        "last_error": connection.last_error,
+    }
+
+
+def connection_json(connection: EhrConnection) -> dict[str, Any]:
+    """The public JSON of a connection."""
+    return {
+        "id": connection.id,
+        "name": connection.name,
+        "fhir_base_url": connection.fhir_base_url,
+        "client_id": connection.client_id,
+        "scope": connection.scope,
+        "alg": connection.alg,
+        "active": connection.active,
+    }

@@ -1,0 +1,1 @@
+"""careloop's own signing keys (SMART client assertions) and their JWKS."""
