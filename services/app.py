@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Engine
@@ -67,17 +69,17 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def outbox_relay(settings: Settings, engine: Engine) -> Callable[[Session], None]:
-    """Publish what a request's unit of work put in the outbox, right after it commits."""
+    """Publish what a request's unit of work put in the outbox, off the request thread."""
     from careloop.workflows.celery_app import configure_celery
-    from careloop.workflows.outbox import pending_ids, relay
+    from careloop.workflows.outbox import pending_ids
+    from careloop.workflows.relay_thread import RelayThread
     from careloop.workflows.tasks import publish
 
     configure_celery(settings)
+    relay_thread = RelayThread(engine, publish)
 
     def after_commit(session: Session) -> None:
-        ids = pending_ids(session)
-        if ids:
-            relay(engine, publish, ids)
+        relay_thread.submit(pending_ids(session))
 
     return after_commit
 
@@ -85,7 +87,16 @@ def outbox_relay(settings: Settings, engine: Engine) -> Callable[[Session], None
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """A careloop API application for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync endpoints run in anyio's thread pool (40 threads by default); past a few per
+        # core they only contend for the GIL and the connection pool.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="careloop",
         version=__version__,
         description="App-reported symptoms and telehealth sessions in, FHIR R4 out.",

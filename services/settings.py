@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=50, ge=1, le=1000)
     max_page_size: int = 1000
     db_pool_size: int = 10
+    api_threads: int = 16
+    """Threads per API process for request handlers (keep at or below db_pool_size x 2)."""
 
     care_program: Path | None = None
     """A care program TOML file; empty means the shipped depression and anxiety program."""

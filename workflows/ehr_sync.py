@@ -18,7 +18,7 @@ from careloop.integrations.ehr.fhir_client import EhrError, FhirClient
 from careloop.integrations.ehr.smart import discover, tokens
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite, PatientLink
-from careloop.services.ehr.service import active_connections
+from careloop.services.ehr.service import active_connection_ids
 from careloop.services.keys.service import signing_key
 from careloop.services.patients.models import PatientIdentifier
 from careloop.services.settings import Settings
@@ -35,10 +35,10 @@ def resources_changed(session: Session, tenant_id: str, by_patient: dict[str, li
     """Schedule writing careloop resources (``Type/id`` per patient) into every connected EHR."""
     if not by_patient:
         return
-    for connection in active_connections(session, tenant_id):
+    for connection_id in active_connection_ids(session, tenant_id):
         for patient_id, references in by_patient.items():
             payload = {
-                "connection_id": connection.id,
+                "connection_id": connection_id,
                 "patient_id": patient_id,
                 "references": references,
             }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
+import time
 from typing import Annotated
 
 import typer
@@ -21,6 +24,18 @@ def _tune_embedded_broker(settings: Settings) -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _exit_with_parent() -> None:
+    # An embedded worker must not outlive `careloop serve`, however serve ends.
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="careloop-parent-watch", daemon=True).start()
+
+
 def worker(
     concurrency: Annotated[int, typer.Option(help="Tasks run at once.")] = 4,
     pool: Annotated[str, typer.Option(help="prefork, threads or solo.")] = "threads",
@@ -28,10 +43,15 @@ def worker(
         bool, typer.Option(help="Also run the beat scheduler in this process.")
     ] = False,
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+    exit_with_parent: Annotated[
+        bool, typer.Option(help="Stop when the parent process ends (embedded use).")
+    ] = False,
 ) -> None:
     """Run a Celery worker on CARELOOP_BROKER_URL (or the embedded SQLite broker)."""
     from careloop.workflows.celery_app import celery_app
 
+    if exit_with_parent:
+        _exit_with_parent()
     settings = get_settings()
     _tune_embedded_broker(settings)
     argv = [
@@ -68,5 +88,14 @@ def beat(loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO") -> 
 def start_embedded_worker() -> subprocess.Popen[bytes]:
     """Start a worker with beat on the embedded broker, as a child process."""
     return subprocess.Popen(
-        [sys.executable, "-m", "careloop.services.cli", "worker", "--beat", "--pool", "threads"]
+        [
+            sys.executable,
+            "-m",
+            "careloop.services.cli",
+            "worker",
+            "--beat",
+            "--pool",
+            "threads",
+            "--exit-with-parent",
+        ]
     )

@@ -86,6 +86,15 @@ def active_connections(session: Session, tenant_id: str) -> list[EhrConnection]:
     )
 
 
+def active_connection_ids(session: Session, tenant_id: str) -> list[str]:
+    """Ids of the tenant's active connections (a light query: it runs on every report)."""
+    table = EhrConnection.__table__  # type: ignore[attr-defined]
+    rows = session.execute(
+        select(table.c.id).where(table.c.tenant_id == tenant_id, table.c.active.is_(True))
+    ).all()
+    return [str(r.id) for r in rows]
+
+
 def remove_connection(session: Session, connection: EhrConnection) -> None:
     """Stop syncing with an EHR (its history is kept)."""
     connection.active = False
