@@ -22,8 +22,10 @@ from careloop.services.common.access_log import AccessLog
 from careloop.services.common.errors import ApiError, Issue, json_path, outcome_response
 from careloop.services.common.middleware import BodySizeLimit
 from careloop.services.db import make_engine
+from careloop.services.ehr.endpoints import router as ehr_router
 from careloop.services.fhirapi.endpoints import router as fhir_router
 from careloop.services.keys.endpoints import router as keys_router
+from careloop.services.launch.endpoints import router as launch_router
 from careloop.services.reports.endpoints import router as reports_router
 from careloop.services.settings import Settings, get_settings
 from careloop.services.telehealth.endpoints import router as telehealth_router
@@ -115,6 +117,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(alerts_router)
     app.include_router(fhir_router)
     app.include_router(keys_router)
+    app.include_router(ehr_router)
+    app.include_router(launch_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

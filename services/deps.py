@@ -76,6 +76,16 @@ def check_scope(principal: Principal, resource_type: str, permission: str) -> No
         )
 
 
+def get_admin(principal: PrincipalDep) -> Principal:
+    """The principal, if its token carries ``careloop/admin`` (403 otherwise)."""
+    if not principal.grant.is_admin:
+        raise ApiError(403, [Issue("forbidden", "this needs the careloop/admin scope")])
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(get_admin)]
+
+
 def require(resource_type: str, *permissions: str) -> Callable[[Principal], Principal]:
     """A dependency granting access only with all ``permissions`` on ``resource_type``."""
 

@@ -20,6 +20,7 @@ from careloop.services.ehr.models import (
     PatientLink,
 )
 from careloop.services.keys.models import SigningKey
+from careloop.services.launch.models import ClinicianSession, LaunchState
 from careloop.services.patients.models import PatientIdentifier
 from careloop.services.reports.models import SymptomReport
 from careloop.services.store.models import FhirResource, FhirResourceHistory, SearchToken
@@ -30,6 +31,8 @@ from careloop.workflows.models import DeadTask, OutboxMessage, ProcessedReading
 metadata = SQLModel.metadata
 
 __all__ = [
+    "ClinicianSession",
+    "LaunchState",
     "EhrConnection",
     "EhrCursor",
     "EhrFailure",

@@ -47,6 +47,7 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
             "outbox-relay": {"task": "outbox.relay", "schedule": RELAY_SECONDS},
             "alerts-escalate": {"task": "alerts.escalate_due", "schedule": ESCALATION_SECONDS},
             "checkins-scan": {"task": "checkins.scan", "schedule": CHECKIN_SECONDS},
+            "ehr-pull": {"task": "ehr.pull_all", "schedule": settings.ehr_pull_minutes * 60},
         },
     )
     return app

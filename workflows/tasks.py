@@ -17,8 +17,10 @@ from careloop.integrations.ehr.smart import SmartError
 from careloop.services.alerts.models import Alert
 from careloop.services.alerts.service import escalate
 from careloop.services.db import session_scope, utcnow
+from careloop.services.ehr.models import EhrConnection
 from careloop.workflows.celery_app import celery_app
 from careloop.workflows.delivery import backoff, crash_point, deliver_notification
+from careloop.workflows.ehr_pull import pull
 from careloop.workflows.ehr_sync import CircuitOpen, connection_failed, push_to_ehr
 from careloop.workflows.evaluation import evaluate_observation, scan_missed_checkins
 from careloop.workflows.models import DeadTask
@@ -97,6 +99,40 @@ def ehr_push(self: Task, connection_id: str, patient_id: str, references: list[s
             connection_failed(session, rt.settings, connection_id, str(exc))
         retry_after = exc.retry_after if isinstance(exc, EhrError) else None
         raise self.retry(countdown=backoff(self.request.retries, retry_after)) from exc
+
+
+@celery_app.task(name="ehr.pull", base=CareloopTask, bind=True, max_retries=20)
+def ehr_pull(self: Task, connection_id: str) -> dict[str, Any]:
+    """Incrementally read care plans, goals, care teams and Task status from one EHR."""
+    rt = runtime()
+    try:
+        with session_scope(rt.engine) as session:
+            connection = session.get(EhrConnection, connection_id)
+            if connection is None or not connection.active:
+                return {}
+            result = pull(session, rt.settings, connection)
+        publish_pending(session)
+        return {"imported": result.imported, "tasks": result.tasks_applied}
+    except CircuitOpen as exc:
+        raise self.retry(countdown=exc.retry_in + random.uniform(0, 2)) from exc
+    except (EhrError, SmartError) as exc:
+        if not exc.transient:
+            raise
+        with session_scope(rt.engine) as session:
+            connection_failed(session, rt.settings, connection_id, str(exc))
+        retry_after = exc.retry_after if isinstance(exc, EhrError) else None
+        raise self.retry(countdown=backoff(self.request.retries, retry_after)) from exc
+
+
+@celery_app.task(name="ehr.pull_all", base=CareloopTask)
+def ehr_pull_all() -> int:
+    """Schedule a pull from every active EHR connection."""
+    with session_scope(runtime().engine) as session:
+        query = select(EhrConnection).where(col(EhrConnection.active))
+        ids = [c.id for c in session.execute(query).scalars().all()]
+    for connection_id in ids:
+        ehr_pull.delay(connection_id=connection_id)
+    return len(ids)
 
 
 @celery_app.task(name="alerts.escalate_due", base=CareloopTask)

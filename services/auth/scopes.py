@@ -30,8 +30,14 @@ class Scope:
         )
 
 
+ADMIN_SCOPE = "careloop/admin"
+"""Administration of the tenant (EHR connections, patient links); not a SMART scope."""
+
+
 def parse_scope(text: str) -> Scope:
-    """Parse one SMART resource scope."""
+    """Parse one SMART resource scope (or careloop's own admin scope)."""
+    if text == ADMIN_SCOPE:
+        return Scope("careloop", "admin", frozenset({"admin"}))
     match = _SCOPE_RE.match(text)
     if not match or match.group(3) == "":
         raise ScopeError(f"not a SMART resource scope: {text!r}")
@@ -53,9 +59,16 @@ class Grant:
     def allows(self, resource_type: str, permission: str) -> bool:
         """Whether the grant permits ``permission`` (one of c r u d s) on ``resource_type``."""
         return any(
-            s.resource_type in ("*", resource_type) and permission in s.permissions
+            s.context != "careloop"
+            and s.resource_type in ("*", resource_type)
+            and permission in s.permissions
             for s in self.scopes
         )
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the grant includes ``careloop/admin``."""
+        return any(s.context == "careloop" for s in self.scopes)
 
 
 def grant_scopes(requested: str | None, registered: str) -> str:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from careloop.services.cli.ehr import ehr, keys, patients
 from careloop.services.cli.workers import beat, start_embedded_worker, worker
 from careloop.services.db import get_engine, session_scope
 from careloop.services.migrate import upgrade
@@ -23,6 +24,9 @@ tasks = typer.Typer(help="Background tasks: dead letters and replay.", no_args_i
 app.add_typer(clients, name="clients")
 app.add_typer(notify, name="notify")
 app.add_typer(tasks, name="tasks")
+app.add_typer(ehr, name="ehr")
+app.add_typer(patients, name="patients")
+app.add_typer(keys, name="keys")
 app.command()(worker)
 app.command()(beat)
 

@@ -31,6 +31,14 @@ def body_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def commit(session: Session) -> None:
+    """Commit, then run the after-commit hook (the outbox relay)."""
+    session.commit()
+    after_commit = session.info.get(AFTER_COMMIT)
+    if after_commit is not None:
+        after_commit(session)
+
+
 def run_unit_of_work(
     session: Session,
     work: Callable[[], ApiResult],

@@ -25,6 +25,10 @@ class EhrConnection(SQLModel, table=True):
     scope: str = Field(sa_column=Column(Text, nullable=False))
     alg: str = Field(default="RS384", max_length=10)
     token_endpoint: str | None = Field(default=None, max_length=500)
+    launch_client_id: str | None = Field(default=None, max_length=200)
+    """careloop's client id as a SMART app (App Launch) at this EHR."""
+    launch_client_secret: str | None = Field(default=None, max_length=500)
+    """Its secret, encrypted; empty for a public client (PKCE only)."""
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     consecutive_failures: int = 0

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from careloop.services.auth.scopes import ScopeError, parse_scopes
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite, PatientLink
-from careloop.services.keys.service import ALGORITHMS
+from careloop.services.keys.service import ALGORITHMS, encrypt_secret
 from careloop.services.tenancy.service import get_or_create_tenant
 
 
@@ -32,8 +32,15 @@ def add_connection(
     scope: str,
     tenant_name: str = "default",
     alg: str = "RS384",
+    launch_client_id: str | None = None,
+    launch_client_secret: str | None = None,
+    secret_key: str = "",
 ) -> EhrConnection:
-    """Register an EHR; careloop discovers its token endpoint on first use."""
+    """Register an EHR; careloop discovers its token endpoint on first use.
+
+    ``launch_client_id`` (and a secret for a confidential app) let clinicians launch careloop
+    from this EHR (SMART App Launch).
+    """
     if not fhir_base_url.startswith(("https://", "http://")):
         raise ConnectionError_("fhir_base_url", "the FHIR base URL must be http(s)")
     if alg not in ALGORITHMS:
@@ -55,6 +62,10 @@ def add_connection(
         client_id=client_id,
         scope=" ".join(scope.split()),
         alg=alg,
+        launch_client_id=launch_client_id,
+        launch_client_secret=encrypt_secret(secret_key, launch_client_secret)
+        if launch_client_secret
+        else None,
     )
     session.add(connection)
     session.flush()

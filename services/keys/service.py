@@ -104,3 +104,16 @@ def published(session: Session, grace: timedelta, now: datetime | None = None) -
         if row.active or now - last <= grace:
             keys.append(orjson.loads(row.public_jwk))
     return {"keys": keys}
+
+
+def encrypt_secret(secret_key: str, value: str) -> str:
+    """``value`` encrypted with careloop's key (for credentials stored at rest)."""
+    return _fernet(secret_key).encrypt(value.encode()).decode()
+
+
+def decrypt_secret(secret_key: str, value: str) -> str:
+    """The plaintext of ``encrypt_secret``."""
+    try:
+        return _fernet(secret_key).decrypt(value.encode()).decode()
+    except InvalidToken as exc:
+        raise SigningKeyError("a stored secret cannot be decrypted with this secret key") from exc

@@ -1,0 +1,240 @@
+"""``careloop ehr``, ``careloop patients`` and ``careloop keys``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from sqlmodel import select
+
+from careloop.services.db import get_engine, session_scope
+from careloop.services.migrate import upgrade
+from careloop.services.settings import get_settings
+
+ehr = typer.Typer(help="EHR connections over SMART Backend Services.", no_args_is_help=True)
+patients = typer.Typer(help="Patients and their EHR links.", no_args_is_help=True)
+keys = typer.Typer(
+    help="careloop's signing keys (published at /.well-known/jwks.json).", no_args_is_help=True
+)
+TenantOpt = Annotated[str, typer.Option(help="Tenant (organization) name.")]
+
+
+def _tenant_id(session: object, name: str) -> str:
+    from careloop.services.tenancy.service import get_or_create_tenant
+
+    return get_or_create_tenant(session, name).id  # type: ignore[arg-type]
+
+
+def _fail(message: str) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(2)
+
+
+@ehr.command("add")
+def ehr_add(
+    name: str,
+    fhir_base_url: Annotated[str, typer.Option(help="The EHR's FHIR base URL.")],
+    client_id: Annotated[str, typer.Option(help="careloop's client id at the EHR.")],
+    scope: Annotated[str, typer.Option(help='e.g. "system/Observation.cruds system/CarePlan.rs"')],
+    tenant: TenantOpt = "default",
+    alg: Annotated[str, typer.Option(help="RS384 or ES384.")] = "RS384",
+    launch_client_id: Annotated[
+        str | None, typer.Option(help="careloop's SMART app client id at this EHR.")
+    ] = None,
+    launch_client_secret: Annotated[
+        str | None, typer.Option(help="Its secret, for a confidential app (stored encrypted).")
+    ] = None,
+) -> None:
+    """Connect an EHR; register careloop's JWKS URL (<base>/.well-known/jwks.json) there."""
+    from careloop.services.ehr.service import ConnectionError_, add_connection, connection_json
+    from careloop.services.keys.service import ensure_keys
+
+    upgrade(get_engine())
+    try:
+        with session_scope() as session:
+            connection = add_connection(
+                session,
+                name,
+                fhir_base_url,
+                client_id,
+                scope,
+                tenant,
+                alg,
+                launch_client_id,
+                launch_client_secret,
+                get_settings().secret_key,
+            )
+            ensure_keys(session, get_settings().secret_key)
+            out = connection_json(connection)
+    except ConnectionError_ as exc:
+        _fail(f"{exc.field}: {exc.message}")
+    out["jwks_url"] = get_settings().base_url.rstrip("/") + "/.well-known/jwks.json"
+    typer.echo(json.dumps(out))
+
+
+@ehr.command("list")
+def ehr_list(tenant: TenantOpt = "default") -> None:
+    """The tenant's EHR connections."""
+    from careloop.services.ehr.models import EhrConnection
+    from careloop.services.ehr.service import connection_json
+
+    upgrade(get_engine())
+    with session_scope() as session:
+        rows = session.exec(
+            select(EhrConnection).where(EhrConnection.tenant_id == _tenant_id(session, tenant))
+        ).all()
+        for row in rows:
+            typer.echo(json.dumps(connection_json(row)))
+
+
+@ehr.command("status")
+def ehr_status(name: str, tenant: TenantOpt = "default") -> None:
+    """Linked and unlinked patients, written and waiting resources, failures, circuit."""
+    from careloop.services.ehr.service import ConnectionError_, connection_status, find_connection
+
+    upgrade(get_engine())
+    try:
+        with session_scope() as session:
+            connection = find_connection(session, _tenant_id(session, tenant), name)
+            assert connection is not None
+            typer.echo(json.dumps(connection_status(session, connection), indent=2))
+    except ConnectionError_ as exc:
+        _fail(exc.message)
+
+
+@ehr.command("remove")
+def ehr_remove(name: str, tenant: TenantOpt = "default") -> None:
+    """Stop syncing with an EHR (history is kept)."""
+    from careloop.services.ehr.service import ConnectionError_, find_connection, remove_connection
+
+    upgrade(get_engine())
+    try:
+        with session_scope() as session:
+            connection = find_connection(session, _tenant_id(session, tenant), name)
+            assert connection is not None
+            remove_connection(session, connection)
+    except ConnectionError_ as exc:
+        _fail(exc.message)
+    typer.echo(json.dumps({"removed": name}))
+
+
+@ehr.command("pull")
+def ehr_pull(name: str, tenant: TenantOpt = "default") -> None:
+    """Read care plans, goals, care teams and Task status from the EHR now."""
+    from careloop.services.ehr.service import ConnectionError_, find_connection
+    from careloop.workflows.ehr_pull import pull
+
+    engine = get_engine()
+    upgrade(engine)
+    try:
+        with session_scope() as session:
+            connection = find_connection(session, _tenant_id(session, tenant), name)
+            assert connection is not None
+            result = pull(session, get_settings(), connection)
+    except ConnectionError_ as exc:
+        _fail(exc.message)
+    typer.echo(
+        json.dumps(
+            {
+                "imported": result.imported,
+                "skipped": result.skipped,
+                "tasks_applied": result.tasks_applied,
+            }
+        )
+    )
+
+
+@ehr.command("failures")
+def ehr_failures(name: str, tenant: TenantOpt = "default") -> None:
+    """Writes the EHR refused, with its reasons."""
+    from careloop.services.ehr.models import EhrFailure
+    from careloop.services.ehr.service import ConnectionError_, find_connection
+    from careloop.workflows.ehr_sync import failure_json
+
+    upgrade(get_engine())
+    try:
+        with session_scope() as session:
+            connection = find_connection(session, _tenant_id(session, tenant), name)
+            assert connection is not None
+            for row in session.exec(
+                select(EhrFailure).where(EhrFailure.connection_id == connection.id)
+            ).all():
+                typer.echo(json.dumps(failure_json(row)))
+    except ConnectionError_ as exc:
+        _fail(exc.message)
+
+
+@ehr.command("replay")
+def ehr_replay(failure_id: int) -> None:
+    """Queue a refused write again, after fixing its cause."""
+    from careloop.services.ehr.models import EhrFailure
+    from careloop.workflows.ehr_sync import replay_failure
+
+    upgrade(get_engine())
+    with session_scope() as session:
+        failure = session.get(EhrFailure, failure_id)
+        if failure is None or failure.replayed_at is not None:
+            _fail(f"no unreplayed failure {failure_id}")
+        assert failure is not None
+        replay_failure(session, failure)
+    typer.echo(json.dumps({"replayed": failure_id}))
+
+
+@patients.command("link")
+def patients_link(
+    patient: Annotated[str, typer.Option(help="careloop Patient/{id}.")],
+    ehr_patient: Annotated[str, typer.Option(help="The EHR's Patient/{id}.")],
+    ehr_name: Annotated[str, typer.Option("--ehr", help="The EHR connection name.")],
+    tenant: TenantOpt = "default",
+) -> None:
+    """Link a patient to an EHR Patient explicitly; waiting data is then written."""
+    from careloop.services.ehr.service import ConnectionError_, find_connection
+    from careloop.workflows.ehr_sync import link_manually
+
+    upgrade(get_engine())
+    try:
+        with session_scope() as session:
+            connection = find_connection(session, _tenant_id(session, tenant), ehr_name)
+            assert connection is not None
+            link_manually(
+                session,
+                connection,
+                patient.removeprefix("Patient/"),
+                ehr_patient.removeprefix("Patient/"),
+            )
+    except ConnectionError_ as exc:
+        _fail(exc.message)
+    typer.echo(json.dumps({"patient": patient, "ehr_patient": ehr_patient, "state": "linked"}))
+
+
+@keys.command("rotate")
+def keys_rotate(alg: Annotated[str | None, typer.Option(help="RS384 or ES384.")] = None) -> None:
+    """New signing keys; old ones stay published for CARELOOP_KEY_GRACE_HOURS after last use."""
+    from careloop.services.keys.service import rotate
+
+    upgrade(get_engine())
+    with session_scope() as session:
+        new = rotate(session, get_settings().secret_key, alg)
+        typer.echo(json.dumps({"active": [k.kid for k in new]}))
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """All signing keys (public parts and state)."""
+    from careloop.services.keys.models import SigningKey
+
+    upgrade(get_engine())
+    with session_scope() as session:
+        for row in session.exec(select(SigningKey)).all():
+            typer.echo(
+                json.dumps(
+                    {
+                        "kid": row.kid,
+                        "alg": row.alg,
+                        "active": row.active,
+                        "created_at": row.created_at.isoformat(),
+                        "rotated_at": row.rotated_at.isoformat() if row.rotated_at else None,
+                    }
+                )
+            )

@@ -1,0 +1,145 @@
+"""Admin API for EHR connections and patient links (scope ``careloop/admin``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from sqlmodel import select
+from starlette.responses import Response
+
+from careloop.services.common.body import RawBody, parse_as, read_json_body
+from careloop.services.common.errors import ApiError
+from careloop.services.deps import AdminDep, SessionDep
+from careloop.services.ehr.models import EhrFailure
+from careloop.services.ehr.service import (
+    ConnectionError_,
+    add_connection,
+    connection_json,
+    connection_status,
+    find_connection,
+    remove_connection,
+)
+from careloop.services.store.repository import ResourceStore
+from careloop.services.tenancy.models import Tenant
+from careloop.workflows.ehr_sync import failure_json, link_manually
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+BodyDep = Annotated[RawBody, Depends(read_json_body)]
+
+
+class ConnectionIn(BaseModel):
+    """A new EHR connection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    fhir_base_url: str = Field(min_length=8, max_length=500)
+    client_id: str = Field(min_length=1, max_length=200)
+    scope: str = Field(min_length=1, max_length=2000)
+    alg: Literal["RS384", "ES384"] = "RS384"
+
+
+class LinkIn(BaseModel):
+    """An explicit patient link."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ehr: str = Field(min_length=1, max_length=100)
+    patient: str = Field(min_length=9, max_length=80, pattern=r"^Patient/[A-Za-z0-9\-.]+$")
+    ehr_patient: str = Field(min_length=9, max_length=80, pattern=r"^Patient/[A-Za-z0-9\-.]+$")
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status, media_type="application/json")
+
+
+def _tenant_name(session: SessionDep, tenant_id: str) -> str:
+    tenant = session.get(Tenant, tenant_id)
+    assert tenant is not None
+    return tenant.name
+
+
+def _find(session: SessionDep, tenant_id: str, name: str) -> Any:
+    try:
+        return find_connection(session, tenant_id, name)
+    except ConnectionError_ as exc:
+        raise ApiError.not_found(f"EHR connection {name}") from exc
+
+
+@router.post("/ehr-connections", status_code=201, summary="Connect an EHR")
+def create(body: BodyDep, principal: AdminDep, session: SessionDep) -> Response:
+    """Register an EHR (SMART Backend Services); careloop's JWKS is at /.well-known/jwks.json."""
+    data = parse_as(TypeAdapter(ConnectionIn), body.data)
+    try:
+        connection = add_connection(
+            session,
+            data.name,
+            data.fhir_base_url,
+            data.client_id,
+            data.scope,
+            _tenant_name(session, principal.tenant_id),
+            data.alg,
+        )
+    except ConnectionError_ as exc:
+        raise ApiError.invalid(exc.field, exc.message) from exc
+    session.commit()
+    return _json(connection_json(connection), 201)
+
+
+@router.get("/ehr-connections", summary="List EHR connections")
+def list_connections(principal: AdminDep, session: SessionDep) -> Response:
+    """The tenant's connections."""
+    from careloop.services.ehr.models import EhrConnection
+
+    rows = session.exec(
+        select(EhrConnection).where(EhrConnection.tenant_id == principal.tenant_id)
+    ).all()
+    return _json({"connections": [connection_json(c) for c in rows]})
+
+
+@router.get("/ehr-connections/{name}", summary="Status of one EHR connection")
+def status(name: str, principal: AdminDep, session: SessionDep) -> Response:
+    """Links, writes, failures and circuit state."""
+    return _json(connection_status(session, _find(session, principal.tenant_id, name)))
+
+
+@router.delete("/ehr-connections/{name}", summary="Stop syncing with an EHR")
+def remove(name: str, principal: AdminDep, session: SessionDep) -> Response:
+    """Deactivate the connection (its history is kept)."""
+    remove_connection(session, _find(session, principal.tenant_id, name))
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.get("/ehr-connections/{name}/failures", summary="Writes the EHR refused")
+def failures(name: str, principal: AdminDep, session: SessionDep) -> Response:
+    """Refused writes with the EHR's reasons."""
+    connection = _find(session, principal.tenant_id, name)
+    rows = session.exec(select(EhrFailure).where(EhrFailure.connection_id == connection.id)).all()
+    return _json({"failures": [failure_json(f) for f in rows]})
+
+
+@router.post("/patient-links", status_code=201, summary="Link a patient to an EHR Patient")
+def link(body: BodyDep, principal: AdminDep, session: SessionDep) -> Response:
+    """Link explicitly (for patients no identifier matched, or several did)."""
+    data = parse_as(TypeAdapter(LinkIn), body.data)
+    connection = _find(session, principal.tenant_id, data.ehr)
+    patient_id = data.patient.removeprefix("Patient/")
+    if ResourceStore(session, principal.tenant_id).read("Patient", patient_id) is None:
+        raise ApiError.invalid("patient", f"{data.patient} is not known")
+    result = link_manually(
+        session, connection, patient_id, data.ehr_patient.removeprefix("Patient/")
+    )
+    session.commit()
+    return _json(
+        {
+            "ehr": data.ehr,
+            "patient": data.patient,
+            "ehr_patient": f"Patient/{result.ehr_patient_id}",
+            "state": result.state,
+        },
+        201,
+    )

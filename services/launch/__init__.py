@@ -1,0 +1,1 @@
+"""SMART App Launch: clinicians open careloop from inside the EHR."""

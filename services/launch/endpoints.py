@@ -1,0 +1,151 @@
+"""``/launch`` (EHR launch), ``/launch/standalone``, ``/launch/callback`` and the landing page."""
+
+from __future__ import annotations
+
+import html
+from typing import Annotated
+
+import httpx
+from fastapi import APIRouter, Cookie, Query
+from sqlmodel import col, select
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from careloop.services.alerts.models import Alert
+from careloop.services.db import utcnow
+from careloop.services.deps import SessionDep, SettingsDep
+from careloop.services.ehr.models import EhrConnection
+from careloop.services.launch.models import ClinicianSession
+from careloop.services.launch.service import LaunchError, begin, complete
+
+router = APIRouter(tags=["SMART App Launch"], include_in_schema=True)
+COOKIE = "careloop_session"
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>",
+        status_code=status,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _error(exc: LaunchError) -> HTMLResponse:
+    return _page("careloop could not open", f"<p>{html.escape(str(exc))}</p>", 400)
+
+
+@router.get("/launch", summary="EHR launch: the EHR opens careloop with iss and launch")
+def ehr_launch(
+    session: SessionDep,
+    settings: SettingsDep,
+    iss: Annotated[str, Query(max_length=500)],
+    launch: Annotated[str, Query(max_length=500)],
+) -> Response:
+    """Redirect to the EHR's authorize endpoint (PKCE S256, state, the launch echoed)."""
+    try:
+        with httpx.Client(timeout=settings.ehr_timeout_seconds) as http:
+            target = begin(session, settings, http, iss, launch)
+    except LaunchError as exc:
+        return _error(exc)
+    session.commit()
+    return RedirectResponse(target.url, status_code=302)
+
+
+@router.get("/launch/standalone", summary="Standalone launch: pick the EHR by name")
+def standalone_launch(
+    session: SessionDep, settings: SettingsDep, ehr: Annotated[str, Query(max_length=100)]
+) -> Response:
+    """Launch outside the EHR; the EHR asks the clinician for the patient (launch/patient)."""
+    connection = session.exec(
+        select(EhrConnection).where(EhrConnection.name == ehr, col(EhrConnection.active))
+    ).first()
+    if connection is None:
+        return _error(LaunchError("no such EHR"))
+    try:
+        with httpx.Client(timeout=settings.ehr_timeout_seconds) as http:
+            target = begin(session, settings, http, connection.fhir_base_url, None)
+    except LaunchError as exc:
+        return _error(exc)
+    session.commit()
+    return RedirectResponse(target.url, status_code=302)
+
+
+@router.get("/launch/callback", summary="The EHR returns here with code and state")
+def callback(
+    session: SessionDep,
+    settings: SettingsDep,
+    code: Annotated[str | None, Query(max_length=2000)] = None,
+    state: Annotated[str | None, Query(max_length=200)] = None,
+    error: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """Check state, exchange the code, open a session and land on the patient's page."""
+    if error or not code or not state:
+        return _error(LaunchError("the EHR did not authorize the launch"))
+    try:
+        with httpx.Client(timeout=settings.ehr_timeout_seconds) as http:
+            clinician = complete(session, settings, http, code, state)
+    except LaunchError as exc:
+        session.commit()  # the used state stays consumed
+        return _error(exc)
+    session.commit()
+    target = f"/app/patients/{clinician.patient_id}" if clinician.patient_id else "/app/unlinked"
+    response = RedirectResponse(target, status_code=302)
+    response.set_cookie(
+        COOKIE,
+        clinician.id,
+        httponly=True,
+        samesite="lax",
+        secure=settings.base_url.startswith("https://"),
+        max_age=8 * 3600,
+    )
+    return response
+
+
+def _clinician(session: SessionDep, cookie: str | None) -> ClinicianSession | None:
+    if not cookie:
+        return None
+    clinician = session.get(ClinicianSession, cookie)
+    if clinician is None or clinician.expires_at < utcnow():
+        return None
+    return clinician
+
+
+@router.get("/app/patients/{patient_id}", summary="The launched patient's page")
+def patient_page(
+    patient_id: str,
+    session: SessionDep,
+    careloop_session: Annotated[str | None, Cookie()] = None,
+) -> Response:
+    """The patient's open alerts (the clinician view grows from here)."""
+    clinician = _clinician(session, careloop_session)
+    if clinician is None or clinician.patient_id != patient_id:
+        return _page("Not signed in", "<p>Open careloop from the patient's chart.</p>", 401)
+    alerts = session.exec(
+        select(Alert).where(
+            Alert.tenant_id == clinician.tenant_id,
+            Alert.patient_id == patient_id,
+            Alert.status != "resolved",
+        )
+    ).all()
+    items = "".join(
+        f"<li data-alert='{html.escape(a.id)}'>{html.escape(a.severity)}: "
+        f"{html.escape(a.rule_id)} ({html.escape(a.status)})</li>"
+        for a in alerts
+    )
+    context = f"<p data-patient='{html.escape(patient_id)}'>Patient/{html.escape(patient_id)}"
+    if clinician.encounter_id:
+        context += f" · Encounter/{html.escape(clinician.encounter_id)} in the EHR"
+    if clinician.fhir_user:
+        context += f" · signed in as {html.escape(clinician.fhir_user)}"
+    return _page("careloop", f"{context}</p><h2>Open alerts</h2><ul>{items}</ul>")
+
+
+@router.get("/app/unlinked", summary="The launched patient is not linked to careloop")
+def unlinked(
+    session: SessionDep, careloop_session: Annotated[str | None, Cookie()] = None
+) -> Response:
+    """Explain that the EHR patient has no careloop data yet."""
+    clinician = _clinician(session, careloop_session)
+    if clinician is None:
+        return _page("Not signed in", "<p>Open careloop from the patient's chart.</p>", 401)
+    return _page("No careloop data", "<p>This patient is not linked to careloop yet.</p>")
