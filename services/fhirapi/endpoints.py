@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
+from careloop.services.audit.service import record_access
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.body import RawBody, read_json_body
 from careloop.services.common.errors import ApiError, Issue
@@ -86,6 +87,7 @@ def search(
         page = run_search(session, principal.tenant_id, query)
     except SearchError as exc:
         raise ApiError(400, [Issue("processing", exc.message, exc.param)]) from exc
+    record_access(session, principal, (r.reference for r in page.resources), f"search {rtype}")
     return fhir_json_response(searchset(settings.fhir_base_url, rtype, query.applied, page))
 
 
@@ -109,6 +111,7 @@ def read(
     stored = _read_or_404(
         ResourceStore(session, principal.tenant_id).read(rtype, rid), f"{rtype}/{rid}"
     )
+    record_access(session, principal, [stored.reference])
     if if_none_match is not None and if_none_match.strip() == stored.etag:
         return Response(status_code=304, headers={"ETag": stored.etag})
     return resource_response(stored)
@@ -122,9 +125,9 @@ def vread(rtype: str, rid: str, vid: str, principal: PrincipalDep, session: Sess
     if not vid.isdigit():
         raise ApiError.invalid("vid", "the version id is a number", 400)
     store = ResourceStore(session, principal.tenant_id)
-    return resource_response(
-        _read_or_404(store.vread(rtype, rid, int(vid)), f"{rtype}/{rid}/_history/{vid}")
-    )
+    stored = _read_or_404(store.vread(rtype, rid, int(vid)), f"{rtype}/{rid}/_history/{vid}")
+    record_access(session, principal, [f"{stored.reference}/_history/{vid}"])
+    return resource_response(stored)
 
 
 @router.post("/{rtype}", summary="Create")

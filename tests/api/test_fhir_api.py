@@ -267,3 +267,24 @@ def test_transaction_is_all_or_nothing(caller: Caller) -> None:
     assert response.status_code == 422
     assert response.json()["issue"][0]["expression"][0].startswith("Bundle.entry[1]")
     assert _get(caller, "/fhir/Observation")["total"] == before + 2
+
+
+def test_every_read_is_audited_with_ids_only(caller: Caller, engine: Any) -> None:
+    from sqlmodel import select
+
+    from careloop.services.audit.models import AuditRecord
+    from careloop.services.db import session_scope
+    from careloop.services.tenancy.models import Tenant
+
+    created = caller.post("/v1/symptom-reports", json=phq9("audit-me")).json()
+    observation = next(r for r in created["resources"] if r.startswith("Observation/"))
+    caller.get(f"/fhir/{observation}")
+    caller.get("/fhir/Patient", params={"identifier": "https://app.example/patients|audit-me"})
+    with session_scope(engine) as session:
+        tenant = session.exec(select(Tenant).where(Tenant.name == caller.tenant)).one()
+        records = session.exec(select(AuditRecord).where(AuditRecord.tenant_id == tenant.id)).all()
+    assert [(r.kind, r.action) for r in records] == [("access", "R"), ("access", "R")]
+    assert records[0].entity == observation
+    assert records[1].entity == created["patient"]
+    assert all("audit-me" not in r.entity + r.destination for r in records)
+    assert all(r.agent == f"client:{caller.client_id}" for r in records)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -120,9 +119,7 @@ class FhirService:
         """Current resources matching ``query`` (strict parameters)."""
         return parse_search(query, self.base_url).run(txn.all(rtype))
 
-    def _search(
-        self, txn: Txn, rtype: str, query: list[tuple[str, str]], strict: bool
-    ) -> Outcome:
+    def _search(self, txn: Txn, rtype: str, query: list[tuple[str, str]], strict: bool) -> Outcome:
         search = parse_search(query, self.base_url, strict)
         found = search.run(txn.all(rtype))
         page = found[search.offset : search.offset + search.count]
@@ -237,20 +234,23 @@ class FhirService:
 
     def _bundle(self, body: Any, scopes: list[ResourceScope]) -> Outcome:
         entries = _bundle_entries(body)
-        requests = [self._entry_interaction(i, e) for i, e in enumerate(entries)]
         if body["type"] == "batch":
-            return self._batch(requests, scopes)
-        for index, request in enumerate(requests):
+            return self._batch(entries, scopes)
+        requests = []
+        for index, entry in enumerate(entries):
             try:
+                request = self._entry_interaction(entry)
                 self._authorise(request.rtype, request.kind()[1], scopes)
             except FhirError as exc:
                 raise _at_entry(exc, index) from None
+            requests.append(request)
         with self.store.transaction() as txn:
             results = self._transaction(txn, requests)
         response = [{**_entry_body(r), "response": r.entry_response()} for r in results]
-        return Outcome(200, {"resourceType": "Bundle", "type": "transaction-response", "entry": response})
+        bundle = {"resourceType": "Bundle", "type": "transaction-response", "entry": response}
+        return Outcome(200, bundle)
 
-    def _entry_interaction(self, index: int, entry: dict[str, Any]) -> Interaction:
+    def _entry_interaction(self, entry: dict[str, Any]) -> Interaction:
         request = entry["request"]
         interaction = Interaction.from_url(
             request["method"],
@@ -261,24 +261,23 @@ class FhirService:
             if_match=request.get("ifMatch"),
             full_url=entry.get("fullUrl"),
         )
-        try:
-            interaction.kind()
-        except FhirError as exc:
-            raise _at_entry(exc, index) from None
+        interaction.kind()
         return interaction
 
-    def _batch(self, requests: list[Interaction], scopes: list[ResourceScope]) -> Outcome:
-        entries = []
-        for request in requests:
+    def _batch(self, entries: list[dict[str, Any]], scopes: list[ResourceScope]) -> Outcome:
+        response = []
+        for entry in entries:
             try:
+                request = self._entry_interaction(entry)
                 self._authorise(request.rtype, request.kind()[1], scopes)
                 with self.store.transaction() as txn:
                     result = self._execute(txn, request)
-                entries.append({**_entry_body(result), "response": result.entry_response()})
+                response.append({**_entry_body(result), "response": result.entry_response()})
             except FhirError as exc:
                 failed = Outcome(exc.status).entry_response()
-                entries.append({"response": {**failed, "outcome": exc.outcome()}})
-        return Outcome(200, {"resourceType": "Bundle", "type": "batch-response", "entry": entries})
+                response.append({"response": {**failed, "outcome": exc.outcome()}})
+        bundle = {"resourceType": "Bundle", "type": "batch-response", "entry": response}
+        return Outcome(200, bundle)
 
     def _transaction(self, txn: Txn, requests: list[Interaction]) -> list[Outcome]:
         order = sorted(range(len(requests)), key=lambda i: _ENTRY_ORDER[requests[i].method])
@@ -291,7 +290,9 @@ class FhirService:
                 raise _at_entry(exc, index) from None
         self._check_distinct_targets(plans)
         mapping = {
-            requests[i].full_url: f"{p.rtype}/{p.rid}" for i, p in plans.items() if requests[i].full_url
+            requests[i].full_url: f"{p.rtype}/{p.rid}"
+            for i, p in plans.items()
+            if requests[i].full_url
         }
         results: dict[int, Outcome] = {}
         for index in order:
@@ -349,7 +350,9 @@ def _bundle_entries(body: Any) -> list[dict[str, Any]]:
         raise FhirError(400, "POST to the base URL needs a Bundle", "invalid")
     if body.get("type") not in ("transaction", "batch"):
         raise FhirError(
-            400, f"Bundle.type must be transaction or batch, not {body.get('type')!r}", "invalid",
+            400,
+            f"Bundle.type must be transaction or batch, not {body.get('type')!r}",
+            "invalid",
             ["Bundle.type"],
         )
     entries = body.get("entry") or []
@@ -367,12 +370,12 @@ def _bundle_entries(body: Any) -> list[dict[str, Any]]:
 
 
 def _entry_body(result: Outcome) -> dict[str, Any]:
+    """``fullUrl`` and ``resource`` of a response entry."""
     if result.body is None:
         return {}
-    body: dict[str, Any] = {"resource": result.body}
-    if "id" in result.body and result.body.get("resourceType") != "Bundle":
-        body["fullUrl"] = result.location.split("/_history/")[0] if result.location else None
-    return {k: v for k, v in body.items() if v is not None}
+    if result.location is None:
+        return {"resource": result.body}
+    return {"fullUrl": result.location.split("/_history/")[0], "resource": result.body}
 
 
 def _at_entry(exc: FhirError, index: int) -> FhirError:
@@ -384,8 +387,3 @@ def _at_entry(exc: FhirError, index: int) -> FhirError:
         [f"Bundle.entry[{index}]", *exc.expression],
         exc.headers,
     )
-
-
-def scopes_text(scopes: Iterable[ResourceScope]) -> str:
-    """Debug helper: a readable list of scopes."""
-    return " ".join(f"{s.context}/{s.rtype}.{''.join(sorted(s.perms))}" for s in scopes)
