@@ -7,13 +7,12 @@ from typing import Annotated
 
 import httpx
 from fastapi import APIRouter, Cookie, Query
-from sqlmodel import col, select
+from sqlmodel import select
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from careloop.services.alerts.models import Alert
 from careloop.services.db import utcnow
 from careloop.services.deps import SessionDep, SettingsDep
-from careloop.services.ehr.models import EhrConnection
 from careloop.services.launch.models import ClinicianSession
 from careloop.services.launch.service import LaunchError, begin, complete
 
@@ -51,19 +50,14 @@ def ehr_launch(
     return RedirectResponse(target.url, status_code=302)
 
 
-@router.get("/launch/standalone", summary="Standalone launch: pick the EHR by name")
+@router.get("/launch/standalone", summary="Standalone launch: careloop opened outside the EHR")
 def standalone_launch(
-    session: SessionDep, settings: SettingsDep, ehr: Annotated[str, Query(max_length=100)]
+    session: SessionDep, settings: SettingsDep, iss: Annotated[str, Query(max_length=500)]
 ) -> Response:
-    """Launch outside the EHR; the EHR asks the clinician for the patient (launch/patient)."""
-    connection = session.exec(
-        select(EhrConnection).where(EhrConnection.name == ehr, col(EhrConnection.active))
-    ).first()
-    if connection is None:
-        return _error(LaunchError("no such EHR"))
+    """Launch outside the EHR (``iss``: its FHIR base); the EHR asks for the patient."""
     try:
         with httpx.Client(timeout=settings.ehr_timeout_seconds) as http:
-            target = begin(session, settings, http, connection.fhir_base_url, None)
+            target = begin(session, settings, http, iss, None)
     except LaunchError as exc:
         return _error(exc)
     session.commit()

@@ -14,12 +14,12 @@ from .validation import relative_reference
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
 _RESULT_PARAMS = frozenset({"_count", "_offset", "_sort", "_format", "_total"})
-_REFERENCE_PATHS = {
+REFERENCE_PARAMS = {
     "patient": ("subject", "patient", "for", "beneficiary"),
     "subject": ("subject",),
     "encounter": ("encounter", "context"),
 }
-_TOKEN_PATHS = {"identifier": "identifier", "code": "code", "category": "category"}
+TOKEN_PARAMS = {"identifier": "identifier", "code": "code", "category": "category"}
 _COMPARATORS: dict[str, Callable[[datetime, datetime], bool]] = {
     "eq": lambda a, b: a == b,
     "gt": lambda a, b: a > b,
@@ -89,11 +89,11 @@ def _predicate(name: str, value: str, base_url: str) -> Predicate | None:
         return _date_predicate(value)
     if name == "status":
         return lambda r: r.get("status") in alternatives
-    if name in _TOKEN_PATHS:
-        key = _TOKEN_PATHS[name]
+    if name in TOKEN_PARAMS:
+        key = TOKEN_PARAMS[name]
         return lambda r: any(_token_matches(r.get(key), alt) for alt in alternatives)
-    if name in _REFERENCE_PATHS:
-        paths = _REFERENCE_PATHS[name]
+    if name in REFERENCE_PARAMS:
+        paths = REFERENCE_PARAMS[name]
         default_type = {"patient": "Patient", "encounter": "Encounter"}.get(name)
         wanted = [_normalise_reference(a, base_url, default_type) for a in alternatives]
         return lambda r: any(

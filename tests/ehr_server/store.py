@@ -92,17 +92,20 @@ class Txn:
     def write(self, rtype: str, rid: str, resource: Resource, keep_meta: bool = False) -> Resource:
         """Stage a new version; the server sets id, ``meta.versionId`` and ``lastUpdated``.
 
-        With ``keep_meta`` (seeding) values already in ``meta`` are kept.
+        With ``keep_meta`` (seeding) a given ``lastUpdated`` is kept, and ``versionId`` too for
+        a first version.
         """
-        stored = copy.deepcopy(resource)
-        stored["resourceType"] = rtype
-        stored["id"] = rid
-        meta = dict(stored.get("meta") or {})
-        version = str(len(self.versions(rtype, rid)) + 1)
-        if not keep_meta or "versionId" not in meta:
+        body = copy.deepcopy(resource)
+        meta = dict(body.pop("meta", None) or {})
+        previous = self.versions(rtype, rid)
+        last = str(previous[-1]["meta"].get("versionId", "")) if previous else ""
+        version = str(int(last) + 1 if last.isdigit() else len(previous) + 1)
+        if not keep_meta or "versionId" not in meta or previous:
             meta["versionId"] = version
         if not keep_meta or "lastUpdated" not in meta:
             meta["lastUpdated"] = self._store.next_instant()
-        stored["meta"] = meta
+        body.pop("resourceType", None)
+        body.pop("id", None)
+        stored = {"resourceType": rtype, "id": rid, "meta": meta, **body}
         self.staged.setdefault((rtype, rid), []).append(stored)
         return stored

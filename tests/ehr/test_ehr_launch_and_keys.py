@@ -1,0 +1,174 @@
+"""Clinicians launch careloop from the EHR (SMART App Launch), and careloop rotates its keys."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import uvicorn
+from conftest import BASE_URL, make_caller, phq9
+from ehr_server import TestEHR
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from careloop.integrations.ehr.smart import tokens
+from careloop.services.app import create_app
+from careloop.services.db import session_scope
+from careloop.services.ehr.service import add_connection
+from careloop.services.keys.service import rotate
+from careloop.services.settings import Settings
+from careloop.workflows.inline import run_pending
+
+APP_SYSTEM = "https://app.example/patients"
+APP_SCOPES = "launch launch/patient openid fhirUser patient/Patient.rs patient/Observation.rs"
+SECRET = "launch-secret-for-tests"
+
+
+@pytest.fixture
+def launched(settings: Settings, engine: Engine) -> Iterator[tuple[TestClient, TestEHR, str, str]]:
+    """A linked patient with an open alert, and the EHR registered for App Launch.
+
+    Yields (careloop client, EHR, careloop patient id, EHR patient id).
+    """
+    with TestEHR() as ehr, TestClient(create_app(settings, engine), base_url=BASE_URL) as api:
+        caller = make_caller(api, engine)
+        client_id = f"careloop-{caller.tenant}"
+        ehr.register_client(
+            client_id, "system/*.cruds", jwks=api.get("/.well-known/jwks.json").json()
+        )
+        ehr.register_app(
+            f"app-{caller.tenant}", [f"{BASE_URL}/launch/callback"], APP_SCOPES, SECRET
+        )
+        with session_scope(engine) as session:
+            add_connection(
+                session,
+                "hospital",
+                ehr.base_url,
+                client_id,
+                "system/*.cruds",
+                caller.tenant,
+                launch_client_id=f"app-{caller.tenant}",
+                launch_client_secret=SECRET,
+                secret_key=settings.secret_key,
+            )
+        chart = ehr.seed(
+            {
+                "resourceType": "Patient",
+                "active": True,
+                "identifier": [{"system": APP_SYSTEM, "value": "launch-1"}],
+            }
+        )
+        created = caller.post(
+            "/v1/symptom-reports", json=phq9("launch-1", [0, 0, 0, 0, 0, 0, 0, 0, 1])
+        ).json()
+        run_pending(engine, settings)
+        yield api, ehr, created["patient"].removeprefix("Patient/"), str(chart["id"])
+
+
+def _follow_launch(api: TestClient, start: str) -> httpx.Response:
+    """Play the browser: careloop -> EHR authorize -> careloop callback."""
+    first = api.get(start, follow_redirects=False)
+    assert first.status_code == 302, first.text
+    authorize = first.headers["location"]
+    params = parse_qs(urlsplit(authorize).query)
+    assert params["code_challenge_method"] == ["S256"]
+    assert len(params["state"][0]) >= 32 and params["response_type"] == ["code"]
+    at_ehr = httpx.get(authorize, follow_redirects=False)
+    assert at_ehr.status_code == 302, at_ehr.text
+    back = urlsplit(at_ehr.headers["location"])
+    assert parse_qs(back.query)["state"] == params["state"]
+    return api.get(f"{back.path}?{back.query}", follow_redirects=False)
+
+
+def test_ehr_launch_lands_on_the_patient_with_context(
+    launched: tuple[TestClient, TestEHR, str, str],
+) -> None:
+    api, ehr, patient_id, chart_id = launched
+    launch = ehr.create_launch(chart_id, encounter_id="enc-7", user="Practitioner/dr-9")
+    callback = _follow_launch(api, f"/launch?iss={ehr.base_url}&launch={launch}")
+    assert callback.status_code == 302
+    assert callback.headers["location"] == f"/app/patients/{patient_id}"
+    assert "careloop_session" in callback.headers["set-cookie"]
+    assert "httponly" in callback.headers["set-cookie"].lower()
+    page = api.get(f"/app/patients/{patient_id}")
+    assert page.status_code == 200
+    assert f"Patient/{patient_id}" in page.text and "phq9-item9" in page.text
+    assert "Encounter/enc-7" in page.text and "Practitioner/dr-9" in page.text
+    with TestClient(api.app, base_url=BASE_URL) as stranger:
+        assert stranger.get(f"/app/patients/{patient_id}").status_code == 401
+
+
+def test_standalone_launch_uses_the_patient_picked_in_the_ehr(
+    launched: tuple[TestClient, TestEHR, str, str],
+) -> None:
+    api, ehr, patient_id, chart_id = launched
+    ehr.set_standalone_patient(chart_id)
+    callback = _follow_launch(api, f"/launch/standalone?iss={ehr.base_url}")
+    assert callback.headers["location"] == f"/app/patients/{patient_id}"
+
+
+def test_state_is_checked_and_single_use(launched: tuple[TestClient, TestEHR, str, str]) -> None:
+    api, ehr, _, chart_id = launched
+    launch = ehr.create_launch(chart_id)
+    first = api.get(f"/launch?iss={ehr.base_url}&launch={launch}", follow_redirects=False)
+    at_ehr = httpx.get(first.headers["location"], follow_redirects=False)
+    back = urlsplit(at_ehr.headers["location"])
+    forged = back.query.replace("state=", "state=x")
+    assert api.get(f"{back.path}?{forged}", follow_redirects=False).status_code == 400
+    assert api.get(f"{back.path}?{back.query}", follow_redirects=False).status_code == 302
+    assert api.get(f"{back.path}?{back.query}", follow_redirects=False).status_code == 400
+
+
+def test_unknown_iss_is_refused(launched: tuple[TestClient, TestEHR, str, str]) -> None:
+    api, _, _, _ = launched
+    response = api.get("/launch?iss=https://evil.example/fhir&launch=x", follow_redirects=False)
+    assert response.status_code == 400
+
+
+@pytest.fixture
+def live(settings: Settings, engine: Engine) -> Iterator[tuple[str, Settings]]:
+    """careloop served over real HTTP (the EHR fetches its JWKS from it)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    live_settings = settings.model_copy(update={"base_url": url})
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(live_settings, engine), log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    yield url, live_settings
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+def test_key_rotation_keeps_tokens_flowing(live: tuple[str, Settings], engine: Engine) -> None:
+    url, live_settings = live
+    with TestEHR() as ehr, TestClient(create_app(live_settings, engine), base_url=url) as api:
+        caller = make_caller(api, engine)
+        client_id = f"careloop-{caller.tenant}"
+        ehr.register_client(client_id, "system/*.cruds", jwks_url=f"{url}/.well-known/jwks.json")
+        with session_scope(engine) as session:
+            connection = add_connection(
+                session, "hospital", ehr.base_url, client_id, "system/*.cruds", caller.tenant
+            )
+            connection_id = connection.id
+        ehr.seed({"resourceType": "Patient", "identifier": [{"system": APP_SYSTEM, "value": "rk"}]})
+        caller.post("/v1/symptom-reports", json=phq9("rk", effective="2026-11-01T09:00:00Z"))
+        run_pending(engine, live_settings)
+        old_kids = {k["kid"] for k in httpx.get(f"{url}/.well-known/jwks.json").json()["keys"]}
+        with session_scope(engine) as session:
+            new_kids = {k.kid for k in rotate(session, live_settings.secret_key)}
+        published = {k["kid"] for k in httpx.get(f"{url}/.well-known/jwks.json").json()["keys"]}
+        assert old_kids | new_kids <= published  # the old keys stay during the roll-over
+        tokens.invalidate(connection_id)  # the next token is signed with the new key
+        caller.post("/v1/symptom-reports", json=phq9("rk", effective="2026-11-02T09:00:00Z"))
+        run_pending(engine, live_settings)
+        assert len(ehr.resources("Observation")) == 2
+        assert ehr.issued_tokens == 2
