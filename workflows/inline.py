@@ -66,11 +66,11 @@ def run_pending(engine: Engine, settings: Settings, rounds: int = 10) -> int:
     fails transiently goes back into the outbox, as Celery would retry it; the next call runs it.
     """
     done = 0
+    retry: list[tuple[str, dict[str, Any]]] = []
     for _ in range(rounds):
         pending = _take_pending(engine)
         if not pending:
             break
-        retry: list[tuple[str, dict[str, Any]]] = []
         for task, kwargs in pending:
             try:
                 with session_scope(engine) as session:
@@ -83,9 +83,8 @@ def run_pending(engine: Engine, settings: Settings, rounds: int = 10) -> int:
                         connection_failed(session, settings, kwargs["connection_id"], str(exc))
                 retry.append((task, kwargs))
             done += 1
-        if retry:
-            with session_scope(engine) as session:
-                for task, kwargs in retry:
-                    enqueue(session, "", task, kwargs)
-            break
+    if retry:
+        with session_scope(engine) as session:
+            for task, kwargs in retry:
+                enqueue(session, "", task, kwargs)
     return done
