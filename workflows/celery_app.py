@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from kombu.entity import Queue
 
 from careloop.services.settings import Settings, get_settings
 
@@ -12,6 +13,11 @@ CHECKIN_SECONDS = 600.0
 
 
 celery_app = Celery("careloop", include=["careloop.workflows.tasks"])
+
+
+def urgent_queue(settings: Settings) -> str:
+    """The queue of alert work."""
+    return f"{settings.queue}.urgent"
 
 
 def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
@@ -36,6 +42,14 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         task_default_queue=settings.queue,
+        # Alert work (deliveries, escalations, readings that may be critical) has a queue of its
+        # own, so it never waits behind a backlog of routine evaluations or EHR writes.
+        task_queues=(Queue(urgent_queue(settings)), Queue(settings.queue)),
+        task_routes={
+            "notification.deliver": {"queue": urgent_queue(settings)},
+            "observation.evaluate_urgent": {"queue": urgent_queue(settings)},
+            "alerts.escalate_due": {"queue": urgent_queue(settings)},
+        },
         task_serializer="json",
         accept_content=["json"],
         timezone="UTC",

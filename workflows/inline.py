@@ -41,7 +41,7 @@ def _take_pending(engine: Engine) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _run(session: Session, settings: Settings, task: str, kwargs: dict[str, Any]) -> None:
-    if task == "observation.evaluate":
+    if task in ("observation.evaluate", "observation.evaluate_urgent"):
         evaluate_observation(session, settings, kwargs["tenant_id"], kwargs["observation_id"])
     elif task == "notification.deliver":
         deliver_notification(session, settings, kwargs["notification_id"])

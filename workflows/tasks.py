@@ -56,6 +56,12 @@ class CareloopTask(Task):  # type: ignore[misc]
             )
 
 
+@celery_app.task(name="observation.evaluate_urgent", base=CareloopTask)
+def evaluate_urgent(tenant_id: str, observation_id: str) -> list[str]:
+    """``observation.evaluate`` for a reading critical by itself, on the urgent queue."""
+    return list(evaluate(tenant_id, observation_id))
+
+
 @celery_app.task(name="observation.evaluate", base=CareloopTask)
 def evaluate(tenant_id: str, observation_id: str) -> list[str]:
     """Evaluate a new reading against the care program; open or update alerts."""

@@ -48,7 +48,7 @@ def worker(
     ] = False,
 ) -> None:
     """Run a Celery worker on CARELOOP_BROKER_URL (or the embedded SQLite broker)."""
-    from careloop.workflows.celery_app import celery_app
+    from careloop.workflows.celery_app import celery_app, urgent_queue
 
     if exit_with_parent:
         _exit_with_parent()
@@ -62,7 +62,7 @@ def worker(
         "--without-gossip",
         "--without-mingle",
         "-Q",
-        settings.queue,
+        f"{urgent_queue(settings)},{settings.queue}",
     ]
     if beat:
         argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]

@@ -113,7 +113,7 @@ def create_observation(
         resource["id"], [f"Observation/{resource['id']}"], utcnow(), principal.client_id, patient_id
     )
     stored = store.create_many([resource, provenance])
-    readings_created(session, principal.tenant_id, [resource["id"]])
+    readings_created(session, principal.tenant_id, [resource])
     return WriteResult(stored[0], True)
 
 

@@ -187,9 +187,7 @@ def ingest_reports(
     if rows:
         session.execute(_S.insert(), rows)
     readings_created(
-        session,
-        principal.tenant_id,
-        [r["id"] for r in resources if r["resourceType"] == "Observation"],
+        session, principal.tenant_id, [r for r in resources if r["resourceType"] == "Observation"]
     )
     by_patient: dict[str, list[str]] = {}
     for row in rows:
