@@ -1,5 +1,6 @@
 """Helpers shared by careloop's benchmarks: servers in subprocesses, a scratch PostgreSQL
-database, an app client and its token, CPU accounting from ``/proc``, percentiles."""
+database, careloop's API, worker and beat processes, an app client and its token, CPU accounting
+from ``/proc``, percentiles."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import httpx
 import orjson
@@ -295,3 +299,184 @@ def percentile(sorted_values: list[float], pct: float) -> float:
 
 def raise_keyboard_interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+# --------------------------------------------------------------------------------------------
+# careloop's processes (API, worker, beat) on a fresh database and a queue of their own
+
+
+def careloop_cmd(*args: str) -> list[str]:
+    """argv of a ``careloop`` command."""
+    return [str(VENV_BIN / "careloop"), *args]
+
+
+def run_cli(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """Run a careloop command printing one JSON line; that JSON."""
+    out = subprocess.run(
+        careloop_cmd(*args),
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"careloop {' '.join(args[:2])} failed ({out.returncode}):\n{out.stderr}"
+        )
+    data: dict[str, Any] = orjson.loads(lines[-1])
+    return data
+
+
+def delete_queue(broker_url: str, queue: str) -> None:
+    """Remove a run's queue (and its exchange / binding keys) from the broker."""
+    if broker_url.startswith("redis://"):
+        import redis
+
+        client = redis.Redis.from_url(broker_url)
+        try:
+            keys = list(client.scan_iter(match=f"*{queue}*", count=1000))
+            if keys:
+                client.delete(*keys)
+            client.zrem("_kombu.binding_deadlines", queue)
+        finally:
+            client.close()
+        return
+    from kombu import connection as kombu_connection
+
+    connection_class: Any = kombu_connection.Connection
+    with connection_class(broker_url, connect_timeout=5) as conn:
+        channel = conn.channel()
+        with contextlib.suppress(Exception):
+            channel.queue_delete(queue)
+        with contextlib.suppress(Exception):
+            channel.exchange_delete(queue)
+
+
+@dataclass
+class CareloopStack:
+    """careloop's API, worker and beat processes."""
+
+    api: Server
+    worker: Server
+    beat: Server
+
+    def servers(self) -> dict[str, Server]:
+        """By group name."""
+        return {"api": self.api, "worker": self.worker, "beat": self.beat}
+
+
+@contextlib.contextmanager
+def careloop_stack(
+    label: str,
+    broker_url: str,
+    logs: Path,
+    api_workers: int = 2,
+    worker_concurrency: int = 4,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[tuple[CareloopStack, dict[str, str], str]]:
+    """A fresh database, ``careloop serve --workers N``, ``careloop worker --pool threads`` and
+    ``careloop beat`` on ``broker_url`` with a queue of their own; (stack, env, psycopg URL).
+
+    Everything is stopped, the queue deleted and the database dropped on exit (also on error).
+    """
+    queue = f"{label}-{secrets.token_hex(4)}"
+    port = free_port()
+    with fresh_database(f"careloop_{label}_") as db_url:
+        env = {
+            **os.environ,
+            "CARELOOP_DATABASE_URL": db_url,
+            "CARELOOP_BROKER_URL": broker_url,
+            "CARELOOP_QUEUE": queue,
+            "CARELOOP_DATA_DIR": str(logs / f"data-{label}"),
+            "CARELOOP_BASE_URL": f"http://{HOST}:{port}",
+            "CARELOOP_TOKEN_LIFETIME_SECONDS": "3600",
+            **(extra_env or {}),
+        }
+        serve = ("serve", "--host", HOST, "--port", str(port), "--workers", str(api_workers))
+        api = Server(f"{label}-api", careloop_cmd(*serve), env, port, logs)
+        worker = Server(
+            f"{label}-worker",
+            careloop_cmd(
+                "worker",
+                "--concurrency",
+                str(worker_concurrency),
+                "--pool",
+                "threads",
+                "--loglevel",
+                "INFO",
+            ),
+            env,
+            0,
+            logs,
+        )
+        beat = Server(f"{label}-beat", careloop_cmd("beat"), env, 0, logs)
+        stack = CareloopStack(api, worker, beat)
+        try:
+            api.start()  # migrates the new database before it listens
+            api.wait_ready(90)
+            worker.start()
+            beat.start()
+            worker.wait_log(r"celery@\S+ ready\.", 60)
+            beat.wait_log(r"beat: Starting", 60)
+            yield stack, env, db_url.replace("postgresql+psycopg://", "postgresql://")
+        except BaseException:
+            for server in (api, worker, beat):
+                if server.proc is not None:
+                    print(f"--- {server.name} log tail ---\n{server.log_tail()}", file=sys.stderr)
+            raise
+        finally:
+            for server in (beat, worker, api):
+                server.stop()
+                if server.leftovers:
+                    print(f"  !!!  {server.name} left {server.leftovers} processes; terminated")
+            try:
+                delete_queue(broker_url, queue)
+            except Exception as exc:  # clean-up must not hide the real error
+                print(f"  !!!  could not delete queue {queue}: {exc!r}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# CPU used by groups of processes between two snapshots
+
+CpuSnapshot = tuple[float, dict[int, tuple[int, str, float]], tuple[int, int]]
+
+
+def cpu_snapshot() -> CpuSnapshot:
+    """(monotonic time, every process's CPU seconds, machine jiffies)."""
+    return time.monotonic(), proc_stats(), host_jiffies()
+
+
+def cpu_by_group(
+    before: CpuSnapshot, after: CpuSnapshot, roots: dict[str, int]
+) -> dict[str, float]:
+    """Cores used between two snapshots by each group (a root pid and its descendants, first
+    match wins), PostgreSQL, the broker, the rest of this process tree (``bench``), everything
+    else (``other``) and the whole machine (``machine``)."""
+    seconds = after[0] - before[0]
+    if seconds <= 0:
+        return {}
+    owner: dict[int, str] = {}
+    for name, root in roots.items():
+        for pid in descendants(after[1], root):
+            owner.setdefault(pid, name)
+    mine = descendants(after[1], os.getpid())
+    groups = dict.fromkeys([*roots, "postgres", "broker", "bench"], 0.0)
+    for pid, (_, comm, cpu) in after[1].items():
+        used = cpu - before[1].get(pid, (0, "", 0.0))[2]
+        if pid in owner:
+            groups[owner[pid]] += used
+        elif pid in mine:
+            groups["bench"] += used
+        elif comm.startswith("postgres"):
+            groups["postgres"] += used
+        elif comm in ("redis-server", "beam.smp", "erl_child_setup"):
+            groups["broker"] += used
+    busy = after[2][0] - before[2][0]
+    total = after[2][1] - before[2][1]
+    result = {name: used / seconds for name, used in groups.items()}
+    result["machine"] = (os.cpu_count() or 1) * busy / total if total else 0.0
+    result["other"] = max(0.0, result["machine"] - sum(result[g] for g in groups))
+    return result

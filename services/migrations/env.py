@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel.sql.sqltypes import AutoString
 
+from careloop.services.migrate import include_name
 from careloop.services.models import metadata
 
 config = context.config
@@ -39,6 +40,7 @@ def run_migrations_online() -> None:
             target_metadata=metadata,
             render_as_batch=True,
             render_item=_render_item,
+            include_name=include_name,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -114,7 +115,19 @@ def test_serve_alone_alerts_end_to_end(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        with webhook_receiver(generate_webhook_secret()) as receiver:
+        with (
+            webhook_receiver(generate_webhook_secret()) as receiver,
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+        ):
+            deadline = time.monotonic() + 60
+            while True:  # serve migrates, then listens: poll its health (bounded)
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.1)
             subprocess.run(
                 [*cli, "notify", "add-webhook", receiver.url, "--secret", receiver.secret],
                 env=env,
@@ -127,33 +140,21 @@ def test_serve_alone_alerts_end_to_end(tmp_path: Path) -> None:
                 check=True,
                 capture_output=True,
             )
-            import json
-
             credentials = json.loads(created.stdout)
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-                deadline = time.monotonic() + 60
-                while True:  # the server migrates, then listens: poll its health, bounded
-                    try:
-                        if http.get("/healthz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert time.monotonic() < deadline and server.poll() is None
-                    time.sleep(0.1)
-                token = http.post(
-                    "/oauth/token",
-                    data={
-                        "grant_type": "client_credentials",
-                        "client_id": credentials["client_id"],
-                        "client_secret": credentials["client_secret"],
-                    },
-                ).json()["access_token"]
-                response = http.post(
-                    "/v1/symptom-reports",
-                    json=phq9("e2e", [0] * 8 + [1]),
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-                assert response.status_code == 201
+            token = http.post(
+                "/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": credentials["client_id"],
+                    "client_secret": credentials["client_secret"],
+                },
+            ).json()["access_token"]
+            response = http.post(
+                "/v1/symptom-reports",
+                json=phq9("e2e", [0] * 8 + [1]),
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert response.status_code == 201
             [delivery] = receiver.wait_for(1, timeout=60)
             assert delivery["body"]["rule"] == "phq9-item9"
     finally:
