@@ -278,3 +278,73 @@ def test_task_completed_in_the_ehr_resolves_the_alert(world: World) -> None:
         ).one()
         assert pull(session, world.settings, connection).tasks_applied == 1
     assert world.caller.get(f"/v1/alerts/{alert['id']}").json()["status"] == "resolved"
+
+
+def test_short_lived_tokens_are_renewed_before_they_expire(
+    settings: Settings, engine: Engine
+) -> None:
+    fast = settings.model_copy(update={"ehr_timeout_seconds": 1.0})
+    with (
+        TestEHR(token_lifetime=20) as ehr,
+        TestClient(create_app(fast, engine), base_url=BASE_URL) as api,
+    ):
+        caller = make_caller(api, engine)
+        client_id = f"careloop-{caller.tenant}"
+        ehr.register_client(client_id, SCOPES, jwks=api.get("/.well-known/jwks.json").json())
+        with session_scope(engine) as session:
+            add_connection(session, "hospital", ehr.base_url, client_id, SCOPES, caller.tenant)
+        ehr.seed(
+            {"resourceType": "Patient", "identifier": [{"system": APP_SYSTEM, "value": "short"}]}
+        )
+        for day in (1, 2, 3):
+            caller.post(
+                "/v1/symptom-reports", json=phq9("short", effective=f"2026-11-{day:02d}T09:00:00Z")
+            )
+            run_pending(engine, fast)
+        # a 20 s token is within careloop's 30 s renewal margin, so each request gets a fresh one
+        fhir_requests = [
+            p for _, p, _ in ehr.requests if p.startswith("/fhir") and "well-known" not in p
+        ]
+        assert ehr.issued_tokens == len(fhir_requests)
+        assert not any(status == 401 for _, _, status in ehr.requests)
+        assert len(ehr.resources("Observation")) == 3
+
+
+def test_circuit_opens_when_the_ehr_keeps_failing(world: World) -> None:
+    from sqlmodel import select
+
+    from careloop.services.ehr.models import EhrConnection
+    from careloop.workflows.ehr_sync import CircuitOpen, push
+
+    world.settings = world.settings.model_copy(
+        update={"ehr_circuit_failures": 2, "ehr_circuit_seconds": 60}
+    )
+    world.ehr_patient("c-1")
+    _report(world, "c-1")
+    world.ehr.inject(Fault.HTTP_503, count=10, method="POST", path_prefix="/fhir")
+    world.drain()
+    world.drain()
+    served = len(world.ehr.requests)
+    with session_scope(world.engine) as session:
+        connection = session.exec(
+            select(EhrConnection).where(
+                EhrConnection.client_id == f"careloop-{world.caller.tenant}"
+            )
+        ).one()
+        assert connection.consecutive_failures == 2
+        assert connection.circuit_open_until is not None
+        with pytest.raises(CircuitOpen):
+            push(session, world.settings, connection, "any", ["Observation/x"])
+    world.drain()  # the open circuit spares the EHR
+    assert len(world.ehr.requests) == served
+    with session_scope(world.engine) as session:
+        connection = session.exec(
+            select(EhrConnection).where(
+                EhrConnection.client_id == f"careloop-{world.caller.tenant}"
+            )
+        ).one()
+        connection.circuit_open_until = None  # the cool-down has passed
+        session.add(connection)
+    world.ehr.clear_faults()
+    world.drain()
+    assert len(world.of_type("Observation")) == 1
