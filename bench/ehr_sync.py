@@ -198,10 +198,11 @@ def ehr_child_main() -> int:
                 for rtype in SYNCED:
                     rows = []
                     for r in ehr.resources(rtype):
+                        idents = r.get("identifier", [])
                         ident = next(
                             (
                                 f"{i.get('system')}|{i.get('value')}"
-                                for i in r.get("identifier", [])
+                                for i in ([idents] if isinstance(idents, dict) else idents)
                                 if str(i.get("system", "")).startswith("https://careloop.io/")
                             ),
                             "",

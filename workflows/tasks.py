@@ -87,6 +87,19 @@ def deliver(self: Task, notification_id: str) -> bool:
     return True
 
 
+def _ehr_retry(task: Task, exc: Exception, connection_id: str) -> Exception:
+    """The Retry for a transient EHR failure (recorded against the connection's circuit)."""
+    if isinstance(exc, CircuitOpen):
+        return task.retry(countdown=exc.retry_in + random.uniform(0, 2))  # type: ignore[no-any-return]
+    if not getattr(exc, "transient", False):
+        raise exc
+    rt = runtime()
+    with session_scope(rt.engine) as session:
+        connection_failed(session, rt.settings, connection_id, str(exc))
+    retry_after = exc.retry_after if isinstance(exc, EhrError) else None
+    return task.retry(countdown=backoff(task.request.retries, retry_after))  # type: ignore[no-any-return]
+
+
 @celery_app.task(name="ehr.push", base=CareloopTask, bind=True, max_retries=None)
 def ehr_push(self: Task, connection_id: str, patient_id: str, references: list[str]) -> str:
     """Write a patient's new resources into one EHR; transient failures retry with backoff."""
@@ -96,15 +109,8 @@ def ehr_push(self: Task, connection_id: str, patient_id: str, references: list[s
             state = push_to_ehr(session, rt.settings, connection_id, patient_id, references)
         publish_pending(session)
         return state
-    except CircuitOpen as exc:
-        raise self.retry(countdown=exc.retry_in + random.uniform(0, 2)) from exc
-    except (EhrError, SmartError) as exc:
-        if not exc.transient:
-            raise
-        with session_scope(rt.engine) as session:
-            connection_failed(session, rt.settings, connection_id, str(exc))
-        retry_after = exc.retry_after if isinstance(exc, EhrError) else None
-        raise self.retry(countdown=backoff(self.request.retries, retry_after)) from exc
+    except (CircuitOpen, EhrError, SmartError) as exc:
+        raise _ehr_retry(self, exc, connection_id) from exc
 
 
 @celery_app.task(name="ehr.pull", base=CareloopTask, bind=True, max_retries=20)
@@ -119,15 +125,8 @@ def ehr_pull(self: Task, connection_id: str) -> dict[str, Any]:
             result = pull(session, rt.settings, connection)
         publish_pending(session)
         return {"imported": result.imported, "tasks": result.tasks_applied}
-    except CircuitOpen as exc:
-        raise self.retry(countdown=exc.retry_in + random.uniform(0, 2)) from exc
-    except (EhrError, SmartError) as exc:
-        if not exc.transient:
-            raise
-        with session_scope(rt.engine) as session:
-            connection_failed(session, rt.settings, connection_id, str(exc))
-        retry_after = exc.retry_after if isinstance(exc, EhrError) else None
-        raise self.retry(countdown=backoff(self.request.retries, retry_after)) from exc
+    except (CircuitOpen, EhrError, SmartError) as exc:
+        raise _ehr_retry(self, exc, connection_id) from exc
 
 
 @celery_app.task(name="ehr.pull_all", base=CareloopTask)

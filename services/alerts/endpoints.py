@@ -16,7 +16,7 @@ from careloop.services.alerts.service import acknowledge, alert_json, get_alert,
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.body import RawBody, parse_as, read_json_body
 from careloop.services.common.errors import ApiError
-from careloop.services.common.idempotency import ApiResult, body_hash, run_unit_of_work
+from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
 from careloop.services.deps import SessionDep, SettingsDep, require
 
 router = APIRouter(tags=["alerts"])
@@ -99,15 +99,7 @@ def _lifecycle(
         alert = action()
         return ApiResult(200, orjson.dumps(alert_json(alert, settings.base_url)))
 
-    result = run_unit_of_work(
-        session,
-        work,
-        tenant_id=principal.tenant_id,
-        client_id=principal.client_id,
-        idempotency_key=None,
-        request_hash=body_hash(raw),
-    )
-    return Response(result.body, result.status, media_type="application/json")
+    return result_response(run_unit_of_work(session, principal, work, body=raw))
 
 
 @router.post("/v1/alerts/{alert_id}/acknowledge", summary="Take ownership of the follow-up")

@@ -9,18 +9,14 @@ from sqlmodel import Session
 from careloop.integrations.channels import generate_webhook_secret
 from careloop.services.alerts.models import NotificationRoute
 from careloop.services.alerts.routing import ONCALL
+from careloop.services.common.errors import FieldError
 from careloop.workflows.rules.program import SEVERITIES
 
 CHANNELS = ("webhook", "email")
 
 
-class RouteError(ValueError):
+class RouteError(FieldError):
     """A route that cannot be registered; ``field`` names the problem."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def add_route(

@@ -81,3 +81,12 @@ def json_path(loc: Sequence[str | int]) -> str:
         else:
             path += ("." if path else "") + part
     return path or "body"
+
+
+class FieldError(ValueError):
+    """A domain rule broken by one input field; endpoints turn it into a 422 naming ``field``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message

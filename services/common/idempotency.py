@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
+from starlette.responses import Response
 
+from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.models import IdempotencyRecord
 
@@ -26,6 +28,12 @@ class ApiResult:
     location: str | None = None
 
 
+def result_response(result: ApiResult, media_type: str = "application/json") -> Response:
+    """The HTTP response for a unit of work's result."""
+    headers = {"Location": result.location} if result.location else None
+    return Response(result.body, result.status, headers=headers, media_type=media_type)
+
+
 def body_hash(body: bytes) -> str:
     """A fingerprint of a request body."""
     return hashlib.sha256(body).hexdigest()
@@ -41,18 +49,20 @@ def commit(session: Session) -> None:
 
 def run_unit_of_work(
     session: Session,
+    principal: Principal,
     work: Callable[[], ApiResult],
     *,
-    tenant_id: str,
-    client_id: str,
-    idempotency_key: str | None,
-    request_hash: str,
+    body: bytes,
+    idempotency_key: str | None = None,
 ) -> ApiResult:
-    """Run ``work`` and commit it, exactly once per Idempotency-Key.
+    """Run ``work`` and commit it, exactly once per Idempotency-Key of ``principal``.
+
+    ``body`` (the request's identity: path parts and body) must be the same for a replay.
 
     ``work`` only adds to the session. A unique-key race (a concurrent retry, a patient created
     at the same moment) rolls back and runs again, so the loser finds the winner's data.
     """
+    tenant_id, client_id, request_hash = principal.tenant_id, principal.client_id, body_hash(body)
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
         raise ApiError.invalid(
             "Idempotency-Key", "Idempotency-Key must be 1 to 255 characters", 400

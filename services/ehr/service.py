@@ -10,18 +10,14 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from careloop.services.auth.scopes import ScopeError, parse_scopes
+from careloop.services.common.errors import FieldError
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite, PatientLink
 from careloop.services.keys.service import ALGORITHMS, encrypt_secret
 from careloop.services.tenancy.service import get_or_create_tenant
 
 
-class ConnectionError_(ValueError):
+class ConnectionError_(FieldError):
     """A connection that cannot be added or found; ``field`` names the problem."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def add_connection(

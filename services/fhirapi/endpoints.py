@@ -11,7 +11,7 @@ from careloop.services.audit.service import record_access
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.body import RawBody, read_json_body
 from careloop.services.common.errors import ApiError, Issue
-from careloop.services.common.idempotency import ApiResult, body_hash, run_unit_of_work
+from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
 from careloop.services.deps import PrincipalDep, SessionDep, SettingsDep, check_scope
 from careloop.services.fhirapi.capability import capability_statement
 from careloop.services.fhirapi.responses import (
@@ -52,15 +52,8 @@ def bundle(
             200, dumps(process_bundle(session, principal, body.data, settings.fhir_base_url))
         )
 
-    result = run_unit_of_work(
-        session,
-        work,
-        tenant_id=principal.tenant_id,
-        client_id=principal.client_id,
-        idempotency_key=None,
-        request_hash=body_hash(body.raw),
-    )
-    return Response(result.body, result.status, media_type="application/fhir+json")
+    result = run_unit_of_work(session, principal, work, body=body.raw)
+    return result_response(result, "application/fhir+json")
 
 
 @router.get("/{rtype}", summary="Search")
@@ -150,12 +143,7 @@ def create(
         return ApiResult(201 if result.created else 200, result.stored.content.encode())
 
     result = run_unit_of_work(
-        session,
-        work,
-        tenant_id=principal.tenant_id,
-        client_id=principal.client_id,
-        idempotency_key=idempotency_key,
-        request_hash=body_hash(rtype.encode() + body.raw),
+        session, principal, work, body=rtype.encode() + body.raw, idempotency_key=idempotency_key
     )
     if holder:
         return resource_response(holder[-1], result.status, settings.fhir_base_url)
@@ -180,14 +168,7 @@ def update(
         holder.append(stored)
         return ApiResult(200, stored.content.encode())
 
-    run_unit_of_work(
-        session,
-        work,
-        tenant_id=principal.tenant_id,
-        client_id=principal.client_id,
-        idempotency_key=None,
-        request_hash=body_hash(body.raw),
-    )
+    run_unit_of_work(session, principal, work, body=body.raw)
     return resource_response(holder[-1])
 
 

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.body import RawBody, read_json_body, validation_issues
 from careloop.services.common.errors import ApiError, Issue
-from careloop.services.common.idempotency import ApiResult, body_hash, run_unit_of_work
+from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
 from careloop.services.deps import SessionDep, SettingsDep, check_scope, require
 from careloop.services.reports.models import SymptomReport
 from careloop.services.reports.schemas import SCORED, SymptomReportIn
@@ -30,11 +30,6 @@ CanCreate = Annotated[Principal, Depends(require("Observation", "c"))]
 def _check_questionnaire_scope(principal: Principal, reports: list[SymptomReportIn]) -> None:
     if any(r.instrument in SCORED for r in reports):
         check_scope(principal, "QuestionnaireResponse", "c")
-
-
-def _response(result: ApiResult) -> Response:
-    headers = {"Location": result.location} if result.location else None
-    return Response(result.body, result.status, headers=headers, media_type="application/json")
 
 
 @router.post("", status_code=201, summary="Accept one symptom report")
@@ -60,14 +55,9 @@ def create_report(
         return ApiResult(outcome.status, orjson.dumps(_public(outcome)), location)
 
     result = run_unit_of_work(
-        session,
-        work,
-        tenant_id=principal.tenant_id,
-        client_id=principal.client_id,
-        idempotency_key=idempotency_key,
-        request_hash=body_hash(body.raw),
+        session, principal, work, body=body.raw, idempotency_key=idempotency_key
     )
-    return _response(result)
+    return result_response(result)
 
 
 @router.post("/batch", summary="Accept up to 1,000 symptom reports, each on its own")
@@ -108,14 +98,9 @@ def create_reports_batch(
         return ApiResult(200, orjson.dumps({"results": results}))
 
     result = run_unit_of_work(
-        session,
-        work,
-        tenant_id=principal.tenant_id,
-        client_id=principal.client_id,
-        idempotency_key=idempotency_key,
-        request_hash=body_hash(body.raw),
+        session, principal, work, body=body.raw, idempotency_key=idempotency_key
     )
-    return _response(result)
+    return result_response(result)
 
 
 @router.get("/{report_id}", summary="What one accepted report created")

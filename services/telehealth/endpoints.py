@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.body import RawBody, parse_as, read_json_body
-from careloop.services.common.idempotency import ApiResult, body_hash, run_unit_of_work
+from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
 from careloop.services.deps import SessionDep, SettingsDep, require
 from careloop.services.telehealth.schemas import SessionIn, SessionPatch
 from careloop.services.telehealth.service import (
@@ -26,11 +26,6 @@ _session_in = TypeAdapter(SessionIn)
 _session_patch = TypeAdapter(SessionPatch)
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
-
-
-def _response(result: ApiResult) -> Response:
-    headers = {"Location": result.location} if result.location else None
-    return Response(result.body, result.status, headers=headers, media_type="application/json")
 
 
 @router.post("", status_code=201, summary="Record a telehealth session")
@@ -49,15 +44,8 @@ def create(
         location = f"{settings.base_url}/v1/telehealth-sessions/{row.id}"
         return ApiResult(201 if created else 200, orjson.dumps(session_json(row)), location)
 
-    return _response(
-        run_unit_of_work(
-            session,
-            work,
-            tenant_id=principal.tenant_id,
-            client_id=principal.client_id,
-            idempotency_key=idempotency_key,
-            request_hash=body_hash(body.raw),
-        )
+    return result_response(
+        run_unit_of_work(session, principal, work, body=body.raw, idempotency_key=idempotency_key)
     )
 
 
@@ -76,14 +64,13 @@ def patch(
         row = update_session(session, principal, session_id, data)
         return ApiResult(200, orjson.dumps(session_json(row)))
 
-    return _response(
+    return result_response(
         run_unit_of_work(
             session,
+            principal,
             work,
-            tenant_id=principal.tenant_id,
-            client_id=principal.client_id,
+            body=session_id.encode() + body.raw,
             idempotency_key=idempotency_key,
-            request_hash=body_hash(session_id.encode() + body.raw),
         )
     )
 
