@@ -38,6 +38,7 @@ deleted at the end, also on error, Ctrl-C or SIGTERM.
     .venv/bin/python bench/ehr_sync.py --quick         # smoke test (~1 minute)
     .venv/bin/python bench/ehr_sync.py --tp-rate 0 --batch-size 100   # unthrottled app side
     .venv/bin/python bench/ehr_sync.py --env CARELOOP_EHR_CIRCUIT_FAILURES=100 --logs /tmp/ehr
+    .venv/bin/python bench/ehr_sync.py --profile /tmp/prof   # py-spy the worker (throughput)
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import math
 import multiprocessing
 import os
 import queue
@@ -69,6 +71,7 @@ import psycopg
 from common import (
     HOST,
     ROOT,
+    VENV_BIN,
     CareloopStack,
     CpuSnapshot,
     careloop_stack,
@@ -386,7 +389,9 @@ async def _load(spec: LoadSpec) -> dict[str, Any]:
 def load_main(spec: LoadSpec, out: multiprocessing.Queue[dict[str, Any]]) -> None:
     """Entry point of the load process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
-    out.put(asyncio.run(_load(spec)))
+    result = asyncio.run(_load(spec))
+    result["cpu_s"] = time.process_time()
+    out.put(result)
 
 
 class Load:
@@ -488,8 +493,12 @@ def run_phase(
     drain_timeout_s: float,
     ehr: EhrChild | None = None,
     throttle: tuple[float, float, str] | None = None,
+    profile: tuple[int, Path] | None = None,
 ) -> int:
-    """Run one phase's load, wait for its resources in the EHR; resources expected in all."""
+    """Run one phase's load, wait for its resources in the EHR; resources expected in all.
+
+    ``profile``: (worker pid, output file) to sample the worker with py-spy during the load.
+    """
     spec = phase.spec
     mode = "singles" if spec.batch == 1 else f"batches of {spec.batch}"
     print(
@@ -499,7 +508,7 @@ def run_phase(
     before: CpuSnapshot = cpu_snapshot()
     phase.start = time.time()
     load = Load(spec)
-    roots = {**roots, "load": load.proc.pid or 0}
+    spy = start_profile(profile[0], profile[1], spec.seconds) if profile else None
     if throttle is not None and ehr is not None:
         share, seconds, retry_after = throttle
         time.sleep(seconds)  # healthy first
@@ -507,8 +516,16 @@ def run_phase(
     data = load.result()
     phase.cpu = cpu_by_group(before, cpu_snapshot(), roots)
     phase.end = float(data["ended"])
+    # the load process has exited: its own CPU time, over the load's duration
+    phase.cpu["load"] = float(data["cpu_s"]) / max(1e-3, phase.end - phase.start)
     phase.accepted = [(str(a), float(b), float(c)) for a, b, c in data["accepted"]]
     phase.status, phase.errors, phase.post_ms = data["status"], data["errors"], data["post_ms"]
+    if spy is not None:
+        try:
+            spy.wait(60)
+        except subprocess.TimeoutExpired:
+            spy.terminate()
+            spy.wait(10)
     expected = expected_before + 3 * len(phase.accepted)
     phase.drained_at = wait_written(pg_url, expected, drain_timeout_s)
     if phase.drained_at is None:
@@ -623,6 +640,45 @@ def stage_ms(marks: dict[str, float], start: str, end: str) -> float | None:
     if start in marks and end in marks:
         return (marks[end] - marks[start]) * 1000
     return None
+
+
+def start_profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy (idle threads included) on ``pid`` for ``seconds``, raw stacks to ``out``."""
+    argv = [str(VENV_BIN / "py-spy"), "record", "--idle", "--nonblocking", "-r", "50"]
+    argv += ["-d", str(max(1, round(seconds))), "-f", "raw", "-p", str(pid), "-o", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def print_profile(path: Path, top: int = 14) -> None:
+    """Share of the ehr.push threads' samples (waiting included) per careloop source line."""
+    lines: Counter[str] = Counter()
+    total = 0
+    with contextlib.suppress(OSError):
+        for raw in path.read_text().splitlines():
+            stack, _, samples = raw.rpartition(" ")
+            frames = stack.split(";")
+            if not samples.isdigit() or not any(f.startswith("ehr_push ") for f in frames):
+                continue
+            total += int(samples)
+            seen = set()
+            for frame in frames:
+                where = re.search(r"\((careloop/[^)]+:\d+)\)$", frame)
+                name = frame.split(" ", 1)[0]
+                key = f"{name} {where.group(1)}" if where else ""
+                if name in ("create_default_context", "Connection.wait"):
+                    key = f"{name} ({frame.split('(', 1)[-1].rstrip(')')})"
+                if key and key not in seen:
+                    seen.add(key)
+                    lines[key] += int(samples)
+    if not total:
+        print(f"\nprofile {path}: no ehr.push samples (py-spy needs ptrace permission)")
+        return
+    print(
+        f"\nworker profile during the throughput load (py-spy --idle, {total} samples of "
+        f"ehr.push threads): share of the threads' time under each line, inclusive"
+    )
+    for key, count in lines.most_common(top):
+        print(f"  {count / total:>6.1%}  {key}")
 
 
 # ============================================================================================
@@ -753,17 +809,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lag-rate", type=float, default=20.0, help="lag phase: reports/s")
     parser.add_argument("--lag-seconds", type=float, default=15.0, help="lag phase: duration")
     parser.add_argument(
-        "--tp-rate", type=float, default=400.0, help="throughput phase: reports/s (0: max)"
+        "--tp-rate", type=float, default=250.0, help="throughput phase: reports/s (0: max)"
     )
-    parser.add_argument("--tp-seconds", type=float, default=20.0, help="throughput: duration")
+    parser.add_argument("--tp-seconds", type=float, default=15.0, help="throughput: duration")
     parser.add_argument("--batch-size", type=int, default=50, help="throughput: reports/batch")
     parser.add_argument("--clients", type=int, default=4, help="concurrent app-side clients")
-    parser.add_argument("--throttle-rate", type=float, default=20.0, help="throttle: reports/s")
+    parser.add_argument("--throttle-rate", type=float, default=8.0, help="throttle: reports/s")
     parser.add_argument(
         "--throttle-seconds", type=float, default=10.0, help="throttle: each of 3 periods"
     )
     parser.add_argument("--throttle-share", type=float, default=0.25, help="share of POSTs: 429")
-    parser.add_argument("--drain-timeout", type=float, default=240.0, help="max s to drain")
+    parser.add_argument("--drain-timeout", type=float, default=600.0, help="max s to drain")
     parser.add_argument(
         "--redis-url", default="redis://127.0.0.1:6379/9", help="Redis broker (a db number)"
     )
@@ -773,6 +829,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: short phases")
     parser.add_argument("--logs", type=Path, default=None, help="keep the processes' logs in DIR")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy the worker in the throughput phase"
+    )
     parser.add_argument(
         "--env",
         action="append",
@@ -901,7 +960,8 @@ def run_phases(
         )
 
     warm_batch = min(100, args.patients)
-    warm_seconds = args.patients / (10 * warm_batch) + 0.01  # 10 batches/s: one per patient
+    # 10 batches/s, as many as it takes for one report per patient
+    warm_seconds = math.ceil(args.patients / warm_batch) / 10 - 0.001
     plan = [
         Phase("warm-up", spec(0, warm_batch, 10.0 * warm_batch, warm_seconds)),
         Phase("lag", spec(1, 1, args.lag_rate, args.lag_seconds)),
@@ -913,7 +973,13 @@ def run_phases(
         throttle = None
         if phase.name == "throttle":
             throttle = (args.throttle_share, args.throttle_seconds, "1")
-        expected = run_phase(phase, pg_url, expected, roots, args.drain_timeout, ehr, throttle)
+        profile = None
+        if phase.name == "throughput" and args.profile and stack.worker.proc is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            profile = (stack.worker.proc.pid, args.profile / "worker-throughput.txt")
+        expected = run_phase(
+            phase, pg_url, expected, roots, args.drain_timeout, ehr, throttle, profile
+        )
         phases.append(phase)
         if phase.drained_at is None:
             break
@@ -958,6 +1024,8 @@ def run_phases(
     print(f"ehr.push run time (worker log, ms p50 / p99 / max): {dist(runtimes)} ({len(runtimes)})")
     print(f"EHR requests (method path:status): {dict(sorted(dump['requests'].items()))}")
     print_cpu(phases)
+    if args.profile:
+        print_profile(args.profile / "worker-throughput.txt")
 
     problems = check_ehr(dump, phases)
     health = db_health(pg_url)

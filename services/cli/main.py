@@ -10,7 +10,12 @@ from typing import Annotated
 import typer
 
 from careloop.services.cli.ehr import ehr, keys, patients
-from careloop.services.cli.workers import beat, start_embedded_worker, worker
+from careloop.services.cli.workers import (
+    beat,
+    start_embedded_worker,
+    stop_embedded_worker,
+    worker,
+)
 from careloop.services.db import get_engine, session_scope
 from careloop.services.migrate import upgrade
 from careloop.services.settings import get_settings
@@ -62,8 +67,7 @@ def serve(
         )
     finally:
         if embedded is not None:
-            embedded.terminate()
-            embedded.wait(timeout=30)
+            stop_embedded_worker(embedded)
 
 
 @clients.command("create")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -31,7 +32,9 @@ def _exit_with_parent() -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1)
-        os._exit(0)
+        # The embedded worker leads its own process group (beat runs as a child process):
+        # take the whole group down, not just this process.
+        os.killpg(os.getpgrp(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="careloop-parent-watch", daemon=True).start()
 
@@ -86,7 +89,7 @@ def beat(loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO") -> 
 
 
 def start_embedded_worker() -> subprocess.Popen[bytes]:
-    """Start a worker with beat on the embedded broker, as a child process."""
+    """Start a worker with beat on the embedded broker, as a child in its own process group."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -97,5 +100,20 @@ def start_embedded_worker() -> subprocess.Popen[bytes]:
             "--pool",
             "threads",
             "--exit-with-parent",
-        ]
+        ],
+        start_new_session=True,
     )
+
+
+def stop_embedded_worker(process: subprocess.Popen[bytes]) -> None:
+    """Stop the embedded worker and its beat: warm shutdown, then kill what is left."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
