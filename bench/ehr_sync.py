@@ -34,8 +34,8 @@ time goes comes from PostgreSQL (``symptom_report.created_at``, the ``ehr.push``
 the EHR's own handling time. The database is dropped, the processes stopped and the queue
 deleted at the end, also on error, Ctrl-C or SIGTERM.
 
-    .venv/bin/python bench/ehr_sync.py                 # full run (~3 minutes)
-    .venv/bin/python bench/ehr_sync.py --quick         # smoke test (~1 minute)
+    .venv/bin/python bench/ehr_sync.py                 # full run (~8 min at today's sync rate)
+    .venv/bin/python bench/ehr_sync.py --quick         # smoke test (~4 min)
     .venv/bin/python bench/ehr_sync.py --tp-rate 0 --batch-size 100   # unthrottled app side
     .venv/bin/python bench/ehr_sync.py --env CARELOOP_EHR_CIRCUIT_FAILURES=100 --logs /tmp/ehr
     .venv/bin/python bench/ehr_sync.py --profile /tmp/prof   # py-spy the worker (throughput)
@@ -873,7 +873,10 @@ def check_ehr(dump: dict[str, Any], phases: list[Phase]) -> list[str]:
         if dupes:
             problems.append(f"{rtype}: {len(dupes)} identifiers stored more than once")
         if missing:
-            problems.append(f"{rtype}: {len(missing)} accepted reports missing in the EHR")
+            problems.append(
+                f"{rtype}: {len(missing)} accepted reports not in the EHR"
+                + ("" if all(p.drained_at for p in phases) else " (drain timed out: queued)")
+            )
         if extra:
             problems.append(f"{rtype}: {len(extra)} not from an accepted report")
     if len(resources["Provenance"]) != len(accepted):

@@ -64,6 +64,9 @@ def worker(
         f"--loglevel={loglevel}",
         "--without-gossip",
         "--without-mingle",
+        # A node name of its own: workers sharing a host and a RabbitMQ vhost would otherwise
+        # fight over the exclusive celery@host.celery.pidbox queue.
+        f"--hostname=careloop-{os.getpid()}@%h",
         "-Q",
         f"{urgent_queue(settings)},{settings.queue}",
     ]
