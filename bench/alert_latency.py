@@ -807,7 +807,7 @@ def careloop_stack(
             api.wait_ready(90)
             worker.start()
             beat.start()
-            worker.wait_log(r"celery@\S+ ready\.", 60)
+            worker.wait_log(r"\S+@\S+ ready\.", 60)
             beat.wait_log(r"beat: Starting", 60)
             yield stack, env, db_url.replace("postgresql+psycopg://", "postgresql://")
         except BaseException:
