@@ -220,11 +220,11 @@ def test_encounter_follows_its_session_as_versions(world: World) -> None:
     assert len(world.of_type("Provenance")) == 2
 
 
-def test_goal_written_in_the_ehr_changes_the_threshold(world: World) -> None:
+def test_care_plan_written_in_the_ehr_changes_the_threshold(world: World) -> None:
     chart = world.ehr_patient("g-1")
-    _report(world, "g-1", [1, 1, 1, 1, 1, 1, 0, 0, 0], day=1)  # 6: links the patient
+    first = _report(world, "g-1", [1, 1, 1, 1, 1, 1, 0, 0, 0], day=1)  # 6: links the patient
     world.drain()
-    world.ehr.seed(
+    goal = world.ehr.seed(
         {
             "resourceType": "Goal",
             "lifecycleStatus": "active",
@@ -234,6 +234,25 @@ def test_goal_written_in_the_ehr_changes_the_threshold(world: World) -> None:
                 {
                     "measure": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
                     "detailRange": {"high": {"value": 9}},
+                }
+            ],
+        }
+    )
+    world.ehr.seed(
+        {
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "subject": {"reference": f"Patient/{chart['id']}"},
+            "goal": [{"reference": f"Goal/{goal['id']}"}],
+            "activity": [
+                {
+                    "detail": {
+                        "status": "in-progress",
+                        "scheduledTiming": {
+                            "repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}
+                        },
+                    }
                 }
             ],
         }
@@ -250,7 +269,10 @@ def test_goal_written_in_the_ehr_changes_the_threshold(world: World) -> None:
             )
         ).one()
         result = pull(session, world.settings, connection)
-    assert result.imported["Goal"] == 1
+    assert result.imported["Goal"] == 1 and result.imported["CarePlan"] == 1
+    plan = world.caller.get("/fhir/CarePlan").json()["entry"][0]["resource"]
+    assert plan["goal"][0]["reference"].startswith("Goal/")  # rewritten to careloop's Goal
+    assert plan["subject"]["reference"] == first["patient"]
     _report(world, "g-1", [2, 2, 2, 2, 1, 1, 0, 0, 0], day=2)  # 10: over this patient's goal
     world.drain()
     [alert] = world.caller.get("/v1/alerts").json()["alerts"]
