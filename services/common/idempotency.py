@@ -13,6 +13,7 @@ from starlette.responses import Response
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.models import IdempotencyRecord
+from careloop.workflows.outbox import PENDING_KEY
 
 MAX_ATTEMPTS = 4
 AFTER_COMMIT = "careloop_after_commit"
@@ -104,9 +105,11 @@ def run_unit_of_work(
             return result
         except IntegrityError:
             session.rollback()
+            session.info.pop(PENDING_KEY, None)  # that attempt's outbox rows are gone
             if attempt == MAX_ATTEMPTS - 1:
                 raise
         except BaseException:
             session.rollback()
+            session.info.pop(PENDING_KEY, None)
             raise
     raise AssertionError("unreachable")
