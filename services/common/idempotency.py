@@ -107,7 +107,13 @@ def run_unit_of_work(
             session.rollback()
             session.info.pop(PENDING_KEY, None)  # that attempt's outbox rows are gone
             if attempt == MAX_ATTEMPTS - 1:
-                raise
+                # Still racing other writers after several rounds: nothing was written, and a
+                # retry is safe, so say so rather than fail.
+                raise ApiError(
+                    503,
+                    [Issue("transient", "concurrent writes collided; retry the request")],
+                    {"Retry-After": "1"},
+                ) from None
         except BaseException:
             session.rollback()
             session.info.pop(PENDING_KEY, None)

@@ -153,3 +153,20 @@ def test_ratings_have_the_right_value_types(caller: Caller) -> None:
     quantity = _fhir(caller, _ref(sleep.json(), "Observation"))["valueQuantity"]
     assert quantity["value"] == 7.5
     assert (quantity["system"], quantity["code"]) == ("http://unitsofmeasure.org", "h")
+
+
+def test_concurrent_first_reports_for_one_new_patient_make_one_patient(caller: Caller) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(day: int) -> int:
+        report = phq9("race-1", effective=f"2026-11-{day:02d}T09:00:00Z")
+        return int(caller.post("/v1/symptom-reports", json=report).status_code)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(post, range(1, 17)))
+    assert statuses == [201] * 16
+    found = caller.get(
+        "/fhir/Patient", params={"identifier": "https://app.example/patients|race-1"}
+    )
+    assert found.json()["total"] == 1
+    assert caller.get("/fhir/Observation", params={"_count": 0}).json()["total"] == 16
