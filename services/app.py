@@ -21,6 +21,7 @@ from careloop.services.auth.endpoints import router as auth_router
 from careloop.services.common.access_log import AccessLog
 from careloop.services.common.errors import ApiError, Issue, json_path, outcome_response
 from careloop.services.common.middleware import BodySizeLimit
+from careloop.services.common.rate_limit import RateLimits
 from careloop.services.db import make_engine
 from careloop.services.ehr.endpoints import router as ehr_router
 from careloop.services.fhirapi.endpoints import router as fhir_router
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         description="App-reported symptoms and telehealth sessions in, FHIR R4 out.",
     )
     app.state.settings = settings
+    app.state.rate_limits = RateLimits.from_settings(settings)
     app.state.engine = engine or make_engine(settings.resolved_database_url, settings.db_pool_size)
     if settings.relay_after_commit:
         app.state.after_commit = outbox_relay(settings, app.state.engine)

@@ -12,6 +12,7 @@ from sqlmodel import Session
 from careloop.services.auth.tokens import InvalidToken, Principal, verify_token
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.idempotency import AFTER_COMMIT
+from careloop.services.common.rate_limit import RateLimits, too_many_requests
 from careloop.services.settings import Settings
 
 
@@ -56,6 +57,11 @@ def get_principal(request: Request, settings: SettingsDep) -> Principal:
     except InvalidToken as exc:
         raise ApiError(401, [Issue("login", str(exc))], _BEARER) from exc
     request.state.client_id = principal.client_id
+    limits: RateLimits | None = getattr(request.app.state, "rate_limits", None)
+    if limits is not None:
+        wait = limits.limiter.hit(limits.api_per_client, principal.client_id)
+        if wait is not None:
+            raise too_many_requests(wait, "requests from this client")
     return principal
 
 

@@ -5,11 +5,18 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, model_validator
+from limits import parse_many
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_SECRET = "dev-insecure-change-me"
+from careloop.services.secret_file import SecretFileError, load_or_create_secret
+
+LEGACY_DEV_SECRET = "dev-insecure-change-me"
+"""The public secret careloop used to default to in dev; refused everywhere now."""
+SECRET_FILE = "secret_key"
+MIN_SECRET_LENGTH = 32
 
 
 class Environment(StrEnum):
@@ -36,8 +43,8 @@ class Settings(BaseSettings):
     redis_visibility_timeout: int = 300
     relay_after_commit: bool = True
     """Publish outbox work right after each commit (beat's relay catches anything missed)."""
-    secret_key: str = DEFAULT_SECRET
-    """Signs careloop's access tokens."""
+    secret_key: str = ""
+    """Signs careloop's access tokens and encrypts stored keys (see the secret block below)."""
     base_url: str = "http://127.0.0.1:8000"
     """Public URL of this service, used in Location headers, token audience and links."""
     token_lifetime_seconds: int = Field(default=300, ge=30, le=3600)
@@ -75,15 +82,78 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
 
+    # --- Secret, rate limits and browser security headers -------------------------------------
+    # CARELOOP_SECRET_KEY has no public default: in dev, an empty one is read from (or generated
+    # into) <data_dir>/secret_key, mode 0600, so every process of one careloop shares it;
+    # outside dev careloop refuses to start without one.
+    rate_limit_storage_url: str = ""
+    """Where rate-limit counters live (a `limits` storage URL); empty means the broker when it is
+    Redis (shared by every process), else ``memory://`` (per process)."""
+    rate_limit_key_prefix: str = ""
+    """Prefix of the counters' keys; empty means ``careloop-rl-<queue>``."""
+    rate_limit_strategy: Literal["moving-window", "fixed-window", "sliding-window-counter"] = (
+        "moving-window"
+    )
+    rate_limit_token_per_client: str = "10/minute"
+    """``/oauth/token`` requests naming one client_id (``limits`` syntax; empty: no limit)."""
+    rate_limit_token_per_ip: str = "30/minute"
+    """``/oauth/token`` requests from one remote address (empty: no limit)."""
+    rate_limit_api_per_client: str = "600/minute"
+    """Authenticated API requests per app client (empty: no limit)."""
+    frame_ancestors: str = ""
+    """Origins allowed to frame careloop's pages besides itself and the active EHR connections'
+    origins (space-separated, e.g. ``https://ehr-ui.example``)."""
+    frame_ancestors_ttl_seconds: float = Field(default=60, ge=0, le=3600)
+    """How long the EHR connections' origins are cached for the CSP header."""
+
+    @field_validator(
+        "rate_limit_token_per_client", "rate_limit_token_per_ip", "rate_limit_api_per_client"
+    )
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(f"not a rate limit like '10/minute': {value!r}") from exc
+        return value.strip()
+
     @model_validator(mode="after")
-    def _refuse_default_secrets(self) -> Settings:
-        if self.environment != Environment.dev and self.secret_key == DEFAULT_SECRET:
+    def _resolve_secret(self) -> Settings:
+        if self.secret_key == LEGACY_DEV_SECRET:
             raise ValueError(
-                "CARELOOP_SECRET_KEY must be set outside dev mode (CARELOOP_ENVIRONMENT=dev)"
+                "CARELOOP_SECRET_KEY is the old public dev default; unset it (dev) or set a "
+                "random one, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
-        if self.environment == Environment.production and len(self.secret_key) < 32:
-            raise ValueError("CARELOOP_SECRET_KEY must be at least 32 characters in production")
+        if not self.secret_key:
+            if self.environment != Environment.dev:
+                raise ValueError(
+                    f"CARELOOP_SECRET_KEY must be set when CARELOOP_ENVIRONMENT="
+                    f"{self.environment.value} (only dev generates one into the data directory)"
+                )
+            try:
+                self.secret_key = load_or_create_secret(self.data_dir / SECRET_FILE)
+            except SecretFileError as exc:
+                raise ValueError(str(exc)) from exc
+        if self.environment == Environment.production and len(self.secret_key) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"CARELOOP_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters in production"
+            )
         return self
+
+    @property
+    def resolved_rate_limit_storage_url(self) -> str:
+        """The rate-limit storage: explicit, else a Redis broker, else in-process memory."""
+        if self.rate_limit_storage_url:
+            return self.rate_limit_storage_url
+        if self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return "memory://"
+
+    @property
+    def resolved_rate_limit_key_prefix(self) -> str:
+        """The rate-limit key prefix (deployments sharing a Redis keep separate counters)."""
+        return self.rate_limit_key_prefix or f"careloop-rl-{self.queue}"
 
     @property
     def resolved_database_url(self) -> str:

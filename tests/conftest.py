@@ -80,6 +80,10 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         secret_key="test-secret-" + "x" * 32,
         base_url=BASE_URL,
         relay_after_commit=False,
+        # One test client makes every test's tokens: rate limits are tested on their own.
+        rate_limit_token_per_client="",
+        rate_limit_token_per_ip="",
+        rate_limit_api_per_client="",
     )
 
 

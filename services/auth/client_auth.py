@@ -18,12 +18,14 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from careloop.services.auth.passwords import verify_secret
+from careloop.services.auth.passwords import dummy_hash, verify_secret
 from careloop.services.tenancy.models import AppClient, UsedAssertion
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGS = ["RS384", "ES384"]
 MAX_ASSERTION_LIFETIME = 300
+BAD_SECRET = "client authentication failed"
+BAD_ASSERTION = "the client assertion signature is not valid"
 
 
 class ClientAuthError(Exception):
@@ -43,10 +45,11 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     return unquote(client_id), unquote(secret)
 
 
-def _load_client(session: Session, client_id: str) -> AppClient:
+def _load_client(session: Session, client_id: str, refusal: str) -> AppClient:
+    # An unknown client is refused exactly like a known one with wrong credentials.
     client = session.get(AppClient, client_id)
     if client is None or not client.active:
-        raise ClientAuthError("unknown client")
+        raise ClientAuthError(refusal)
     return client
 
 
@@ -73,11 +76,11 @@ def _verify_assertion(
     client_id = unverified.get("iss") if isinstance(unverified, dict) else None
     if not isinstance(client_id, str) or (client_id_hint and client_id_hint != client_id):
         raise ClientAuthError("the client assertion names no client")
-    client = _load_client(session, client_id)
+    client = _load_client(session, client_id, BAD_ASSERTION)
     try:
         token = jwt.decode(assertion, _client_keys(client), algorithms=ASSERTION_ALGS)
     except (JoseError, ValueError) as exc:
-        raise ClientAuthError("the client assertion signature is not valid") from exc
+        raise ClientAuthError(BAD_ASSERTION) from exc
     if "kid" not in token.header:
         raise ClientAuthError("the client assertion has no kid")
     claims: dict[str, Any] = token.claims
@@ -129,7 +132,10 @@ def authenticate_client(
         client_id, secret = form["client_id"], form["client_secret"]
     else:
         raise ClientAuthError("no client authentication given")
-    client = _load_client(session, client_id)
-    if client.secret_hash is None or not verify_secret(secret, client.secret_hash):
-        raise ClientAuthError("client authentication failed")
+    client = session.get(AppClient, client_id)
+    usable = client is not None and client.active and client.secret_hash is not None
+    # Unknown clients are checked against a dummy hash: same answer, about the same time.
+    stored = client.secret_hash if client is not None and client.secret_hash else dummy_hash()
+    if not verify_secret(secret, stored) or not usable or client is None:
+        raise ClientAuthError(BAD_SECRET)
     return client

@@ -9,9 +9,11 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
+from careloop.services.auth.claimed_client import claimed_client_id
 from careloop.services.auth.client_auth import ClientAuthError, authenticate_client
 from careloop.services.auth.scopes import ScopeError, grant_scopes
 from careloop.services.auth.tokens import issue_token
+from careloop.services.common.rate_limit import RateLimits, too_many_requests
 from careloop.services.deps import SessionDep, SettingsDep
 
 router = APIRouter(tags=["auth"])
@@ -37,14 +39,30 @@ async def _form_body(request: Request) -> dict[str, str] | None:
     return dict(parse_qsl((await request.body()).decode(errors="replace")))
 
 
+def _throttle(request: Request, form: dict[str, str] | None, authorization: str | None) -> None:
+    """429 when this address, or the client the request names, asked for tokens too often."""
+    limits: RateLimits = request.app.state.rate_limits
+    address = request.client.host if request.client else "unknown"
+    wait = limits.limiter.hit(limits.token_per_ip, address)
+    if wait is not None:
+        raise too_many_requests(wait, "token requests from this address")
+    claimed = claimed_client_id(form, authorization) if form is not None else None
+    if claimed:
+        wait = limits.limiter.hit(limits.token_per_client, claimed)
+        if wait is not None:
+            raise too_many_requests(wait, "token requests for this client")
+
+
 @router.post("/oauth/token")
 def token(
+    request: Request,
     form: Annotated[dict[str, str] | None, Depends(_form_body)],
     session: SessionDep,
     settings: SettingsDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Issue an access token to an authenticated client for the scopes it may have."""
+    _throttle(request, form, authorization)
     if form is None:
         return _oauth_error(400, "invalid_request", "use application/x-www-form-urlencoded")
     if form.get("grant_type") != "client_credentials":

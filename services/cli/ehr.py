@@ -238,3 +238,38 @@ def keys_list() -> None:
                     }
                 )
             )
+
+
+@keys.command("reencrypt")
+def keys_reencrypt(
+    old_secret_file: Annotated[
+        typer.FileText | None, typer.Option(help="File holding the previous secret key.")
+    ] = None,
+    old_secret: Annotated[
+        str | None,
+        typer.Option(envvar="CARELOOP_OLD_SECRET_KEY", help="The previous secret key."),
+    ] = None,
+) -> None:
+    """Re-encrypt stored keys made with a previous CARELOOP_SECRET_KEY under the current one."""
+    from careloop.services.keys.rekey import reencrypt_all, unreadable
+
+    previous = old_secret_file.read().strip() if old_secret_file else old_secret
+    if not previous:
+        _fail("give --old-secret-file FILE or set CARELOOP_OLD_SECRET_KEY")
+        return
+    settings = get_settings()
+    upgrade(get_engine())
+    with session_scope() as session:
+        moved = reencrypt_all(session, previous, settings.secret_key)
+        left = unreadable(session, settings.secret_key)
+    typer.echo(
+        json.dumps(
+            {
+                "reencrypted": moved,
+                "unreadable_signing_keys": left.signing_keys,
+                "unreadable_connections": left.connections,
+            }
+        )
+    )
+    if left:
+        raise typer.Exit(1)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from careloop.services.cli.ehr import ehr, keys, patients
 from careloop.services.cli.workers import (
@@ -43,6 +44,17 @@ def migrate() -> None:
     typer.echo("database is at the newest schema")
 
 
+def _check_stored_secrets() -> None:
+    from careloop.services.keys.rekey import StoredSecretsError, check_stored_secrets
+
+    try:
+        with session_scope() as session:
+            check_stored_secrets(session, get_settings())
+    except StoredSecretsError as exc:
+        typer.echo(f"careloop: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -54,6 +66,7 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     upgrade(get_engine())
+    _check_stored_secrets()
     embedded = None if get_settings().broker_url else start_embedded_worker()
     try:
         uvicorn.run(
@@ -179,6 +192,24 @@ def replay_task(dead_id: int) -> None:
     typer.echo(json.dumps({"replayed": dead_id}))
 
 
+def _configuration_errors(exc: ValidationError) -> str:
+    # Only the messages and field names: pydantic's own text repeats the input values, which
+    # would print secrets.
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error.get("loc", ()))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        where = f"CARELOOP_{field.upper()}: " if field else ""
+        lines.append(f"careloop: configuration error: {where}{message}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Entry point of the ``careloop`` console script."""
-    app()
+    try:
+        app()
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        typer.echo(_configuration_errors(exc), err=True)
+        raise SystemExit(2) from None

@@ -117,3 +117,21 @@ def decrypt_secret(secret_key: str, value: str) -> str:
         return _fernet(secret_key).decrypt(value.encode()).decode()
     except InvalidToken as exc:
         raise SigningKeyError("a stored secret cannot be decrypted with this secret key") from exc
+
+
+def decrypts(secret_key: str, value: str) -> bool:
+    """Whether ``value`` (from ``encrypt_secret`` or a stored private key) opens with the secret."""
+    try:
+        _fernet(secret_key).decrypt(value.encode())
+    except InvalidToken:
+        return False
+    return True
+
+
+def reencrypt(old_secret: str, new_secret: str, value: str) -> str:
+    """``value`` encrypted under ``old_secret``, encrypted again under ``new_secret``."""
+    try:
+        plain = _fernet(old_secret).decrypt(value.encode())
+    except InvalidToken as exc:
+        raise SigningKeyError("a stored value cannot be decrypted with the old secret") from exc
+    return _fernet(new_secret).encrypt(plain).decode()
