@@ -6,7 +6,7 @@ import html
 from typing import Annotated
 
 import httpx
-from fastapi import APIRouter, Cookie, Query
+from fastapi import APIRouter, Cookie, Query, Request
 from sqlmodel import select
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -14,10 +14,53 @@ from careloop.services.alerts.models import Alert
 from careloop.services.db import utcnow
 from careloop.services.deps import SessionDep, SettingsDep
 from careloop.services.launch.models import ClinicianSession
-from careloop.services.launch.service import LaunchError, begin, complete
+from careloop.services.launch.service import (
+    STATE_TTL,
+    BrowserMismatch,
+    LaunchError,
+    begin,
+    browser_key,
+    complete,
+)
+from careloop.services.settings import Settings
 
 router = APIRouter(tags=["SMART App Launch"], include_in_schema=True)
 COOKIE = "careloop_session"
+LAUNCH_COOKIE = "careloop_launch"
+
+
+def _https(settings: Settings) -> bool:
+    return settings.base_url.startswith("https://")
+
+
+def launch_cookie_name(settings: Settings) -> str:
+    """The launch cookie's name; over https ``__Host-`` keeps other subdomains from setting it."""
+    return f"__Host-{LAUNCH_COOKIE}" if _https(settings) else LAUNCH_COOKIE
+
+
+def _start(
+    request: Request, session: SessionDep, settings: Settings, iss: str, launch: str | None
+) -> Response:
+    """Redirect to the EHR's authorize endpoint, binding the state to this browser's cookie."""
+    name = launch_cookie_name(settings)
+    browser = browser_key(request.cookies.get(name))
+    try:
+        with httpx.Client(timeout=settings.ehr_timeout_seconds) as http:
+            target = begin(session, settings, http, iss, launch, browser)
+    except LaunchError as exc:
+        return _error(exc)
+    session.commit()
+    response = RedirectResponse(target.url, status_code=302)
+    response.set_cookie(
+        name,
+        browser,
+        max_age=int(STATE_TTL.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=_https(settings),
+    )
+    return response
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -29,43 +72,36 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     )
 
 
-def _error(exc: LaunchError) -> HTMLResponse:
-    return _page("careloop could not open", f"<p>{html.escape(str(exc))}</p>", 400)
+def _error(exc: LaunchError, status: int = 400) -> HTMLResponse:
+    return _page("careloop could not open", f"<p>{html.escape(str(exc))}</p>", status)
 
 
 @router.get("/launch", summary="EHR launch: the EHR opens careloop with iss and launch")
 def ehr_launch(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     iss: Annotated[str, Query(max_length=500)],
     launch: Annotated[str, Query(max_length=500)],
 ) -> Response:
     """Redirect to the EHR's authorize endpoint (PKCE S256, state, the launch echoed)."""
-    try:
-        with httpx.Client(timeout=settings.ehr_timeout_seconds) as http:
-            target = begin(session, settings, http, iss, launch)
-    except LaunchError as exc:
-        return _error(exc)
-    session.commit()
-    return RedirectResponse(target.url, status_code=302)
+    return _start(request, session, settings, iss, launch)
 
 
 @router.get("/launch/standalone", summary="Standalone launch: careloop opened outside the EHR")
 def standalone_launch(
-    session: SessionDep, settings: SettingsDep, iss: Annotated[str, Query(max_length=500)]
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    iss: Annotated[str, Query(max_length=500)],
 ) -> Response:
     """Launch outside the EHR (``iss``: its FHIR base); the EHR asks for the patient."""
-    try:
-        with httpx.Client(timeout=settings.ehr_timeout_seconds) as http:
-            target = begin(session, settings, http, iss, None)
-    except LaunchError as exc:
-        return _error(exc)
-    session.commit()
-    return RedirectResponse(target.url, status_code=302)
+    return _start(request, session, settings, iss, None)
 
 
 @router.get("/launch/callback", summary="The EHR returns here with code and state")
 def callback(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     code: Annotated[str | None, Query(max_length=2000)] = None,
@@ -75,9 +111,13 @@ def callback(
     """Check state, exchange the code, open a session and land on the patient's page."""
     if error or not code or not state:
         return _error(LaunchError("the EHR did not authorize the launch"))
+    browser = request.cookies.get(launch_cookie_name(settings))
     try:
         with httpx.Client(timeout=settings.ehr_timeout_seconds) as http:
-            clinician = complete(session, settings, http, code, state)
+            clinician = complete(session, settings, http, code, state, browser)
+    except BrowserMismatch as exc:
+        session.rollback()  # the state stays for the browser that started the launch
+        return _error(exc, 403)
     except LaunchError as exc:
         session.commit()  # the used state stays consumed
         return _error(exc)

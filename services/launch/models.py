@@ -18,6 +18,8 @@ class LaunchState(SQLModel, table=True):
     connection_id: str = Field(max_length=64)
     code_verifier: str = Field(max_length=200)
     token_endpoint: str = Field(max_length=500)
+    browser_hash: str = Field(max_length=64)
+    """SHA-256 (hex) of the launch cookie of the browser that started the launch."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

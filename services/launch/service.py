@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,8 +28,29 @@ EHR_LAUNCH_SCOPE = "launch openid fhirUser patient/Patient.rs patient/Observatio
 STANDALONE_SCOPE = "launch/patient openid fhirUser patient/Patient.rs patient/Observation.rs"
 
 
+_BROWSER_KEY = re.compile(r"^[A-Za-z0-9_-]{43,100}$")
+
+
 class LaunchError(Exception):
     """A launch that cannot go on; the message is safe to show."""
+
+
+def browser_key(existing: str | None) -> str:
+    """The launch cookie value: the browser's own if it sent a well-formed one, else a new one.
+
+    Reusing it lets one browser run launches in several tabs at once.
+    """
+    if existing and _BROWSER_KEY.match(existing):
+        return existing
+    return secrets.token_urlsafe(32)
+
+
+def _browser_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class BrowserMismatch(LaunchError):
+    """The callback came from a browser other than the one that started the launch."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +95,12 @@ def begin(
     http: httpx.Client,
     iss: str,
     launch: str | None,
+    browser: str,
 ) -> Authorize:
-    """Start an EHR launch (with ``launch``) or a standalone launch (without)."""
+    """Start an EHR launch (with ``launch``) or a standalone launch (without).
+
+    ``browser`` is the launch cookie's value: only a browser presenting it can finish the launch.
+    """
     connection = _connection_for(session, iss)
     config = _smart_configuration(http, iss)
     verifier, challenge = _pkce()
@@ -84,6 +111,7 @@ def begin(
             connection_id=connection.id,
             code_verifier=verifier,
             token_endpoint=str(config["token_endpoint"]),
+            browser_hash=_browser_hash(browser),
         )
     )
     params = {
@@ -107,12 +135,20 @@ def redirect_uri(settings: Settings) -> str:
 
 
 def complete(
-    session: Session, settings: Settings, http: httpx.Client, code: str, state: str
+    session: Session,
+    settings: Settings,
+    http: httpx.Client,
+    code: str,
+    state: str,
+    browser: str | None,
 ) -> ClinicianSession:
-    """Exchange the code (checking state, once) and open a clinician session."""
+    """Exchange the code (checking state, once, from the browser that began) and sign in."""
     pending = session.get(LaunchState, state, with_for_update=True)
     if pending is None or utcnow() - pending.created_at > STATE_TTL:
         raise LaunchError("this launch expired or was already used; launch careloop again")
+    if browser is None or not hmac.compare_digest(_browser_hash(browser), pending.browser_hash):
+        # Left in place: a stolen state tried elsewhere must not spoil the real browser's launch.
+        raise BrowserMismatch("this launch was started in another browser; launch careloop again")
     session.delete(pending)
     connection = session.get(EhrConnection, pending.connection_id)
     assert connection is not None and connection.launch_client_id is not None

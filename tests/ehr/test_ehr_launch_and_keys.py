@@ -123,6 +123,63 @@ def test_state_is_checked_and_single_use(launched: tuple[TestClient, TestEHR, st
     assert api.get(f"{back.path}?{back.query}", follow_redirects=False).status_code == 400
 
 
+def _to_callback(api: TestClient, start: str) -> str:
+    """Start a launch in ``api``'s browser and return the callback URL the EHR sends back."""
+    first = api.get(start, follow_redirects=False)
+    assert first.status_code == 302, first.text
+    at_ehr = httpx.get(first.headers["location"], follow_redirects=False)
+    back = urlsplit(at_ehr.headers["location"])
+    return f"{back.path}?{back.query}"
+
+
+def test_launch_cookie_is_httponly_lax_and_lasts_as_long_as_the_state(
+    launched: tuple[TestClient, TestEHR, str, str],
+) -> None:
+    api, ehr, _, chart_id = launched
+    first = api.get(
+        f"/launch?iss={ehr.base_url}&launch={ehr.create_launch(chart_id)}", follow_redirects=False
+    )
+    cookie = first.headers["set-cookie"].lower()
+    assert cookie.startswith("careloop_launch=")
+    assert "httponly" in cookie and "samesite=lax" in cookie and "max-age=600" in cookie
+    assert "secure" not in cookie  # http base URL; https adds Secure and the __Host- prefix
+
+
+def test_a_stolen_state_cannot_sign_in_another_browser(
+    launched: tuple[TestClient, TestEHR, str, str],
+) -> None:
+    api, ehr, patient_id, chart_id = launched
+    callback = _to_callback(api, f"/launch?iss={ehr.base_url}&launch={ehr.create_launch(chart_id)}")
+    with TestClient(api.app, base_url=BASE_URL) as attacker:
+        refused = attacker.get(callback, follow_redirects=False)
+        assert refused.status_code == 403
+        assert "another browser" in refused.text and "careloop_session" not in str(refused.headers)
+        attacker.cookies.set("careloop_launch", "A" * 43)  # a cookie of its own
+        assert attacker.get(callback, follow_redirects=False).status_code == 403
+        attacker.cookies.clear()
+        other = _to_callback(
+            attacker, f"/launch?iss={ehr.base_url}&launch={ehr.create_launch(chart_id)}"
+        )
+        assert attacker.cookies["careloop_launch"] != api.cookies["careloop_launch"]
+        assert api.get(other, follow_redirects=False).status_code == 403  # and the other way
+    landed = api.get(callback, follow_redirects=False)
+    assert landed.status_code == 302
+    assert landed.headers["location"] == f"/app/patients/{patient_id}"
+    assert api.get(f"/app/patients/{patient_id}").status_code == 200
+
+
+def test_one_browser_can_run_launches_in_two_tabs(
+    launched: tuple[TestClient, TestEHR, str, str],
+) -> None:
+    api, ehr, patient_id, chart_id = launched
+    first = _to_callback(api, f"/launch?iss={ehr.base_url}&launch={ehr.create_launch(chart_id)}")
+    second = _to_callback(api, f"/launch?iss={ehr.base_url}&launch={ehr.create_launch(chart_id)}")
+    for callback in (second, first):
+        landed = api.get(callback, follow_redirects=False)
+        assert landed.status_code == 302, landed.text
+        assert landed.headers["location"] == f"/app/patients/{patient_id}"
+
+
 def test_unknown_iss_is_refused(launched: tuple[TestClient, TestEHR, str, str]) -> None:
     api, _, _, _ = launched
     response = api.get("/launch?iss=https://evil.example/fhir&launch=x", follow_redirects=False)
