@@ -22,11 +22,13 @@ from careloop.services.common.access_log import AccessLog
 from careloop.services.common.errors import ApiError, Issue, json_path, outcome_response
 from careloop.services.common.middleware import BodySizeLimit
 from careloop.services.common.rate_limit import RateLimits
+from careloop.services.common.security_headers import install_security_headers
 from careloop.services.db import make_engine
 from careloop.services.ehr.endpoints import router as ehr_router
 from careloop.services.fhirapi.endpoints import router as fhir_router
 from careloop.services.keys.endpoints import router as keys_router
 from careloop.services.launch.endpoints import router as launch_router
+from careloop.services.launch.frame_ancestors import EhrOrigins
 from careloop.services.reports.endpoints import router as reports_router
 from careloop.services.settings import Settings, get_settings
 from careloop.services.telehealth.endpoints import router as telehealth_router
@@ -128,4 +130,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(AccessLog)
+    install_security_headers(
+        app,
+        settings.frame_ancestors.split(),
+        EhrOrigins(app.state.engine, settings.frame_ancestors_ttl_seconds),
+        https=settings.base_url.startswith("https://"),
+    )
     return app

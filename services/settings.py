@@ -118,6 +118,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a rate limit like '10/minute': {value!r}") from exc
         return value.strip()
 
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        from careloop.services.common.security_headers import origin_of
+
+        for origin in value.split():
+            if origin_of(origin) != origin.rstrip("/").lower():
+                raise ValueError(f"not an http(s) origin like https://ehr.example: {origin!r}")
+        return value
+
     @model_validator(mode="after")
     def _resolve_secret(self) -> Settings:
         if self.secret_key == LEGACY_DEV_SECRET:
