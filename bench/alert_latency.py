@@ -774,6 +774,9 @@ def careloop_stack(
             "CARELOOP_DATA_DIR": str(logs / f"data-{broker}"),
             "CARELOOP_BASE_URL": f"http://{HOST}:{port}",
             "CARELOOP_TOKEN_LIFETIME_SECONDS": "3600",
+            # The load generator is one client: per-client rate limits would measure themselves.
+            "CARELOOP_RATE_LIMIT_API_PER_CLIENT": "",
+            "CARELOOP_RATE_LIMIT_TOKEN_PER_CLIENT": "",
             **dict(item.split("=", 1) for item in args.env),
         }
         api = Server(

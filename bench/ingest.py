@@ -601,6 +601,9 @@ def main(argv: list[str] | None = None) -> int:
                 "CARELOOP_DATABASE_URL": db_url,
                 "CARELOOP_BASE_URL": f"http://{HOST}:{cl_port}",
                 "CARELOOP_TOKEN_LIFETIME_SECONDS": "3600",
+                # The load generator is one client: per-client rate limits would measure themselves.
+                "CARELOOP_RATE_LIMIT_API_PER_CLIENT": "",
+                "CARELOOP_RATE_LIMIT_TOKEN_PER_CLIENT": "",
                 # the embedded task broker (SQLite) and anything else on disk: a scratch dir
                 "CARELOOP_DATA_DIR": str(logs / "data"),
                 **dict(item.split("=", 1) for item in args.env),
