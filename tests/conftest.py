@@ -6,8 +6,11 @@ tenant and app client, so no data is shared and no cleanup is needed.
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +31,17 @@ from careloop.services.tenancy.service import create_client
 PG_ADMIN_URL = os.environ.get("CARELOOP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 ALL_SCOPES = "system/*.cruds"
 BASE_URL = "http://testserver"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Code that reads the process settings (``get_settings()``) keeps its files out of ./data.
+
+    In dev the first such read generates ``<data dir>/secret_key``; tests must not write there.
+    """
+    if "CARELOOP_DATA_DIR" not in os.environ:
+        scratch = tempfile.mkdtemp(prefix="careloop-test-data-")
+        os.environ["CARELOOP_DATA_DIR"] = scratch
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
 
 
 def _pg_database(name: str) -> str:

@@ -145,6 +145,20 @@ def test_launch_cookie_is_httponly_lax_and_lasts_as_long_as_the_state(
     assert "secure" not in cookie  # http base URL; https adds Secure and the __Host- prefix
 
 
+def test_over_https_the_launch_cookie_is_secure_and_host_only(
+    launched: tuple[TestClient, TestEHR, str, str], settings: Settings, engine: Engine
+) -> None:
+    _, ehr, _, chart_id = launched
+    https = settings.model_copy(update={"base_url": "https://testserver"})
+    with TestClient(create_app(https, engine), base_url="https://testserver") as api:
+        launch = ehr.create_launch(chart_id)
+        first = api.get(f"/launch?iss={ehr.base_url}&launch={launch}", follow_redirects=False)
+        assert first.status_code == 302, first.text
+        cookie = first.headers["set-cookie"].lower()
+        assert cookie.startswith("__host-careloop_launch=")
+        assert "secure" in cookie and "path=/" in cookie and "domain" not in cookie
+
+
 def test_a_stolen_state_cannot_sign_in_another_browser(
     launched: tuple[TestClient, TestEHR, str, str],
 ) -> None:
