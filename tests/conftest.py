@@ -34,14 +34,17 @@ BASE_URL = "http://testserver"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Code that reads the process settings (``get_settings()``) keeps its files out of ./data.
+    """Code that reads the process settings (``get_settings()``) leaves ./data alone.
 
-    In dev the first such read generates ``<data dir>/secret_key``; tests must not write there.
+    Without a secret, dev would generate ``<data dir>/secret_key``. The data dir is a path that
+    does not exist, as ./data did not: tests that count on the default broker being unusable
+    (so work stays in the outbox for ``run_pending``) keep working.
     """
+    os.environ.setdefault("CARELOOP_SECRET_KEY", "pytest-process-" + secrets.token_urlsafe(32))
     if "CARELOOP_DATA_DIR" not in os.environ:
-        scratch = tempfile.mkdtemp(prefix="careloop-test-data-")
-        os.environ["CARELOOP_DATA_DIR"] = scratch
+        scratch = tempfile.mkdtemp(prefix="careloop-test-")
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        os.environ["CARELOOP_DATA_DIR"] = os.path.join(scratch, "absent")
 
 
 def _pg_database(name: str) -> str:

@@ -26,6 +26,13 @@ from careloop.services.settings import LEGACY_DEV_SECRET, Environment, Settings
 CLI = [sys.executable, "-m", "careloop.services.cli"]
 
 
+@pytest.fixture(autouse=True)
+def _no_process_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about where the secret comes from: none from the test process."""
+    for name in [n for n in os.environ if n.startswith("CARELOOP_")]:
+        monkeypatch.delenv(name)
+
+
 def _env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARELOOP_")}
     return {**env, **values}
