@@ -6,7 +6,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET = "dev-insecure-change-me"
@@ -74,6 +74,23 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
+
+    # -- egress: where careloop may connect (integrations/egress/destinations.py) --
+    egress_allow: str = ""
+    """Comma-separated hosts (``.example.org`` for its subdomains) and CIDRs exempt from the
+    public-address rule, e.g. an EHR on the hospital network. https is still required."""
+    egress_allow_loopback: bool | None = None
+    """Allow loopback destinations; unset: allowed in dev and test, refused in production."""
+    smtp_tls: bool = False
+    """SMTP over implicit TLS (SMTPS, usually port 465) instead of plain SMTP or STARTTLS."""
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _parse_egress_allow(cls, value: str) -> str:
+        from careloop.integrations.egress.destinations import AllowList
+
+        AllowList.parse(value)  # a malformed entry stops careloop at startup
+        return value
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

@@ -125,13 +125,23 @@ def add_webhook(
 ) -> None:
     """Send all of a tenant's alerts to a webhook (the on-call channel)."""
     from careloop.services.alerts.routes_service import RouteError, add_route
+    from careloop.services.common.egress import destination_policy
     from careloop.services.tenancy.service import get_or_create_tenant
 
     upgrade(get_engine())
     try:
         with session_scope() as session:
             tenant_id = get_or_create_tenant(session, tenant).id
-            route = add_route(session, tenant_id, "oncall", "webhook", url, secret, min_severity)
+            route = add_route(
+                session,
+                tenant_id,
+                "oncall",
+                "webhook",
+                url,
+                secret,
+                min_severity,
+                destinations=destination_policy(get_settings()),
+            )
             out = {"id": route.id, "tenant": tenant_id, "url": url, "secret": route.secret}
     except RouteError as exc:
         typer.echo(f"{exc.field}: {exc.message}", err=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 from typing import Annotated
 
-import httpx
 from fastapi import APIRouter, Cookie, Query
 from sqlmodel import select
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -42,8 +41,7 @@ def ehr_launch(
 ) -> Response:
     """Redirect to the EHR's authorize endpoint (PKCE S256, state, the launch echoed)."""
     try:
-        with httpx.Client(timeout=settings.ehr_timeout_seconds) as http:
-            target = begin(session, settings, http, iss, launch)
+        target = begin(session, settings, iss, launch)
     except LaunchError as exc:
         return _error(exc)
     session.commit()
@@ -56,8 +54,7 @@ def standalone_launch(
 ) -> Response:
     """Launch outside the EHR (``iss``: its FHIR base); the EHR asks for the patient."""
     try:
-        with httpx.Client(timeout=settings.ehr_timeout_seconds) as http:
-            target = begin(session, settings, http, iss, None)
+        target = begin(session, settings, iss, None)
     except LaunchError as exc:
         return _error(exc)
     session.commit()
@@ -76,8 +73,7 @@ def callback(
     if error or not code or not state:
         return _error(LaunchError("the EHR did not authorize the launch"))
     try:
-        with httpx.Client(timeout=settings.ehr_timeout_seconds) as http:
-            clinician = complete(session, settings, http, code, state)
+        clinician = complete(session, settings, code, state)
     except LaunchError as exc:
         session.commit()  # the used state stays consumed
         return _error(exc)

@@ -21,6 +21,7 @@ from careloop.integrations.channels import (
     build_alert_email,
     send_alert_email,
 )
+from careloop.integrations.egress import DestinationPolicy
 
 SENDER = "careloop alerts <alerts@careloop.example>"
 TO = "dr.synthetic@clinic.example"
@@ -28,6 +29,7 @@ ALERT_ID = "alert-7f3a9c"
 LINK = "https://app.careloop.example/alerts/alert-7f3a9c"
 # Synthetic patient data that exists only here: it is passed to nothing.
 PATIENT_ID = "PAT-SYNTH-4711"
+LOOPBACK_ALLOWED = DestinationPolicy.create(production=False)
 PATIENT_SCORE = "PHQ-9 score 23"
 WAIT = 5.0
 
@@ -95,7 +97,7 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 def _send(config: SmtpConfig, **kwargs: Any) -> DeliveryResult:
-    return send_alert_email(config, TO, ALERT_ID, "critical", LINK, **kwargs)
+    return send_alert_email(config, LOOPBACK_ALLOWED, TO, ALERT_ID, "critical", LINK, **kwargs)
 
 
 def test_alert_email_arrives_with_only_the_given_fields(smtp: SmtpServer) -> None:
@@ -241,7 +243,7 @@ def test_fields_that_could_carry_anything_else_are_refused(
     with pytest.raises(InvalidAlertEmail) as refused:
         build_alert_email(SENDER, **fields)
 
-    result = send_alert_email(smtp.config, **fields)
+    result = send_alert_email(smtp.config, LOOPBACK_ALLOWED, **fields)
 
     assert refused.value.reason.startswith("invalid-")
     assert result == DeliveryResult(
