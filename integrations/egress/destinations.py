@@ -161,8 +161,14 @@ class DestinationPolicy:
     # -- the checks -----------------------------------------------------------------------
 
     def check_url(self, url: str) -> Destination:
-        """Check scheme, host name and every address the host resolves to (registration)."""
+        """Check scheme, host name and every address the host resolves to (registration).
+
+        A name the operator allow-listed is not resolved here: it may only resolve inside the
+        network careloop's workers run in (its addresses are still pinned when connecting).
+        """
         scheme, host, port = self.check_static(url)
+        if literal_address(host) is None and self.allow.allows_host(host):
+            return Destination(scheme, host, port, ())
         return Destination(scheme, host, port, self.addresses_for(host, port))
 
     def check_static(self, url: str) -> tuple[str, str, int]:

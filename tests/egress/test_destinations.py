@@ -125,8 +125,10 @@ def test_allow_list_hosts_suffixes_and_cidrs() -> None:
         allow="ehr.hospital.example, .corp.example, 192.168.50.0/24, 10.30.0.9, fd00:1::/32",
         resolver=resolve,
     )
-    assert policy.check_url("https://ehr.hospital.example/fhir").addresses
-    assert policy.check_url("https://fhir.corp.example/R4").addresses
+    assert policy.check_url("https://ehr.hospital.example/fhir").host == "ehr.hospital.example"
+    assert policy.check_url("https://fhir.corp.example/R4").addresses == ()  # not resolved
+    # when connecting, an allow-listed name may resolve to an internal address
+    assert policy.addresses_for("fhir.corp.example", 443) == (ipaddress.ip_address("10.20.0.5"),)
     assert policy.check_url("https://192.168.50.7/hook").host == "192.168.50.7"
     assert policy.check_url("https://10.30.0.9/hook")
     assert policy.check_url("https://[fd00:1::5]/hook")
