@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
@@ -261,3 +262,51 @@ def test_credentials_require_starttls_and_stay_out_of_repr() -> None:
         "smtp.example", 587, SENDER, username="u", password="hunter2-synthetic", starttls=True
     )
     assert "hunter2-synthetic" not in repr(config)
+
+
+def _resolving(answers: list[list[str]]) -> Any:
+    """A resolver seam answering each lookup with the next of ``answers`` (the last repeats)."""
+    lookups: list[str] = []
+
+    def resolve(host: str, port: int) -> list[Any]:
+        lookups.append(host)
+        return [ipaddress.ip_address(a) for a in answers[min(len(lookups), len(answers)) - 1]]
+
+    return resolve
+
+
+def test_production_refuses_smtp_without_tls_before_connecting(smtp: SmtpServer) -> None:
+    production = DestinationPolicy.create(production=True, allow="127.0.0.1")
+    result = send_alert_email(smtp.config, production, TO, ALERT_ID, "critical", LINK)
+    assert (result.ok, result.retryable, result.error) == (False, False, "destination-tls-required")
+    assert smtp.collector.messages == []
+
+
+@pytest.mark.parametrize("host", ["10.0.0.25", "169.254.169.254", "metadata.google.internal"])
+def test_an_internal_smtp_host_is_refused(host: str) -> None:
+    result = _send(SmtpConfig(host, 25, SENDER, timeout=WAIT))
+    assert (result.ok, result.retryable) == (False, False)
+    assert result.error is not None and result.error.startswith("destination-")
+
+
+def test_smtp_connects_to_the_checked_address_under_the_name(smtp: SmtpServer) -> None:
+    # The name exists only in the resolver seam: had the OS resolved it, the send had failed.
+    policy = DestinationPolicy.create(
+        production=False, allow="127.0.0.0/8", resolver=_resolving([["127.0.0.1"]])
+    )
+    config = SmtpConfig("mail.careloop-test.example", smtp.config.port, SENDER, timeout=WAIT)
+    result = send_alert_email(config, policy, TO, ALERT_ID, "critical", LINK)
+    assert result.ok, result
+    assert len(smtp.collector.messages) == 1
+
+
+def test_an_smtp_name_rebinding_to_loopback_is_refused_when_connecting(smtp: SmtpServer) -> None:
+    policy = DestinationPolicy.create(
+        production=False,
+        allow_loopback=False,
+        resolver=_resolving([["93.184.215.14"], ["127.0.0.1"]]),
+    )
+    config = SmtpConfig("mail.careloop-test.example", smtp.config.port, SENDER, timeout=WAIT)
+    result = send_alert_email(config, policy, TO, ALERT_ID, "critical", LINK)
+    assert (result.ok, result.error) == (False, "destination-loopback")
+    assert smtp.collector.messages == []
