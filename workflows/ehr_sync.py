@@ -73,7 +73,7 @@ def ehr_client(
             lambda alg: signing_key(session, settings.secret_key, alg),
         )
 
-    yield FhirClient(connection.fhir_base_url, http, get_token, settings.ehr_timeout_seconds)
+    yield FhirClient(connection.fhir_base_url, http, get_token)
 
 
 # -- linking -----------------------------------------------------------------------------------

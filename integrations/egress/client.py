@@ -93,10 +93,14 @@ def destination_label(channel: str, url: str) -> str:
 class EgressClient:
     """Send HTTP requests out of careloop for one tenant's unit of work (see module doc)."""
 
-    def __init__(self, http: EgressHttp, guard: Guard, channel: str) -> None:
+    def __init__(
+        self, http: EgressHttp, guard: Guard, channel: str, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         self._http = http
         self.guard = guard
         self.channel = channel
+        self.timeout = timeout
+        """Seconds per request unless the request names its own."""
 
     @property
     def policy(self) -> DestinationPolicy:
@@ -113,7 +117,7 @@ class EgressClient:
         data: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = None,
     ) -> httpx.Response:
         """Send one request and read its whole answer.
 
@@ -143,7 +147,7 @@ class EgressClient:
         data: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = None,
     ) -> Iterator[httpx.Response]:
         """Send one request and yield the answer with its body unread (see `request`)."""
         label = destination_label(self.channel, url)
@@ -165,7 +169,7 @@ class EgressClient:
                 data=data,
                 params=params,
                 headers=headers,
-                timeout=timeout,
+                timeout=self.timeout if timeout is None else timeout,
             ) as response:
                 outcome = "success" if response.is_success else "failed"
                 yield response

@@ -58,7 +58,6 @@ class FhirClient:
     base_url: str
     http: EgressClient
     get_token: Callable[[bool], str]
-    timeout: float = 10.0
 
     def request(
         self,
@@ -91,7 +90,6 @@ class FhirClient:
                     params=params,
                     headers=headers,
                     disclosure=disclosure,
-                    timeout=self.timeout,
                 )
             except DestinationRefused as exc:
                 raise EhrError(

@@ -33,7 +33,20 @@ def egress_http(settings: Settings) -> EgressHttp:
 
 
 def egress_client(
-    session: Session, settings: Settings, tenant_id: str, channel: str, agent: str
+    session: Session,
+    settings: Settings,
+    tenant_id: str,
+    channel: str,
+    agent: str,
+    timeout: float | None = None,
 ) -> EgressClient:
-    """An egress client for one unit of work: consent read and audit written on ``session``."""
-    return EgressClient(egress_http(settings), session_guard(session, tenant_id, agent), channel)
+    """An egress client for one unit of work: consent read and audit written on ``session``.
+
+    ``timeout`` (seconds per request) defaults to ``ehr_timeout_seconds``.
+    """
+    return EgressClient(
+        egress_http(settings),
+        session_guard(session, tenant_id, agent),
+        channel,
+        settings.ehr_timeout_seconds if timeout is None else timeout,
+    )
