@@ -10,6 +10,7 @@ followed: a 3xx is returned as it is.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -29,10 +30,12 @@ class EgressHttp:
     Building one loads the CA bundle (~15 ms), so a process keeps one (`shared`).
     """
 
-    def __init__(self, policy: DestinationPolicy) -> None:
+    def __init__(
+        self, policy: DestinationPolicy, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.policy = policy
         self._client = httpx.Client(
-            transport=PinnedTransport(policy),
+            transport=PinnedTransport(policy, ssl_context=ssl_context),
             timeout=DEFAULT_TIMEOUT,
             follow_redirects=False,
             trust_env=False,  # an environment proxy would resolve names behind our back

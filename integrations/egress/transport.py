@@ -10,6 +10,7 @@ and the ``Host`` header still carry the name.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable
 
 import httpcore
@@ -69,8 +70,14 @@ class PinnedTransport(httpx.HTTPTransport):
     replaced by an equal one that has ours; tests/egress prove every connection passes it.
     """
 
-    def __init__(self, policy: DestinationPolicy, limits: httpx.Limits = DEFAULT_LIMITS) -> None:
-        ssl_context = httpx.create_ssl_context(trust_env=False)  # ~15 ms: build it once
+    def __init__(
+        self,
+        policy: DestinationPolicy,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        # ~15 ms: built once. SSL_CERT_FILE / SSL_CERT_DIR are honoured (a hospital's own CA).
+        ssl_context = ssl_context or httpx.create_ssl_context()
         super().__init__(verify=ssl_context, trust_env=False, limits=limits)
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context,
