@@ -90,7 +90,8 @@ def _transfer(
     settings: Settings,
     disclosure: Disclosure,
 ) -> DeliveryResult:
-    """One attempt; webhooks get consent and audit from the egress client, email from ``send``."""
+    """One attempt. A webhook gets consent and audit from the egress client per request; any
+    other channel from ``send`` (the audit names the recipient's domain, never the address)."""
     if notification.channel == "webhook":
         return deliver_webhook(
             http,
@@ -100,25 +101,29 @@ def _transfer(
             _payload(notification, alert, settings),
             disclosure=disclosure,
         )
+    destination = f"{notification.channel}:{notification.address.rpartition('@')[2]}"[:300]
+    return send(
+        http.guard,
+        destination,
+        disclosure,
+        lambda: _other_channel(notification, alert, settings),
+        lambda r: r.ok,
+    )
+
+
+def _other_channel(notification: Notification, alert: Alert, settings: Settings) -> DeliveryResult:
     if notification.channel == "email":
         if not settings.smtp_host:
             return DeliveryResult(False, False, None, "smtp-not-configured", None)
-        config = smtp_config(settings)
         link = f"{settings.base_url.rstrip('/')}/v1/alerts/{alert.id}"
-        return send(
-            http.guard,
-            f"email:{config.host}",
-            disclosure,
-            lambda: send_alert_email(
-                config,
-                destination_policy(settings),
-                notification.address,
-                alert.id,
-                alert.severity,
-                link,
-                notification_id=notification.id,
-            ),
-            lambda r: r.ok,
+        return send_alert_email(
+            smtp_config(settings),
+            destination_policy(settings),
+            notification.address,
+            alert.id,
+            alert.severity,
+            link,
+            notification_id=notification.id,
         )
     return DeliveryResult(False, False, None, f"unknown-channel-{notification.channel}", None)
 

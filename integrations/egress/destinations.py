@@ -209,6 +209,7 @@ class DestinationPolicy:
         resolve anywhere. Checking every A/AAAA answer, not just the first, keeps a name with
         one public and one internal address from being used to reach the internal one.
         """
+        host = normalise_host(host)
         literal = literal_address(host)
         if literal is not None:
             addresses: Sequence[IPAddress] = (literal,)
