@@ -70,6 +70,18 @@ def serve(
             stop_embedded_worker(embedded)
 
 
+def _check_jwks_url(url: str) -> None:
+    """A JWKS URL is fetched when the client authenticates: it obeys the egress rules."""
+    from careloop.integrations.egress import DestinationRefused
+    from careloop.services.common.egress import destination_policy
+
+    try:
+        destination_policy(get_settings()).check_url(url)
+    except DestinationRefused as exc:
+        typer.echo(f"jwks_url: JWKS URL refused: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @clients.command("create")
 def create_client_cmd(
     name: str,
@@ -86,6 +98,8 @@ def create_client_cmd(
 
     upgrade(get_engine())
     jwks = json.loads(jwks_file.read_text()) if jwks_file else None
+    if jwks_url is not None:
+        _check_jwks_url(jwks_url)
     try:
         with session_scope() as session:
             new = create_client(session, name, scope, tenant, jwks=jwks, jwks_url=jwks_url)

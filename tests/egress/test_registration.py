@@ -145,6 +145,16 @@ def test_the_cli_refuses_internal_webhooks_and_ehrs_unless_allow_listed(tmp_path
     assert '"secret": "whsec_' in allowed.stdout
 
 
+def test_the_cli_refuses_an_internal_jwks_url(tmp_path: Path) -> None:
+    refused = _cli(
+        tmp_path,
+        *("clients", "create", "app", "--scope", "system/Patient.rs"),
+        *("--jwks-url", "https://169.254.169.254/jwks.json"),
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("jwks_url: JWKS URL refused")
+
+
 def test_a_malformed_allow_list_stops_careloop(tmp_path: Path) -> None:
     result = _cli(tmp_path, "notify", "add-webhook", "https://x.example/h", allow="10.0.0.0/99")
     assert result.returncode != 0
