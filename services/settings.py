@@ -128,6 +128,23 @@ class Settings(BaseSettings):
                 raise ValueError(f"not an http(s) origin like https://ehr.example: {origin!r}")
         return value
 
+    # -- egress: where careloop may connect (integrations/egress/destinations.py) --
+    egress_allow: str = ""
+    """Comma-separated hosts (``.example.org`` for its subdomains) and CIDRs exempt from the
+    public-address rule, e.g. an EHR on the hospital network. https is still required."""
+    egress_allow_loopback: bool | None = None
+    """Allow loopback destinations; unset: allowed in dev and test, refused in production."""
+    smtp_tls: bool = False
+    """SMTP over implicit TLS (SMTPS, usually port 465) instead of plain SMTP or STARTTLS."""
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _parse_egress_allow(cls, value: str) -> str:
+        from careloop.integrations.egress.destinations import AllowList
+
+        AllowList.parse(value)  # a malformed entry stops careloop at startup
+        return value
+
     @model_validator(mode="after")
     def _resolve_secret(self) -> Settings:
         if self.secret_key == LEGACY_DEV_SECRET:

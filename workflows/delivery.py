@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 from sqlmodel import Session, select
 
@@ -20,9 +18,15 @@ from careloop.integrations.channels import (
     deliver_webhook,
     send_alert_email,
 )
-from careloop.integrations.egress import Egress, EgressBlocked, send
+from careloop.integrations.egress import (
+    Disclosure,
+    EgressBlocked,
+    EgressClient,
+    send,
+)
 from careloop.services.alerts.models import Alert, DeliveryAttempt, Notification
 from careloop.services.alerts.service import alert_json
+from careloop.services.common.egress import destination_policy, egress_client
 from careloop.services.db import utcnow
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
@@ -66,42 +70,55 @@ def _payload(notification: Notification, alert: Alert, settings: Settings) -> di
     }
 
 
-_webhook_client: httpx.Client | None = None
-_client_lock = threading.Lock()
+def smtp_config(settings: Settings) -> SmtpConfig:
+    """The SMTP server from settings (checked against the egress rules when sending)."""
+    return SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_sender,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        starttls=settings.smtp_starttls,
+        tls=settings.smtp_tls,
+    )
 
 
-def webhook_client() -> httpx.Client:
-    """One pooled HTTP client per process (building one costs ~17 ms of CPU: the CA bundle)."""
-    global _webhook_client
-    with _client_lock:
-        if _webhook_client is None:
-            _webhook_client = httpx.Client(follow_redirects=False)
-        return _webhook_client
-
-
-def _transfer(notification: Notification, alert: Alert, settings: Settings) -> DeliveryResult:
+def _transfer(
+    http: EgressClient,
+    notification: Notification,
+    alert: Alert,
+    settings: Settings,
+    disclosure: Disclosure,
+) -> DeliveryResult:
+    """One attempt. A webhook gets consent and audit from the egress client per request; any
+    other channel from ``send`` (the audit names the recipient's domain, never the address)."""
     if notification.channel == "webhook":
         return deliver_webhook(
+            http,
             notification.address,
             notification.secret or "",
             notification.id,
             _payload(notification, alert, settings),
-            client=webhook_client(),
+            disclosure=disclosure,
         )
+    destination = f"{notification.channel}:{notification.address.rpartition('@')[2]}"[:300]
+    return send(
+        http.guard,
+        destination,
+        disclosure,
+        lambda: _other_channel(notification, alert, settings),
+        lambda r: r.ok,
+    )
+
+
+def _other_channel(notification: Notification, alert: Alert, settings: Settings) -> DeliveryResult:
     if notification.channel == "email":
         if not settings.smtp_host:
             return DeliveryResult(False, False, None, "smtp-not-configured", None)
-        config = SmtpConfig(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            sender=settings.smtp_sender,
-            username=settings.smtp_username,
-            password=settings.smtp_password,
-            starttls=settings.smtp_starttls,
-        )
         link = f"{settings.base_url.rstrip('/')}/v1/alerts/{alert.id}"
         return send_alert_email(
-            config,
+            smtp_config(settings),
+            destination_policy(settings),
             notification.address,
             alert.id,
             alert.severity,
@@ -126,19 +143,13 @@ def deliver_notification(
         return DeliveryOutcome(True)
     alert = session.get(Alert, notification.alert_id)
     assert alert is not None
-    egress = Egress(
-        tenant_id=notification.tenant_id,
-        patient_id=alert.patient_id,
-        entities=(f"Task/{alert.task_id}",),
-        channel=notification.channel,
-        destination=notification.address,
-        agent="careloop-worker",
+    http = egress_client(
+        session, settings, notification.tenant_id, notification.channel, "careloop-worker"
     )
+    disclosure = Disclosure(alert.patient_id, (f"Task/{alert.task_id}",))
     started = time.perf_counter()
     try:
-        result = send(
-            session, egress, lambda: _transfer(notification, alert, settings), lambda r: r.ok
-        )
+        result = _transfer(http, notification, alert, settings, disclosure)
     except EgressBlocked:
         notification.status = "blocked"
         session.add(notification)

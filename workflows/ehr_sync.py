@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,12 +10,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from sqlmodel import Session, col, select
 
-from careloop.integrations.egress import Egress, EgressBlocked, send
+from careloop.integrations.egress import Disclosure, EgressBlocked
 from careloop.integrations.ehr.fhir_client import EhrError, FhirClient
 from careloop.integrations.ehr.smart import SmartError, discover, tokens
+from careloop.services.common.egress import egress_client
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite, PatientLink
 from careloop.services.ehr.service import active_connection_ids
@@ -46,26 +45,16 @@ def resources_changed(session: Session, tenant_id: str, by_patient: dict[str, li
             enqueue(session, tenant_id, PUSH_TASK, payload)
 
 
-_http_clients: dict[float, httpx.Client] = {}
-_http_lock = threading.Lock()
-
-
-def ehr_http_client(timeout: float) -> httpx.Client:
-    """The process's pooled HTTP client for EHRs (building one loads the CA bundle: ~15 ms)."""
-    with _http_lock:
-        client = _http_clients.get(timeout)
-        if client is None:
-            client = httpx.Client(timeout=timeout, follow_redirects=False)
-            _http_clients[timeout] = client
-        return client
-
-
 @contextmanager
 def ehr_client(
     session: Session, settings: Settings, connection: EhrConnection
 ) -> Iterator[FhirClient]:
-    """A FHIR client for ``connection`` with SMART Backend Services tokens."""
-    http = ehr_http_client(settings.ehr_timeout_seconds)
+    """A FHIR client for ``connection`` with SMART Backend Services tokens.
+
+    Every request (discovery, tokens, reads, writes) goes through the egress client: the
+    process's pooled connections, each to an address the egress rules allow.
+    """
+    http = egress_client(session, settings, connection.tenant_id, "ehr", "careloop-worker")
     if connection.token_endpoint is None:
         connection.token_endpoint = discover(http, connection.fhir_base_url).token_endpoint
         session.add(connection)
@@ -105,14 +94,20 @@ def resolve_link(
     """The patient's link, searching the EHR by identifier unless already linked.
 
     Exactly one EHR Patient carrying one of the patient's identifiers links; none leaves the
-    patient unlinked, several ambiguous. careloop never guesses.
+    patient unlinked, several ambiguous. careloop never guesses. The search carries the
+    patient's identifiers to the EHR, so it passes consent and audit (EgressBlocked).
     """
     link = session.get(PatientLink, (connection.id, patient_id))
     if link is not None and link.state == "linked":
         return link
     matches: set[str] = set()
     for system, value in _identifiers(session, connection.tenant_id, patient_id):
-        bundle = client.request("GET", "Patient", params={"identifier": f"{system}|{value}"})
+        bundle = client.request(
+            "GET",
+            "Patient",
+            params={"identifier": f"{system}|{value}"},
+            disclosure=Disclosure(patient_id),
+        )
         for entry in bundle.get("entry", []):
             resource = entry.get("resource", {})
             if resource.get("resourceType") == "Patient" and resource.get("id"):
@@ -349,7 +344,10 @@ def _push(
     if not todo:
         return PushResult([], "nothing")
     with ehr_client(session, settings, connection) as client:
-        link = resolve_link(session, client, connection, patient_id)
+        try:
+            link = resolve_link(session, client, connection, patient_id)
+        except EgressBlocked:
+            return PushResult([], "blocked")
         if link.state != "linked" or link.ehr_patient_id is None:
             for item in todo:
                 _mark(session, connection, patient_id, item, "waiting", None, written)
@@ -366,18 +364,9 @@ def _push(
         }
         entries = _entries(todo, all_written)
         bundle = _bundle(entries, patient_id, link.ehr_patient_id, all_written)
-        egress = Egress(
-            tenant_id=connection.tenant_id,
-            patient_id=patient_id,
-            entities=tuple(s.reference for s in todo),
-            channel="ehr",
-            destination=connection.fhir_base_url,
-            agent="careloop-worker",
-        )
+        disclosure = Disclosure(patient_id, tuple(s.reference for s in todo))
         try:
-            response = send(
-                session, egress, lambda: client.request("POST", "", bundle), lambda r: True
-            )
+            response = client.request("POST", "", bundle, disclosure=disclosure)
         except EgressBlocked:
             return PushResult([], "blocked")
         except EhrError as exc:

@@ -18,6 +18,8 @@ from email.utils import formatdate, parseaddr
 from urllib.parse import urlsplit
 
 from careloop.integrations.channels.result import DeliveryResult
+from careloop.integrations.egress import DestinationPolicy, DestinationRefused
+from careloop.integrations.egress.smtp import check_smtp, open_smtp
 
 log = logging.getLogger("careloop.channels.email")
 
@@ -35,7 +37,7 @@ class InvalidAlertEmail(ValueError):
 
 @dataclass(frozen=True)
 class SmtpConfig:
-    """Where and how to submit mail. Credentials are only sent after STARTTLS."""
+    """Where and how to submit mail. Credentials are only sent over TLS (STARTTLS or implicit)."""
 
     host: str
     port: int
@@ -44,12 +46,20 @@ class SmtpConfig:
     password: str | None = field(default=None, repr=False)
     starttls: bool = False
     timeout: float = 10.0
+    tls: bool = False
+    """Implicit TLS from the first byte (SMTPS, usually port 465)."""
 
     def __post_init__(self) -> None:
         if (self.username is None) != (self.password is None):
             raise ValueError("SMTP username and password go together")
-        if self.username is not None and not self.starttls:
-            raise ValueError("SMTP credentials require starttls")
+        if self.username is not None and not (self.starttls or self.tls):
+            raise ValueError("SMTP credentials require starttls or tls")
+        if self.starttls and self.tls:
+            raise ValueError("SMTP uses starttls or implicit tls, not both")
+
+    def check(self, policy: DestinationPolicy) -> None:
+        """Raise DestinationRefused unless ``policy`` allows this server (TLS in production)."""
+        check_smtp(policy, self.host, self.port, self.starttls, self.tls)
 
 
 def _address(value: str, what: str) -> str:
@@ -124,6 +134,7 @@ def build_alert_email(
 
 def send_alert_email(
     config: SmtpConfig,
+    policy: DestinationPolicy,
     to: str,
     alert_id: str,
     severity: str,
@@ -135,7 +146,9 @@ def send_alert_email(
 
     5xx replies (including a refused recipient) are final; 4xx replies, disconnects,
     connection errors and timeouts are retryable. ``status_code`` is the SMTP reply code.
-    A field `build_alert_email` refuses is a final failure (e.g. "invalid-recipient").
+    A field `build_alert_email` refuses is a final failure (e.g. "invalid-recipient"), and so is
+    a server ``policy`` refuses ("destination-tls-required", "destination-private", ...); the
+    connection goes to an address ``policy`` checked when connecting.
     """
     try:
         msg = build_alert_email(
@@ -145,7 +158,7 @@ def send_alert_email(
         result = DeliveryResult.failed(exc.reason, retryable=False)
     else:
         from_addr, to_addr = _address(config.sender, "sender"), _address(to, "recipient")
-        result = _send(config, msg, from_addr, to_addr)
+        result = _send(config, policy, msg, from_addr, to_addr)
     log.info(
         "email attempt alert_id=%s ok=%s status=%s error=%s",
         alert_id,
@@ -156,8 +169,14 @@ def send_alert_email(
     return result
 
 
-def _send(config: SmtpConfig, msg: EmailMessage, from_addr: str, to_addr: str) -> DeliveryResult:
-    smtp = smtplib.SMTP(timeout=config.timeout)
+def _send(
+    config: SmtpConfig, policy: DestinationPolicy, msg: EmailMessage, from_addr: str, to_addr: str
+) -> DeliveryResult:
+    try:
+        config.check(policy)
+    except DestinationRefused as exc:
+        return DeliveryResult.failed(f"destination-{exc.reason}", retryable=exc.transient)
+    smtp = open_smtp(policy, config.tls, config.timeout)
     try:
         code, reply = smtp.connect(config.host, config.port)
         if code != 220:
@@ -174,6 +193,8 @@ def _send(config: SmtpConfig, msg: EmailMessage, from_addr: str, to_addr: str) -
     except smtplib.SMTPResponseException as exc:
         _quit_quietly(smtp)
         return _by_code(exc.smtp_code)
+    except DestinationRefused as exc:  # the name resolved differently when connecting
+        return DeliveryResult.failed(f"destination-{exc.reason}", retryable=exc.transient)
     except smtplib.SMTPNotSupportedError:
         _quit_quietly(smtp)
         return DeliveryResult.failed("smtp-unsupported", retryable=False)

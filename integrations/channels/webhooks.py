@@ -23,6 +23,7 @@ import orjson
 
 from careloop.integrations.channels.result import DeliveryResult
 from careloop.integrations.channels.retry_after import parse_retry_after
+from careloop.integrations.egress import DestinationRefused, Disclosure, EgressClient
 
 log = logging.getLogger("careloop.channels.webhooks")
 
@@ -126,18 +127,21 @@ def verify_webhook(
 
 
 def deliver_webhook(
+    http: EgressClient,
     url: str,
     secret: str,
     msg_id: str,
     payload: Mapping[str, Any],
     timeout: float = 5.0,
-    client: httpx.Client | None = None,
+    disclosure: Disclosure | None = None,
 ) -> DeliveryResult:
     """POST ``payload`` as signed JSON to ``url``; one attempt, never raises on network errors.
 
     ``msg_id`` must be stable per notification so the receiver can deduplicate retries; the
     timestamp and signature are fresh on every attempt. Redirects are not followed. A malformed
-    secret or id is a final failure ("invalid-secret", "invalid-message-id"), not an exception.
+    secret or id is a final failure ("invalid-secret", "invalid-message-id"), not an exception,
+    and so is a destination the egress rules refuse ("destination-private", ...). The egress
+    client checks ``disclosure``'s consent (raising EgressBlocked) and audits the attempt.
     """
     body = orjson.dumps(payload)
     try:
@@ -147,11 +151,7 @@ def deliver_webhook(
         return DeliveryResult.failed(exc.reason, retryable=False)
     headers["content-type"] = "application/json"
     headers["user-agent"] = USER_AGENT
-    if client is None:
-        with httpx.Client(timeout=timeout) as own_client:
-            result = _post(own_client, url, body, headers, timeout)
-    else:
-        result = _post(client, url, body, headers, timeout)
+    result = _post(http, url, body, headers, timeout, disclosure)
     log.info(
         "webhook attempt msg_id=%s ok=%s status=%s error=%s",
         msg_id,
@@ -163,14 +163,23 @@ def deliver_webhook(
 
 
 def _post(
-    client: httpx.Client, url: str, body: bytes, headers: dict[str, str], timeout: float
+    http: EgressClient,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    disclosure: Disclosure | None,
 ) -> DeliveryResult:
     try:
-        with client.stream(
-            "POST", url, content=body, headers=headers, timeout=timeout, follow_redirects=False
+        with http.stream(
+            "POST", url, content=body, headers=headers, timeout=timeout, disclosure=disclosure
         ) as response:
             _drain(response)
             return _classify(response)
+    except DestinationRefused as exc:
+        if exc.reason == "invalid-url":
+            return DeliveryResult.failed("invalid-url", retryable=False)
+        return DeliveryResult.failed(f"destination-{exc.reason}", retryable=exc.transient)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol):
         return DeliveryResult.failed("invalid-url", retryable=False)
     except httpx.TimeoutException:

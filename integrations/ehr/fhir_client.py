@@ -10,6 +10,7 @@ import httpx
 import orjson
 
 from careloop.integrations.channels.retry_after import parse_retry_after
+from careloop.integrations.egress import DestinationRefused, Disclosure, EgressClient
 
 FHIR_JSON = "application/fhir+json"
 
@@ -52,10 +53,10 @@ def _outcome_text(response: httpx.Response) -> str:
 
 @dataclass
 class FhirClient:
-    """One EHR's FHIR API; ``get_token(True)`` must return a renewed token."""
+    """One EHR's FHIR API through the egress client; ``get_token(True)`` renews the token."""
 
     base_url: str
-    http: httpx.Client
+    http: EgressClient
     get_token: Callable[[bool], str]
 
     def request(
@@ -64,8 +65,14 @@ class FhirClient:
         path: str,
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
+        disclosure: Disclosure | None = None,
     ) -> dict[str, Any]:
-        """Send one request; the JSON answer, or EhrError."""
+        """Send one request; the JSON answer, or EhrError.
+
+        ``disclosure`` names the patient whose data the request carries (a write, or a search
+        by the patient's identifier): the egress client checks consent (EgressBlocked) and
+        audits it. A destination the egress rules refuse is a non-transient EhrError.
+        """
         url = self.base_url.rstrip("/") + "/" + path.lstrip("/") if path else self.base_url
         content = orjson.dumps(body) if body is not None else None
         for attempt in range(2):
@@ -77,8 +84,17 @@ class FhirClient:
                 headers["Content-Type"] = FHIR_JSON
             try:
                 response = self.http.request(
-                    method, url, content=content, params=params, headers=headers
+                    method,
+                    url,
+                    content=content,
+                    params=params,
+                    headers=headers,
+                    disclosure=disclosure,
                 )
+            except DestinationRefused as exc:
+                raise EhrError(
+                    f"destination refused: {exc.reason}", exc.transient, reason=exc.message
+                ) from exc
             except httpx.TimeoutException as exc:
                 raise EhrError("the EHR timed out", transient=True) from exc
             except httpx.TransportError as exc:

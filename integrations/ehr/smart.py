@@ -12,6 +12,8 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
+from careloop.integrations.egress import DestinationRefused, EgressClient
+
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 240
 """Seconds; SMART allows at most 300."""
@@ -39,11 +41,18 @@ class SmartConfiguration:
     signing_algs: tuple[str, ...]
 
 
-def discover(http: httpx.Client, fhir_base_url: str) -> SmartConfiguration:
-    """Read the EHR's SMART configuration."""
+def discover(http: EgressClient, fhir_base_url: str) -> SmartConfiguration:
+    """Read the EHR's SMART configuration; its token endpoint must pass the egress rules.
+
+    The token endpoint is checked like any destination (public address, https in production)
+    and, in production, must be on the EHR's own host or an allow-listed one
+    (`DestinationPolicy.check_token_endpoint`).
+    """
     url = fhir_base_url.rstrip("/") + "/.well-known/smart-configuration"
     try:
-        response = http.get(url, headers={"Accept": "application/json"})
+        response = http.request("GET", url, headers={"Accept": "application/json"})
+    except DestinationRefused as exc:
+        raise SmartError(f"discovery refused: {exc.message}", exc.transient) from exc
     except httpx.TransportError as exc:
         raise SmartError(f"discovery failed: {type(exc).__name__}", transient=True) from exc
     if response.status_code != 200:
@@ -55,8 +64,12 @@ def discover(http: httpx.Client, fhir_base_url: str) -> SmartConfiguration:
     try:
         data = response.json()
         endpoint = str(data["token_endpoint"])
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise SmartError("smart-configuration has no token_endpoint", transient=False) from exc
+    try:
+        http.policy.check_token_endpoint(endpoint, fhir_base_url)
+    except DestinationRefused as exc:
+        raise SmartError(f"token endpoint refused: {exc.message}", exc.transient) from exc
     algs = tuple(data.get("token_endpoint_auth_signing_alg_values_supported") or ("RS384",))
     return SmartConfiguration(endpoint, algs)
 
@@ -105,7 +118,7 @@ class TokenManager:
     def token(
         self,
         key: str,
-        http: httpx.Client,
+        http: EgressClient,
         token_endpoint: str,
         client_id: str,
         scope: str,
@@ -126,7 +139,9 @@ class TokenManager:
             }
             self.requested += 1
             try:
-                response = http.post(token_endpoint, data=form)
+                response = http.request("POST", token_endpoint, data=form)
+            except DestinationRefused as exc:
+                raise SmartError(f"token request refused: {exc.message}", exc.transient) from exc
             except httpx.TransportError as exc:
                 raise SmartError(f"token request failed: {type(exc).__name__}", True) from exc
             if response.status_code != 200:

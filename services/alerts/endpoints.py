@@ -15,6 +15,7 @@ from careloop.services.alerts.routes_service import RouteError, add_route
 from careloop.services.alerts.service import acknowledge, alert_json, get_alert, resolve
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.body import RawBody, parse_as, read_json_body
+from careloop.services.common.egress import destination_policy
 from careloop.services.common.errors import ApiError
 from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
 from careloop.services.deps import SessionDep, SettingsDep, require
@@ -147,6 +148,7 @@ def create_route(
     body: BodyDep,
     principal: Annotated[Principal, Depends(require("CareTeam", "u"))],
     session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
     """Register a webhook or email for a clinician or for on-call; returns the webhook secret."""
     data = parse_as(TypeAdapter(RouteIn), body.data)
@@ -159,6 +161,7 @@ def create_route(
             data.address,
             data.secret,
             data.min_severity,
+            destinations=destination_policy(settings),
         )
     except RouteError as exc:
         raise ApiError.invalid(exc.field, exc.message) from exc

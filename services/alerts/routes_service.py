@@ -7,6 +7,7 @@ import uuid
 from sqlmodel import Session
 
 from careloop.integrations.channels import generate_webhook_secret
+from careloop.integrations.egress import DestinationPolicy, DestinationRefused
 from careloop.services.alerts.models import NotificationRoute
 from careloop.services.alerts.routing import ONCALL
 from careloop.services.common.errors import FieldError
@@ -27,8 +28,14 @@ def add_route(
     address: str,
     secret: str | None = None,
     min_severity: str = "info",
+    *,
+    destinations: DestinationPolicy,
 ) -> NotificationRoute:
-    """Register a route; a webhook without a secret gets a fresh ``whsec_`` secret."""
+    """Register a route; a webhook without a secret gets a fresh ``whsec_`` secret.
+
+    A webhook address must pass the egress ``destinations`` rules now (https in production,
+    a public address unless allow-listed); they are checked again on every delivery.
+    """
     if recipient != ONCALL and not recipient.startswith("Practitioner/"):
         raise RouteError("recipient", "recipient is 'oncall' or Practitioner/{id}")
     if channel not in CHANNELS:
@@ -36,8 +43,12 @@ def add_route(
     if min_severity not in SEVERITIES:
         raise RouteError("min_severity", f"min_severity is one of {', '.join(SEVERITIES)}")
     if channel == "webhook":
-        if not address.startswith(("https://", "http://")):
+        if len(address) > 2000 or not address.startswith(("https://", "http://")):
             raise RouteError("address", "a webhook address is an http(s) URL")
+        try:
+            destinations.check_url(address)
+        except DestinationRefused as exc:
+            raise RouteError("address", f"webhook address refused: {exc.message}") from exc
         if secret is not None and not secret.startswith("whsec_"):
             raise RouteError("secret", "webhook secrets look like whsec_<base64>")
         secret = secret or generate_webhook_secret()

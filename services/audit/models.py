@@ -34,4 +34,4 @@ class AuditRecord(SQLModel, table=True):
     destination: str = Field(default="", max_length=300)
     """Channel and host, never a full URL with a query."""
     outcome: str = Field(max_length=30)
-    """success | blocked | failed"""
+    """success | blocked | failed | refused (a destination the egress rules do not allow)"""

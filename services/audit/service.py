@@ -1,4 +1,4 @@
-"""Recording who read what (access audit); egress is audited in integrations/egress.py."""
+"""Recording who read what (access audit); egress: egress_guard.py."""
 
 from __future__ import annotations
 

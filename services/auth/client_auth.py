@@ -18,7 +18,10 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from careloop.integrations.egress import DestinationRefused
 from careloop.services.auth.passwords import dummy_hash, verify_secret
+from careloop.services.common.egress import egress_client
+from careloop.services.settings import Settings
 from careloop.services.tenancy.models import AppClient, UsedAssertion
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -53,21 +56,28 @@ def _load_client(session: Session, client_id: str, refusal: str) -> AppClient:
     return client
 
 
-def _client_keys(client: AppClient) -> KeySet:
+def _client_keys(session: Session, settings: Settings, client: AppClient) -> KeySet:
     if client.jwks:
         return KeySet.import_key_set(json.loads(client.jwks))
     if client.jwks_url:
+        http = egress_client(
+            session, settings, client.tenant_id, "jwks", f"client:{client.client_id}"
+        )
         try:
-            response = httpx.get(client.jwks_url, timeout=5.0)
+            response = http.request("GET", client.jwks_url, timeout=5.0)
             response.raise_for_status()
             return KeySet.import_key_set(response.json())
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, DestinationRefused, ValueError) as exc:
             raise ClientAuthError("the client's JWKS could not be fetched") from exc
     raise ClientAuthError("the client has no registered keys")
 
 
 def _verify_assertion(
-    session: Session, assertion: str, token_url: str, client_id_hint: str | None
+    session: Session,
+    settings: Settings,
+    assertion: str,
+    token_url: str,
+    client_id_hint: str | None,
 ) -> AppClient:
     try:
         unverified = json.loads(jws.extract_compact(assertion.encode()).payload)
@@ -78,7 +88,9 @@ def _verify_assertion(
         raise ClientAuthError("the client assertion names no client")
     client = _load_client(session, client_id, BAD_ASSERTION)
     try:
-        token = jwt.decode(assertion, _client_keys(client), algorithms=ASSERTION_ALGS)
+        token = jwt.decode(
+            assertion, _client_keys(session, settings, client), algorithms=ASSERTION_ALGS
+        )
     except (JoseError, ValueError) as exc:
         raise ClientAuthError(BAD_ASSERTION) from exc
     if "kid" not in token.header:
@@ -116,15 +128,22 @@ def _verify_assertion(
 
 
 def authenticate_client(
-    session: Session, form: dict[str, str], authorization: str | None, token_url: str
+    session: Session,
+    form: dict[str, str],
+    authorization: str | None,
+    token_url: str,
+    settings: Settings,
 ) -> AppClient:
-    """The client making a token request, by whichever method it used."""
+    """The client making a token request, by whichever method it used.
+
+    A registered JWKS URL is fetched through the egress client (the egress address rules).
+    """
     basic = _basic_credentials(authorization)
     if form.get("client_assertion") or form.get("client_assertion_type"):
         if form.get("client_assertion_type") != ASSERTION_TYPE:
             raise ClientAuthError("unsupported client_assertion_type")
         return _verify_assertion(
-            session, form.get("client_assertion", ""), token_url, form.get("client_id")
+            session, settings, form.get("client_assertion", ""), token_url, form.get("client_id")
         )
     if basic is not None:
         client_id, secret = basic

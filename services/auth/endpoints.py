@@ -69,7 +69,7 @@ def token(
         return _oauth_error(400, "unsupported_grant_type", "only client_credentials is supported")
     token_url = settings.base_url.rstrip("/") + "/oauth/token"
     try:
-        client = authenticate_client(session, form, authorization, token_url)
+        client = authenticate_client(session, form, authorization, token_url, settings)
     except ClientAuthError as exc:
         session.commit()
         return _oauth_error(401, "invalid_client", str(exc))

@@ -47,6 +47,7 @@ def ehr_add(
     ] = None,
 ) -> None:
     """Connect an EHR; register careloop's JWKS URL (<base>/.well-known/jwks.json) there."""
+    from careloop.services.common.egress import destination_policy
     from careloop.services.ehr.service import ConnectionError_, add_connection, connection_json
     from careloop.services.keys.service import ensure_keys
 
@@ -64,6 +65,7 @@ def ehr_add(
                 launch_client_id,
                 launch_client_secret,
                 get_settings().secret_key,
+                destinations=destination_policy(get_settings()),
             )
             ensure_keys(session, get_settings().secret_key)
             out = connection_json(connection)

@@ -83,6 +83,18 @@ def serve(
             stop_embedded_worker(embedded)
 
 
+def _check_jwks_url(url: str) -> None:
+    """A JWKS URL is fetched when the client authenticates: it obeys the egress rules."""
+    from careloop.integrations.egress import DestinationRefused
+    from careloop.services.common.egress import destination_policy
+
+    try:
+        destination_policy(get_settings()).check_url(url)
+    except DestinationRefused as exc:
+        typer.echo(f"jwks_url: JWKS URL refused: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @clients.command("create")
 def create_client_cmd(
     name: str,
@@ -99,6 +111,8 @@ def create_client_cmd(
 
     upgrade(get_engine())
     jwks = json.loads(jwks_file.read_text()) if jwks_file else None
+    if jwks_url is not None:
+        _check_jwks_url(jwks_url)
     try:
         with session_scope() as session:
             new = create_client(session, name, scope, tenant, jwks=jwks, jwks_url=jwks_url)
@@ -138,13 +152,23 @@ def add_webhook(
 ) -> None:
     """Send all of a tenant's alerts to a webhook (the on-call channel)."""
     from careloop.services.alerts.routes_service import RouteError, add_route
+    from careloop.services.common.egress import destination_policy
     from careloop.services.tenancy.service import get_or_create_tenant
 
     upgrade(get_engine())
     try:
         with session_scope() as session:
             tenant_id = get_or_create_tenant(session, tenant).id
-            route = add_route(session, tenant_id, "oncall", "webhook", url, secret, min_severity)
+            route = add_route(
+                session,
+                tenant_id,
+                "oncall",
+                "webhook",
+                url,
+                secret,
+                min_severity,
+                destinations=destination_policy(get_settings()),
+            )
             out = {"id": route.id, "tenant": tenant_id, "url": url, "secret": route.secret}
     except RouteError as exc:
         typer.echo(f"{exc.field}: {exc.message}", err=True)

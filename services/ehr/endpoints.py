@@ -11,8 +11,9 @@ from sqlmodel import select
 from starlette.responses import Response
 
 from careloop.services.common.body import RawBody, parse_as, read_json_body
+from careloop.services.common.egress import destination_policy
 from careloop.services.common.errors import ApiError
-from careloop.services.deps import AdminDep, SessionDep
+from careloop.services.deps import AdminDep, SessionDep, SettingsDep
 from careloop.services.ehr.models import EhrFailure
 from careloop.services.ehr.service import (
     ConnectionError_,
@@ -70,7 +71,9 @@ def _find(session: SessionDep, tenant_id: str, name: str) -> Any:
 
 
 @router.post("/ehr-connections", status_code=201, summary="Connect an EHR")
-def create(body: BodyDep, principal: AdminDep, session: SessionDep) -> Response:
+def create(
+    body: BodyDep, principal: AdminDep, session: SessionDep, settings: SettingsDep
+) -> Response:
     """Register an EHR (SMART Backend Services); careloop's JWKS is at /.well-known/jwks.json."""
     data = parse_as(TypeAdapter(ConnectionIn), body.data)
     try:
@@ -82,6 +85,7 @@ def create(body: BodyDep, principal: AdminDep, session: SessionDep) -> Response:
             data.scope,
             _tenant_name(session, principal.tenant_id),
             data.alg,
+            destinations=destination_policy(settings),
         )
     except ConnectionError_ as exc:
         raise ApiError.invalid(exc.field, exc.message) from exc

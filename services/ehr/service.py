@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from careloop.integrations.egress import DestinationPolicy, DestinationRefused
 from careloop.services.auth.scopes import ScopeError, parse_scopes
 from careloop.services.common.errors import FieldError
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite, PatientLink
@@ -31,14 +32,22 @@ def add_connection(
     launch_client_id: str | None = None,
     launch_client_secret: str | None = None,
     secret_key: str = "",
+    *,
+    destinations: DestinationPolicy,
 ) -> EhrConnection:
     """Register an EHR; careloop discovers its token endpoint on first use.
 
     ``launch_client_id`` (and a secret for a confidential app) let clinicians launch careloop
-    from this EHR (SMART App Launch).
+    from this EHR (SMART App Launch). The FHIR base URL must pass the egress ``destinations``
+    rules now (https in production, a public address unless allow-listed) and again on every
+    connection; so must the token endpoint its smart-configuration names.
     """
-    if not fhir_base_url.startswith(("https://", "http://")):
+    if len(fhir_base_url) > 2000 or not fhir_base_url.startswith(("https://", "http://")):
         raise ConnectionError_("fhir_base_url", "the FHIR base URL must be http(s)")
+    try:
+        destinations.check_url(fhir_base_url)
+    except DestinationRefused as exc:
+        raise ConnectionError_("fhir_base_url", f"FHIR base URL refused: {exc.message}") from exc
     if alg not in ALGORITHMS:
         raise ConnectionError_("alg", f"alg must be one of {', '.join(ALGORITHMS)}")
     try:

@@ -26,3 +26,4 @@ class SigningKey(SQLModel, table=True):
     rotated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     """When a newer key took over signing; the key stays published for a grace period."""
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """Kept for old rows; no longer written (a key stops signing when rotated)."""

@@ -62,21 +62,33 @@ def ensure_keys(session: Session, secret_key: str) -> None:
             create_key(session, secret_key, alg)
 
 
-def signing_key(session: Session, secret_key: str, alg: str) -> RSAKey | ECKey:
-    """The active private key for ``alg`` (created if none), ready to sign."""
-    row = session.exec(
+def _active_key(session: Session, alg: str) -> SigningKey | None:
+    return session.exec(
         select(SigningKey)
         .where(col(SigningKey.active), SigningKey.alg == alg)
         .order_by(col(SigningKey.created_at).desc())
     ).first()
+
+
+def signing_key(session: Session, secret_key: str, alg: str) -> RSAKey | ECKey:
+    """The active private key for ``alg``, ready to sign.
+
+    A missing key is created and committed in a transaction of its own: an EHR verifies the
+    assertion by fetching careloop's JWKS while the caller's transaction is still open, so a
+    key only that transaction could see would be refused. Nothing is written on the usual path,
+    so concurrent pushes never contend for the key's row.
+    """
+    row = _active_key(session, alg)
     if row is None:
-        row = create_key(session, secret_key, alg)
+        with Session(session.get_bind()) as own:
+            ensure_keys(own, secret_key)
+            own.commit()
+        row = _active_key(session, alg)
+        assert row is not None
     try:
         data = orjson.loads(_fernet(secret_key).decrypt(row.private_key.encode()))
     except InvalidToken as exc:
         raise SigningKeyError(f"key {row.kid} cannot be decrypted with this secret") from exc
-    row.last_used_at = utcnow()
-    session.add(row)
     return RSAKey.import_key(data) if alg == "RS384" else ECKey.import_key(data)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 from typing import Annotated
 
-import httpx
 from fastapi import APIRouter, Cookie, Query, Request
 from sqlmodel import select
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -45,8 +44,7 @@ def _start(
     name = launch_cookie_name(settings)
     browser = browser_key(request.cookies.get(name))
     try:
-        with httpx.Client(timeout=settings.ehr_timeout_seconds) as http:
-            target = begin(session, settings, http, iss, launch, browser)
+        target = begin(session, settings, iss, launch, browser)
     except LaunchError as exc:
         return _error(exc)
     session.commit()
@@ -113,8 +111,7 @@ def callback(
         return _error(LaunchError("the EHR did not authorize the launch"))
     browser = request.cookies.get(launch_cookie_name(settings))
     try:
-        with httpx.Client(timeout=settings.ehr_timeout_seconds) as http:
-            clinician = complete(session, settings, http, code, state, browser)
+        clinician = complete(session, settings, code, state, browser)
     except BrowserMismatch as exc:
         session.rollback()  # the state stays for the browser that started the launch
         return _error(exc, 403)

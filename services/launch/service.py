@@ -16,6 +16,8 @@ import httpx
 import orjson
 from sqlmodel import Session, col, select
 
+from careloop.integrations.egress import DestinationRefused, EgressClient
+from careloop.services.common.egress import egress_client
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, PatientLink
 from careloop.services.keys.service import decrypt_secret
@@ -77,22 +79,30 @@ def _connection_for(session: Session, iss: str) -> EhrConnection:
     return connection
 
 
-def _smart_configuration(http: httpx.Client, iss: str) -> dict[str, Any]:
+def _http(session: Session, settings: Settings, connection: EhrConnection) -> EgressClient:
+    return egress_client(session, settings, connection.tenant_id, "ehr-launch", "careloop-launch")
+
+
+def _smart_configuration(http: EgressClient, iss: str) -> dict[str, Any]:
     try:
-        response = http.get(iss.rstrip("/") + "/.well-known/smart-configuration")
+        response = http.request("GET", iss.rstrip("/") + "/.well-known/smart-configuration")
         response.raise_for_status()
         data: dict[str, Any] = response.json()
-    except (httpx.HTTPError, ValueError) as exc:
+        token_endpoint = str(data["token_endpoint"])
+    except (httpx.HTTPError, DestinationRefused, ValueError, KeyError, TypeError) as exc:
         raise LaunchError("the EHR's SMART configuration could not be read") from exc
     if "S256" not in data.get("code_challenge_methods_supported", []):
         raise LaunchError("the EHR does not support PKCE S256")
+    try:
+        http.policy.check_token_endpoint(token_endpoint, iss)
+    except DestinationRefused as exc:
+        raise LaunchError("the EHR's token endpoint is not allowed") from exc
     return data
 
 
 def begin(
     session: Session,
     settings: Settings,
-    http: httpx.Client,
     iss: str,
     launch: str | None,
     browser: str,
@@ -100,9 +110,12 @@ def begin(
     """Start an EHR launch (with ``launch``) or a standalone launch (without).
 
     ``browser`` is the launch cookie's value: only a browser presenting it can finish the launch.
+
+    Only a registered EHR (its base URL checked by the egress rules) is contacted, through the
+    egress client; the token endpoint it names must pass the same rules.
     """
     connection = _connection_for(session, iss)
-    config = _smart_configuration(http, iss)
+    config = _smart_configuration(_http(session, settings, connection), iss)
     verifier, challenge = _pkce()
     state = secrets.token_urlsafe(32)  # 256 bits, above SMART's 122-bit minimum
     session.add(
@@ -137,7 +150,6 @@ def redirect_uri(settings: Settings) -> str:
 def complete(
     session: Session,
     settings: Settings,
-    http: httpx.Client,
     code: str,
     state: str,
     browser: str | None,
@@ -166,8 +178,9 @@ def complete(
     else:
         form["client_id"] = connection.launch_client_id
     try:
-        response = http.post(pending.token_endpoint, data=form, headers=headers)
-    except httpx.HTTPError as exc:
+        http = _http(session, settings, connection)
+        response = http.request("POST", pending.token_endpoint, data=form, headers=headers)
+    except (httpx.HTTPError, DestinationRefused) as exc:
         raise LaunchError("the EHR could not be reached to finish the launch") from exc
     if response.status_code != 200:
         raise LaunchError("the EHR refused the launch")

@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import select
 
+from careloop.integrations.egress.destinations import DestinationPolicy
 from careloop.services.db import make_engine, session_scope
 from careloop.services.ehr.models import EhrConnection
 from careloop.services.ehr.service import add_connection
@@ -148,6 +149,7 @@ def _dev_store(tmp_path: Path, secret: str) -> tuple[Settings, str]:
             launch_client_id="app",
             launch_client_secret="launch-secret",
             secret_key=secret,
+            destinations=DestinationPolicy.create(production=False, allow="ehr.example"),
         )
     engine.dispose()
     return Settings(environment=Environment.dev, data_dir=tmp_path, database_url=url), url

@@ -12,11 +12,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from starlette.responses import PlainTextResponse
 
+from careloop.integrations.egress.destinations import DestinationPolicy
 from careloop.services.app import create_app
 from careloop.services.common.security_headers import ContentSecurityPolicy
 from careloop.services.db import session_scope
 from careloop.services.ehr.service import add_connection
 from careloop.services.settings import Settings
+
+
+def _allowing(host: str) -> DestinationPolicy:
+    """Test rules that take ``host`` (a made-up name no DNS answers) as allow-listed."""
+    return DestinationPolicy.create(production=False, allow=host)
 
 
 def _boom() -> None:
@@ -95,7 +101,13 @@ def test_frame_ancestors_follow_the_active_ehr_connections(
     assert host not in http.get("/healthz").headers["content-security-policy"]
     with session_scope(engine) as session:
         add_connection(
-            session, "hospital", f"https://{host}:8443/fhir/R4", "c", "system/*.rs", caller.tenant
+            session,
+            "hospital",
+            f"https://{host}:8443/fhir/R4",
+            "c",
+            "system/*.rs",
+            caller.tenant,
+            destinations=_allowing(host),
         )
     ancestors = _directives(http.get("/healthz").headers["content-security-policy"])
     assert f"https://{host}:8443" in ancestors["frame-ancestors"].split()
@@ -109,7 +121,13 @@ def test_ehr_origins_are_cached_for_the_ttl(settings: Settings, engine: Engine) 
         host = f"ehr-{uuid.uuid4().hex[:8]}.example"
         with session_scope(engine) as session:
             add_connection(
-                session, "late", f"https://{host}/fhir", "c", "system/*.rs", caller.tenant
+                session,
+                "late",
+                f"https://{host}/fhir",
+                "c",
+                "system/*.rs",
+                caller.tenant,
+                destinations=_allowing(host),
             )
         assert client.get("/healthz").headers["content-security-policy"] == first
         assert host not in first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
@@ -21,6 +22,7 @@ from careloop.integrations.channels import (
     build_alert_email,
     send_alert_email,
 )
+from careloop.integrations.egress import DestinationPolicy
 
 SENDER = "careloop alerts <alerts@careloop.example>"
 TO = "dr.synthetic@clinic.example"
@@ -28,6 +30,7 @@ ALERT_ID = "alert-7f3a9c"
 LINK = "https://app.careloop.example/alerts/alert-7f3a9c"
 # Synthetic patient data that exists only here: it is passed to nothing.
 PATIENT_ID = "PAT-SYNTH-4711"
+LOOPBACK_ALLOWED = DestinationPolicy.create(production=False)
 PATIENT_SCORE = "PHQ-9 score 23"
 WAIT = 5.0
 
@@ -95,7 +98,7 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 def _send(config: SmtpConfig, **kwargs: Any) -> DeliveryResult:
-    return send_alert_email(config, TO, ALERT_ID, "critical", LINK, **kwargs)
+    return send_alert_email(config, LOOPBACK_ALLOWED, TO, ALERT_ID, "critical", LINK, **kwargs)
 
 
 def test_alert_email_arrives_with_only_the_given_fields(smtp: SmtpServer) -> None:
@@ -241,7 +244,7 @@ def test_fields_that_could_carry_anything_else_are_refused(
     with pytest.raises(InvalidAlertEmail) as refused:
         build_alert_email(SENDER, **fields)
 
-    result = send_alert_email(smtp.config, **fields)
+    result = send_alert_email(smtp.config, LOOPBACK_ALLOWED, **fields)
 
     assert refused.value.reason.startswith("invalid-")
     assert result == DeliveryResult(
@@ -259,3 +262,51 @@ def test_credentials_require_starttls_and_stay_out_of_repr() -> None:
         "smtp.example", 587, SENDER, username="u", password="hunter2-synthetic", starttls=True
     )
     assert "hunter2-synthetic" not in repr(config)
+
+
+def _resolving(answers: list[list[str]]) -> Any:
+    """A resolver seam answering each lookup with the next of ``answers`` (the last repeats)."""
+    lookups: list[str] = []
+
+    def resolve(host: str, port: int) -> list[Any]:
+        lookups.append(host)
+        return [ipaddress.ip_address(a) for a in answers[min(len(lookups), len(answers)) - 1]]
+
+    return resolve
+
+
+def test_production_refuses_smtp_without_tls_before_connecting(smtp: SmtpServer) -> None:
+    production = DestinationPolicy.create(production=True, allow="127.0.0.1")
+    result = send_alert_email(smtp.config, production, TO, ALERT_ID, "critical", LINK)
+    assert (result.ok, result.retryable, result.error) == (False, False, "destination-tls-required")
+    assert smtp.collector.messages == []
+
+
+@pytest.mark.parametrize("host", ["10.0.0.25", "169.254.169.254", "metadata.google.internal"])
+def test_an_internal_smtp_host_is_refused(host: str) -> None:
+    result = _send(SmtpConfig(host, 25, SENDER, timeout=WAIT))
+    assert (result.ok, result.retryable) == (False, False)
+    assert result.error is not None and result.error.startswith("destination-")
+
+
+def test_smtp_connects_to_the_checked_address_under_the_name(smtp: SmtpServer) -> None:
+    # The name exists only in the resolver seam: had the OS resolved it, the send had failed.
+    policy = DestinationPolicy.create(
+        production=False, allow="127.0.0.0/8", resolver=_resolving([["127.0.0.1"]])
+    )
+    config = SmtpConfig("mail.careloop-test.example", smtp.config.port, SENDER, timeout=WAIT)
+    result = send_alert_email(config, policy, TO, ALERT_ID, "critical", LINK)
+    assert result.ok, result
+    assert len(smtp.collector.messages) == 1
+
+
+def test_an_smtp_name_rebinding_to_loopback_is_refused_when_connecting(smtp: SmtpServer) -> None:
+    policy = DestinationPolicy.create(
+        production=False,
+        allow_loopback=False,
+        resolver=_resolving([["93.184.215.14"], ["127.0.0.1"]]),
+    )
+    config = SmtpConfig("mail.careloop-test.example", smtp.config.port, SENDER, timeout=WAIT)
+    result = send_alert_email(config, policy, TO, ALERT_ID, "critical", LINK)
+    assert (result.ok, result.error) == (False, "destination-loopback")
+    assert smtp.collector.messages == []

@@ -11,20 +11,38 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import orjson
 import pytest
 
 from careloop.integrations.channels import (
     DeliveryResult,
     WebhookVerificationError,
-    deliver_webhook,
     generate_webhook_secret,
     verify_webhook,
 )
+from careloop.integrations.channels import deliver_webhook as deliver_through
+from careloop.integrations.egress import DestinationPolicy, EgressClient, EgressEvent, EgressHttp
+from careloop.integrations.egress.gate import Guard
 
 PAYLOAD = {"type": "alert.opened", "alert_id": "alert-0001", "severity": "critical"}
 WAIT = 5.0
+LOOPBACK_ALLOWED = DestinationPolicy.create(production=False)
+AUDITED: list[EgressEvent] = []
+
+
+def _egress(http: EgressHttp) -> EgressClient:
+    guard = Guard("tenant-test", "test", lambda _p, _purpose: None, AUDITED.append)
+    return EgressClient(http, guard, "webhook")
+
+
+_HTTP = EgressHttp(LOOPBACK_ALLOWED)
+
+
+def deliver_webhook(
+    url: str, secret: str, msg_id: str, payload: dict[str, str], timeout: float = 5.0
+) -> DeliveryResult:
+    """One attempt through an egress client under the dev/test rules (loopback allowed)."""
+    return deliver_through(_egress(_HTTP), url, secret, msg_id, payload, timeout)
 
 
 @dataclass
@@ -86,9 +104,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _deliver(
-    receiver: Receiver, msg_id: str = "msg_0001", client: httpx.Client | None = None
+    receiver: Receiver, msg_id: str = "msg_0001", http: EgressHttp | None = None
 ) -> DeliveryResult:
-    return deliver_webhook(receiver.url, receiver.secret, msg_id, PAYLOAD, client=client)
+    return deliver_through(_egress(http or _HTTP), receiver.url, receiver.secret, msg_id, PAYLOAD)
 
 
 def test_delivery_arrives_signed_with_payload(receiver: Receiver) -> None:
@@ -206,12 +224,15 @@ def test_large_success_body_is_not_a_problem(receiver: Receiver) -> None:
     assert _deliver(receiver).ok
 
 
-def test_callers_client_is_used_and_left_open(receiver: Receiver) -> None:
-    with httpx.Client(headers={"x-trace": "t-1"}) as client:
-        assert _deliver(receiver, client=client).ok
-        assert _deliver(receiver, client=client).ok
-        assert not client.is_closed
-    assert [d.headers["x-trace"] for d in receiver.deliveries] == ["t-1", "t-1"]
+def test_callers_pool_is_reused_and_left_open(receiver: Receiver) -> None:
+    http = EgressHttp(LOOPBACK_ALLOWED)
+    try:
+        assert _deliver(receiver, http=http).ok
+        assert _deliver(receiver, http=http).ok
+        assert _deliver(receiver, http=http).ok  # the pool is still open for the next caller
+    finally:
+        http.close()
+    assert len({d.headers["webhook-id"] for d in receiver.deliveries}) == 1
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from careloop.integrations.ehr.smart import tokens
 from careloop.services.app import create_app
+from careloop.services.common.egress import destination_policy
 from careloop.services.db import session_scope
 from careloop.services.ehr.service import add_connection
 from careloop.services.keys.service import rotate
@@ -54,6 +55,7 @@ def launched(settings: Settings, engine: Engine) -> Iterator[tuple[TestClient, T
                 launch_client_id=f"app-{caller.tenant}",
                 launch_client_secret=SECRET,
                 secret_key=settings.secret_key,
+                destinations=destination_policy(settings),
             )
         chart = ehr.seed(
             {
@@ -227,7 +229,13 @@ def test_key_rotation_keeps_tokens_flowing(live: tuple[str, Settings], engine: E
         ehr.register_client(client_id, "system/*.cruds", jwks_url=f"{url}/.well-known/jwks.json")
         with session_scope(engine) as session:
             connection = add_connection(
-                session, "hospital", ehr.base_url, client_id, "system/*.cruds", caller.tenant
+                session,
+                "hospital",
+                ehr.base_url,
+                client_id,
+                "system/*.cruds",
+                caller.tenant,
+                destinations=destination_policy(live_settings),
             )
             connection_id = connection.id
         ehr.seed({"resourceType": "Patient", "identifier": [{"system": APP_SYSTEM, "value": "rk"}]})

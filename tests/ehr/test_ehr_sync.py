@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from careloop.services.app import create_app
+from careloop.services.common.egress import destination_policy
 from careloop.services.db import session_scope
 from careloop.services.ehr.service import add_connection
 from careloop.services.settings import Settings
@@ -63,7 +64,15 @@ def world(settings: Settings, engine: Engine) -> Iterator[World]:
         client_id = f"careloop-{caller.tenant}"
         ehr.register_client(client_id, SCOPES, jwks=jwks)
         with session_scope(engine) as session:
-            add_connection(session, "hospital", ehr.base_url, client_id, SCOPES, caller.tenant)
+            add_connection(
+                session,
+                "hospital",
+                ehr.base_url,
+                client_id,
+                SCOPES,
+                caller.tenant,
+                destinations=destination_policy(fast),
+            )
         yield World(api, caller, ehr, engine, fast, "hospital")
 
 
@@ -314,7 +323,15 @@ def test_short_lived_tokens_are_renewed_before_they_expire(
         client_id = f"careloop-{caller.tenant}"
         ehr.register_client(client_id, SCOPES, jwks=api.get("/.well-known/jwks.json").json())
         with session_scope(engine) as session:
-            add_connection(session, "hospital", ehr.base_url, client_id, SCOPES, caller.tenant)
+            add_connection(
+                session,
+                "hospital",
+                ehr.base_url,
+                client_id,
+                SCOPES,
+                caller.tenant,
+                destinations=destination_policy(fast),
+            )
         ehr.seed(
             {"resourceType": "Patient", "identifier": [{"system": APP_SYSTEM, "value": "short"}]}
         )

@@ -24,6 +24,7 @@ from sqlmodel import select
 from webhook_receiver import Receiver, webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret
+from careloop.integrations.egress import DestinationPolicy
 from careloop.services.alerts.models import Alert, Notification
 from careloop.services.alerts.routes_service import add_route
 from careloop.services.app import create_app
@@ -96,7 +97,15 @@ def api(broker_settings: Settings, engine: Engine) -> Iterator[TestClient]:
 def _route_oncall(engine: Engine, tenant: str, receiver: Receiver) -> None:
     with session_scope(engine) as session:
         tenant_id = get_or_create_tenant(session, tenant).id
-        add_route(session, tenant_id, "oncall", "webhook", receiver.url, receiver.secret)
+        add_route(
+            session,
+            tenant_id,
+            "oncall",
+            "webhook",
+            receiver.url,
+            receiver.secret,
+            destinations=DestinationPolicy.create(production=False),
+        )
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 30.0) -> None:

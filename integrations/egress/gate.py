@@ -1,0 +1,99 @@
+"""Consent and audit around every transfer that carries patient data out of careloop.
+
+The gate knows nothing of careloop's database: the caller hands it a `Guard` holding the
+tenant's consent lookup and audit sink (services/audit/egress_guard.py builds one on a session).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
+
+T = TypeVar("T")
+TREATMENT = "TREAT"
+"""v3-ActReason purpose of use for care-team alerts and EHR sync."""
+Outcome = Literal["success", "failed", "blocked", "refused"]
+
+
+class EgressBlocked(Exception):
+    """The patient's Consent forbids this data leaving for this purpose."""
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """The patient data one transfer carries: whose, which resources (ids), and why."""
+
+    patient_id: str
+    entities: tuple[str, ...] = ()
+    purpose: str = TREATMENT
+
+
+@dataclass(frozen=True)
+class EgressEvent:
+    """One audited attempt; ``destination`` is ``channel:host[:port]``, never a full URL."""
+
+    tenant_id: str
+    agent: str
+    destination: str
+    outcome: Outcome
+    disclosure: Disclosure | None = None
+    reason: str | None = None
+
+
+class ConsentLookup(Protocol):
+    """The id of an active Consent that denies sharing ``patient_id``'s data for ``purpose``."""
+
+    def __call__(self, patient_id: str, purpose: str) -> str | None: ...
+
+
+class AuditSink(Protocol):
+    """Keeps an audit record of ``event`` (in the caller's unit of work)."""
+
+    def __call__(self, event: EgressEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What the gate needs from careloop for one tenant: consent lookup and audit sink."""
+
+    tenant_id: str
+    agent: str
+    consent: ConsentLookup
+    audit: AuditSink
+
+    def record(
+        self,
+        destination: str,
+        outcome: Outcome,
+        disclosure: Disclosure | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Audit one attempt."""
+        self.audit(
+            EgressEvent(self.tenant_id, self.agent, destination, outcome, disclosure, reason)
+        )
+
+    def require_consent(self, disclosure: Disclosure, destination: str) -> None:
+        """Raise EgressBlocked (audited as ``blocked``) when a Consent denies the disclosure."""
+        denying = self.consent(disclosure.patient_id, disclosure.purpose)
+        if denying is not None:
+            self.record(destination, "blocked", disclosure)
+            raise EgressBlocked(f"Consent/{denying} denies {disclosure.purpose}")
+
+
+def send(
+    guard: Guard,
+    destination: str,
+    disclosure: Disclosure,
+    transfer: Callable[[], T],
+    succeeded: Callable[[T], bool],
+) -> T:
+    """Run a non-HTTP ``transfer`` (e.g. SMTP) if consent allows, and audit it either way.
+
+    HTTP transfers go through `EgressClient`, which does the same per request.
+    """
+    guard.require_consent(disclosure, destination)
+    result = transfer()
+    guard.record(destination, "success" if succeeded(result) else "failed", disclosure)
+    return result

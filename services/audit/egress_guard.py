@@ -1,0 +1,42 @@
+"""The egress gate's consent lookup and audit sink, on a database session."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from careloop.integrations.egress import EgressEvent, Guard, denying_consent
+from careloop.services.audit.models import AuditRecord
+from careloop.services.store.repository import ResourceStore
+
+MAX_ENTITIES = 100
+
+
+def session_guard(session: Session, tenant_id: str, agent: str) -> Guard:
+    """A `Guard` reading the tenant's Consents and adding audit records to ``session``."""
+    store = ResourceStore(session, tenant_id)
+
+    def consent(patient_id: str, purpose: str) -> str | None:
+        consents = ((s.id, s.as_dict()) for s in store.for_patient("Consent", patient_id))
+        return denying_consent(consents, purpose)
+
+    def audit(event: EgressEvent) -> None:
+        disclosure = event.disclosure
+        entities = (
+            [f"Patient/{disclosure.patient_id}", *disclosure.entities[:MAX_ENTITIES]]
+            if disclosure is not None
+            else []
+        )
+        session.add(
+            AuditRecord(
+                tenant_id=event.tenant_id,
+                kind="egress",
+                action="E",
+                agent=event.agent,
+                purpose=disclosure.purpose if disclosure is not None else "",
+                entity=" ".join(entities) or (event.reason or ""),
+                destination=event.destination,
+                outcome=event.outcome,
+            )
+        )
+
+    return Guard(tenant_id, agent, consent, audit)
