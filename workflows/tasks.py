@@ -80,9 +80,8 @@ class CareloopTask(Task):  # type: ignore[misc]
             if countdown is not None:
                 wait = float(countdown)
             elif eta is not None:
-                wait = (eta if eta.tzinfo else eta.replace(tzinfo=UTC)).timestamp() - (
-                    utcnow().timestamp()
-                )
+                due = eta if eta.tzinfo else eta.replace(tzinfo=UTC)
+                wait = (due - utcnow()).total_seconds()
             else:
                 wait = float(self.default_retry_delay)
             leases = Leases.from_settings(runtime().settings)
@@ -90,7 +89,9 @@ class CareloopTask(Task):  # type: ignore[misc]
                 with session_scope(runtime().engine) as session:
                     postpone(session, message, max(wait, 0.0) + leases.seconds(self.name))
             except DBAPIError as db_exc:  # the lease still ends, and the relay publishes it then
-                log.warning("could not postpone outbox message %s: %s", message, type(db_exc))
+                log.warning(
+                    "could not postpone outbox message %s: %s", message, type(db_exc).__name__
+                )
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
     def on_failure(
@@ -116,8 +117,10 @@ class Work:
     """A task's unit of work: its session, and whether its outbox message still needs it."""
 
     session: Session
-    message: int | None
     needed: bool
+    """False when the message is completed already (a redelivery): there is nothing to do."""
+    done: bool = True
+    """Set False when the work is to be retried: the message then stays open."""
 
 
 @contextmanager
@@ -130,9 +133,9 @@ def unit_of_work(task: Task) -> Iterator[Work]:
     if message is not None:
         crash_point("outbox-task-start")
     with session_scope(runtime().engine) as session:
-        work = Work(session, message, start(session, message))
+        work = Work(session, start(session, message))
         yield work
-        if work.needed:
+        if work.needed and work.done:
             complete(session, message)
     if not work.needed:
         log.debug("outbox message %s is completed already; nothing to do", message)
@@ -169,7 +172,7 @@ def deliver(self: Task, notification_id: str) -> bool:
             return True
         outcome = deliver_notification(work.session, runtime().settings, notification_id)
         # A failed attempt is recorded and committed; the message stays open for the retry.
-        work.needed = outcome.done
+        work.done = outcome.done
     crash_point("after-deliver-commit")
     publish_pending(work.session)
     if not outcome.done:

@@ -43,6 +43,22 @@ from careloop.workflows.tasks import deliver, evaluate
 
 ROUTINE = "observation.evaluate"
 URGENT = "notification.deliver"
+TENANT = "lease-test"
+
+
+@pytest.fixture(autouse=True)
+def _no_open_test_messages(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Leave no open message of ours behind for other tests' runners (the database is shared)."""
+    yield
+    if "engine" not in request.fixturenames:
+        return
+    with session_scope(request.getfixturevalue("engine")) as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.tenant_id == TENANT)  # type: ignore[arg-type]
+            .where(OutboxMessage.completed_at.is_(None))  # type: ignore[union-attr]
+            .values(completed_at=utcnow(), outcome="done")
+        )
 
 
 class Sent:
@@ -70,7 +86,7 @@ class Sent:
 def _enqueue(engine: Engine, count: int = 1, task: str = ROUTINE) -> list[int]:
     with session_scope(engine) as session:
         for n in range(count):
-            enqueue(session, "lease-test", task, {"n": n})
+            enqueue(session, TENANT, task, {"n": n})
     return pending_ids(session)
 
 
@@ -299,7 +315,7 @@ def test_a_task_completes_its_message_and_a_second_delivery_does_nothing(
     engine: Engine,
 ) -> None:
     [message] = _enqueue(engine)
-    kwargs = {"tenant_id": "lease-test", "observation_id": "no-such-observation"}
+    kwargs = {"tenant_id": TENANT, "observation_id": "no-such-observation"}
     assert evaluate.apply(kwargs=kwargs, task_id=task_id(message)).get() == []
     row = _row(engine, message)
     assert row.outcome == "done" and row.completed_at is not None

@@ -1,7 +1,9 @@
 """Beat's polls (the outbox relay every 2 s, escalations every 15 s) log nothing at INFO.
 
 Celery's own lines about them ("Sending due task", "received", "succeeded") are DEBUG; the
-same lines about real work, and failures of the polls, keep their level.
+same lines about real work, and failures of the polls, keep their level. The records are made
+by the very logging calls Celery's beat, worker and tracer make (the killed-worker test checks
+the logs of real beat and worker processes too).
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import celery.beat
 import pytest
-from celery import Celery
-from celery.app.trace import LOG_RECEIVED
-from celery.beat import ScheduleEntry, Scheduler
+from celery.app import trace
+from celery.worker import strategy
 
 import careloop.workflows.celery_app  # noqa: F401  (installs the filter, as every process does)
 from careloop.workflows.task_logging import CELERY_TASK_LOGGERS
@@ -48,56 +50,41 @@ def records(request: pytest.FixtureRequest) -> Iterator[tuple[Records, int]]:
         logger.setLevel(level)
 
 
-@pytest.fixture
-def app() -> Iterator[Celery]:
-    """A Celery app of its own on the in-memory broker, with a poll and a real task."""
-    app = Celery("quiet-test", broker="memory://")
-    app.conf.task_ignore_result = True
-
-    @app.task(name="outbox.relay", shared=False)
-    def relay() -> int:
-        return 0
-
-    @app.task(name="observation.evaluate", shared=False)
-    def evaluate() -> list[str]:
-        return []
-
-    @app.task(name="alerts.escalate_due", shared=False)
-    def escalate_due() -> int:
-        raise RuntimeError("database down")
-
-    yield app
-    app.close()
+def _one_run(task: str, entry: str) -> None:
+    """What beat, the worker and the tracer log for one scheduled run of ``task``."""
+    celery.beat.info("Scheduler: Sending due task %s (%s)", entry, task)
+    context = {"id": "x1", "name": task, "args": "()", "kwargs": "{}", "eta": None}
+    strategy.logger.info(trace.LOG_RECEIVED, context, extra={"data": context})
+    trace.info(
+        trace.LOG_SUCCESS,
+        {"id": "x1", "name": task, "return_value": "0", "runtime": 0.001, "args": "()"},
+    )
 
 
-def test_celery_lines_about_polls_are_debug(records: tuple[Records, int], app: Celery) -> None:
+def test_celery_lines_about_polls_are_debug(records: tuple[Records, int]) -> None:
     handler, level = records
-    scheduler = Scheduler(app, lazy=True)
-    for name, task in (("outbox-relay", "outbox.relay"), ("ehr-pull", "observation.evaluate")):
-        scheduler.apply_entry(ScheduleEntry(name=name, task=task, schedule=2.0, app=app))
-    strategy = logging.getLogger("celery.worker.strategy")
-    for task in ("outbox.relay", "observation.evaluate"):
-        context = {"id": "x1", "name": task, "args": "()", "kwargs": "{}", "eta": None}
-        strategy.info(LOG_RECEIVED, context, extra={"data": context})  # as the worker does
-        app.tasks[task].apply()  # Celery's tracer logs "succeeded"
-    app.tasks["alerts.escalate_due"].apply()  # a poll failing is logged at ERROR as before
+    _one_run("outbox.relay", "outbox-relay")
+    _one_run("alerts.escalate_due", "alerts-escalate")
+    _one_run("checkins.scan", "checkins-scan")
+    failure = {"id": "x2", "name": "outbox.relay", "description": "raised", "exc": "Boom()"}
+    trace.logger.error(trace.LOG_FAILURE, failure)
 
     info = handler.lines(logging.INFO)
-    assert "Scheduler: Sending due task ehr-pull (observation.evaluate)" in info
-    assert "Task observation.evaluate[x1] received" in info
-    assert any(
-        line.startswith("Task observation.evaluate[") and "succeeded" in line for line in info
-    )
-    assert not [line for line in info if "outbox" in line]
-    errors = handler.lines(logging.ERROR)
-    assert any("alerts.escalate_due" in line and "RuntimeError" in line for line in errors)
-    debug = handler.lines(logging.DEBUG)
-    quiet = [
-        "Scheduler: Sending due task outbox-relay (outbox.relay)",
-        "Task outbox.relay[x1] received",
+    assert info == [
+        "Scheduler: Sending due task checkins-scan (checkins.scan)",
+        "Task checkins.scan[x1] received",
+        "Task checkins.scan[x1] succeeded in 0.001s: 0",
     ]
+    assert handler.lines(logging.ERROR) == ["Task outbox.relay[x2] raised: Boom()"]
+    debug = handler.lines(logging.DEBUG)
     if level == logging.DEBUG:  # turned on, the lines are there, at DEBUG
-        assert all(line in debug for line in quiet)
-        assert any(line.startswith("Task outbox.relay[") and "succeeded" in line for line in debug)
+        assert debug == [
+            "Scheduler: Sending due task outbox-relay (outbox.relay)",
+            "Task outbox.relay[x1] received",
+            "Task outbox.relay[x1] succeeded in 0.001s: 0",
+            "Scheduler: Sending due task alerts-escalate (alerts.escalate_due)",
+            "Task alerts.escalate_due[x1] received",
+            "Task alerts.escalate_due[x1] succeeded in 0.001s: 0",
+        ]
     else:
-        assert not [line for line in debug if "outbox.relay" in line]
+        assert debug == []
