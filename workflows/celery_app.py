@@ -12,7 +12,7 @@ from careloop.workflows.task_logging import quiet_polling_logs
 RELAY_SECONDS = 2.0
 ESCALATION_SECONDS = 15.0
 CHECKIN_SECONDS = 600.0
-PRUNE_SECONDS = 3600.0
+PRUNE_SECONDS = 600.0
 POLLING_TASKS = frozenset({"outbox.relay", "alerts.escalate_due"})
 """Beat's frequent polls: Celery's lines about them are DEBUG (they log their own real work)."""
 

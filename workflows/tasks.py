@@ -48,6 +48,7 @@ from careloop.workflows.runtime import runtime
 
 log = logging.getLogger("careloop.tasks")
 RELAY_BATCH = 500
+PRUNE_BATCH = 10_000
 TRANSIENT = (DBAPIError, IntegrityError, ConnectionError, TimeoutError)
 
 
@@ -288,7 +289,7 @@ def relay_outbox() -> int:
 def prune_outbox() -> int:
     """Delete outbox messages completed longer ago than the retention period."""
     rt = runtime()
-    return prune(rt.engine, timedelta(days=rt.settings.outbox_retention_days))
+    return prune(rt.engine, timedelta(days=rt.settings.outbox_retention_days), PRUNE_BATCH, 60)
 
 
 def publish(task: str, kwargs: dict[str, Any], task_id: str) -> None:

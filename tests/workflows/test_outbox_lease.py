@@ -18,14 +18,18 @@ from typing import Any
 
 import pytest
 from alembic import command
-from conftest import _drop_pg_database, _pg_database
+from conftest import Caller, _drop_pg_database, _pg_database, phq9
 from sqlalchemy import Engine, text, update
 from sqlmodel import Session, select
+from webhook_receiver import webhook_receiver
 
+from careloop.integrations.channels import generate_webhook_secret
 from careloop.services.db import make_engine, session_scope, utcnow
 from careloop.services.migrate import alembic_config, upgrade
 from careloop.services.settings import Settings
+from careloop.services.tenancy.service import get_or_create_tenant
 from careloop.workflows import runtime
+from careloop.workflows.inline import run_pending
 from careloop.workflows.models import DeadTask, OutboxMessage
 from careloop.workflows.outbox import (
     Leases,
@@ -390,3 +394,41 @@ def test_migration_completes_dispatched_messages_and_keeps_the_rest_due(
         eng.dispose()
         if name:
             _drop_pg_database(name)
+
+
+def _tenant_messages(engine: Engine, tenant: str) -> list[OutboxMessage]:
+    with Session(engine) as session:
+        tenant_id = get_or_create_tenant(session, tenant).id
+        query = select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id)
+        return list(session.exec(query.order_by(OutboxMessage.id)).all())  # type: ignore[arg-type]
+
+
+def test_the_inline_runner_completes_each_message_with_its_work(
+    caller: Caller, engine: Engine, settings: Settings
+) -> None:
+    with webhook_receiver(generate_webhook_secret()) as receiver:
+        route = {
+            "recipient": "oncall",
+            "channel": "webhook",
+            "address": receiver.url,
+            "secret": receiver.secret,
+        }
+        assert caller.post("/v1/notification-routes", json=route).status_code == 201
+        receiver.status = 503  # the first delivery fails, retryably
+        response = caller.post("/v1/symptom-reports", json=phq9("inline-1", [0] * 8 + [1]))
+        assert response.status_code == 201
+        run_pending(engine, settings)
+        evaluated, delivery = _tenant_messages(engine, caller.tenant)
+        assert evaluated.task == "observation.evaluate_urgent" and evaluated.outcome == "done"
+        # The failed delivery stays open until its backoff and lease have passed.
+        assert delivery.task == "notification.deliver" and delivery.completed_at is None
+        assert (delivery.available_at - utcnow()).total_seconds() > 9
+        run_pending(engine, settings)  # not due yet: not retried
+        assert _tenant_messages(engine, caller.tenant)[1].attempts == delivery.attempts == 1
+        assert receiver.deliveries == []
+        receiver.status = 200
+        with session_scope(engine) as session:  # as if the backoff had passed
+            postpone(session, delivery.id, 0)
+        run_pending(engine, settings)
+        assert len(receiver.wait_for(1)) == 1
+    assert [m.outcome for m in _tenant_messages(engine, caller.tenant)] == ["done", "done"]
