@@ -40,7 +40,10 @@ from careloop.workflows.celery_app import celery_app, configure_celery, urgent_q
 from careloop.workflows.models import DeadTask, OutboxMessage, ProcessedReading
 
 BROKERS = {
-    "redis": "redis://127.0.0.1:6379/0",
+    # A Redis database of its own: kombu keeps one index of unacknowledged messages per database,
+    # and any consumer restores from it after its own visibility timeout, so a test elsewhere
+    # running workers with a short timeout would bring back our dead worker's messages for us.
+    "redis": "redis://127.0.0.1:6379/13",
     "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//",
 }
 ITEM9 = [0, 0, 0, 0, 0, 0, 0, 0, 2]
