@@ -34,8 +34,8 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
     if broker.startswith(("redis://", "rediss://")):
         # Redis gives a message that was taken but not acknowledged back after this long. The
         # outbox does not depend on it (a message a dead worker took is published again when
-        # its lease ends), so kombu's default of 300 s is fine; it must exceed a task's run time
-        # and longest retry countdown, or Redis hands the same message out twice (harmless too).
+        # its lease ends), so careloop's default of 300 s is fine; it should exceed a task's run
+        # time and longest retry countdown, or Redis hands the message out twice (harmless too).
         options["visibility_timeout"] = settings.redis_visibility_timeout
     app.conf.update(
         broker_url=broker,
