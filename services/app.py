@@ -76,12 +76,12 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def outbox_relay(settings: Settings, engine: Engine) -> Callable[[Session], None]:
     """Publish what a request's unit of work put in the outbox, off the request thread."""
     from careloop.workflows.celery_app import configure_celery
-    from careloop.workflows.outbox import pending_ids
+    from careloop.workflows.outbox import Leases, pending_ids
     from careloop.workflows.relay_thread import RelayThread
     from careloop.workflows.tasks import publish
 
     configure_celery(settings)
-    relay_thread = RelayThread(engine, publish)
+    relay_thread = RelayThread(engine, publish, Leases.from_settings(settings))
 
     def after_commit(session: Session) -> None:
         relay_thread.submit(pending_ids(session))

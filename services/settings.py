@@ -145,6 +145,17 @@ class Settings(BaseSettings):
         AllowList.parse(value)  # a malformed entry stops careloop at startup
         return value
 
+    # Outbox leases: the database, not the broker, decides when work is done. A message published
+    # but not completed within its lease is published again (tasks are idempotent); each
+    # publication doubles the lease, at most outbox_lease_max_doublings times.
+    outbox_lease_urgent_seconds: float = Field(default=10, gt=0)
+    """Lease of alert work: deliveries, escalations, readings critical by themselves."""
+    outbox_lease_routine_seconds: float = Field(default=120, gt=0)
+    """Lease of everything else (evaluations, EHR writes and pulls)."""
+    outbox_lease_max_doublings: int = Field(default=3, ge=0, le=10)
+    outbox_retention_days: float = Field(default=7, gt=0)
+    """Completed outbox messages are deleted this long after completion."""
+
     @model_validator(mode="after")
     def _resolve_secret(self) -> Settings:
         if self.secret_key == LEGACY_DEV_SECRET:

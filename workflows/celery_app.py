@@ -6,10 +6,15 @@ from celery import Celery
 from kombu.entity import Queue
 
 from careloop.services.settings import Settings, get_settings
+from careloop.workflows.outbox import URGENT_TASKS
+from careloop.workflows.task_logging import quiet_polling_logs
 
 RELAY_SECONDS = 2.0
 ESCALATION_SECONDS = 15.0
 CHECKIN_SECONDS = 600.0
+PRUNE_SECONDS = 600.0
+POLLING_TASKS = frozenset({"outbox.relay", "alerts.escalate_due"})
+"""Beat's frequent polls: Celery's lines about them are DEBUG (they log their own real work)."""
 
 
 celery_app = Celery("careloop", include=["careloop.workflows.tasks"])
@@ -27,14 +32,11 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
     app.__dict__.pop("amqp", None)  # and the queue routing and producers cached with it
     options: dict[str, object] = {}
     if broker.startswith(("redis://", "rediss://")):
-        # Nothing waits long in the broker (timers are due times in the database), so this only
-        # needs to exceed a task's run time; a killed worker's tasks come back after it.
+        # Redis gives a message that was taken but not acknowledged back after this long. The
+        # outbox does not depend on it (a message a dead worker took is published again when
+        # its lease ends), so careloop's default of 300 s is fine; it should exceed a task's run
+        # time and longest retry countdown, or Redis hands the message out twice (harmless too).
         options["visibility_timeout"] = settings.redis_visibility_timeout
-        # kombu sweeps for unacknowledged messages of dead workers every interval x throttle
-        # seconds (100 s by default); sweep every few seconds so a lost task comes back soon
-        # after its visibility timeout.
-        options["unacked_restore_interval"] = max(1, min(10, settings.redis_visibility_timeout))
-        options["unacked_restore_throttle"] = 1
     app.conf.update(
         broker_url=broker,
         task_acks_late=True,
@@ -45,10 +47,9 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
         # Alert work (deliveries, escalations, readings that may be critical) has a queue of its
         # own, so it never waits behind a backlog of routine evaluations or EHR writes.
         task_queues=(Queue(urgent_queue(settings)), Queue(settings.queue)),
+        # The relay too: it is what publishes lost alert work again.
         task_routes={
-            "notification.deliver": {"queue": urgent_queue(settings)},
-            "observation.evaluate_urgent": {"queue": urgent_queue(settings)},
-            "alerts.escalate_due": {"queue": urgent_queue(settings)},
+            name: {"queue": urgent_queue(settings)} for name in URGENT_TASKS | {"outbox.relay"}
         },
         task_serializer="json",
         accept_content=["json"],
@@ -59,6 +60,7 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule={
             "outbox-relay": {"task": "outbox.relay", "schedule": RELAY_SECONDS},
+            "outbox-prune": {"task": "outbox.prune", "schedule": PRUNE_SECONDS},
             "alerts-escalate": {"task": "alerts.escalate_due", "schedule": ESCALATION_SECONDS},
             "checkins-scan": {"task": "checkins.scan", "schedule": CHECKIN_SECONDS},
             "ehr-pull": {"task": "ehr.pull_all", "schedule": settings.ehr_pull_minutes * 60},
@@ -67,4 +69,5 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
     return app
 
 
+quiet_polling_logs(POLLING_TASKS)
 configure_celery(get_settings())

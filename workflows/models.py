@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 from careloop.services.db import UTCDateTime, utcnow
@@ -12,10 +12,26 @@ from careloop.services.store.models import SeqType
 
 
 class OutboxMessage(SQLModel, table=True):
-    """Work recorded in the same transaction as its data, relayed to Celery after commit."""
+    """Work recorded in the same transaction as its data, relayed to Celery after commit.
+
+    The database, not the broker, owns completion: a message is done when its task committed
+    its effect (``completed_at``). Until then the relay publishes it whenever it is due
+    (``available_at``): at once when new, and again when the lease of its last publication ran
+    out, so a message a dead worker took with it is never lost.
+    """
 
     __tablename__ = "outbox_message"
-    __table_args__ = (Index("ix_outbox_pending", "dispatched_at", "id"),)
+    __table_args__ = (
+        # The relay's query (every 2 s): only open messages are in it, so it stays small however
+        # many completed ones the table holds.
+        Index(
+            "ix_outbox_due",
+            "available_at",
+            postgresql_where=text("completed_at IS NULL"),
+            sqlite_where=text("completed_at IS NULL"),
+        ),
+        Index("ix_outbox_completed", "completed_at"),  # pruning old completed messages
+    )
 
     id: int | None = Field(
         default=None, sa_column=Column(SeqType, primary_key=True, autoincrement=True)
@@ -25,7 +41,16 @@ class OutboxMessage(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))
     """JSON keyword arguments of the task: ids only."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    available_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    """When the relay may publish it (again): at once, or when its last lease ends."""
     dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """Its last publication."""
+    attempts: int = 0
+    """How often it was published."""
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    outcome: str | None = Field(default=None, max_length=16)
+    """``done``, ``dead`` (failed for good, see the dead-letter table) or ``legacy`` (dispatched
+    before completion was recorded)."""
 
 
 class DeadTask(SQLModel, table=True):

@@ -1,8 +1,8 @@
 """A background relay: publishes committed outbox work without holding up the request.
 
 Requests hand over the ids of the outbox rows they committed; one daemon thread per process
-publishes them in batches. Nothing is lost if the process dies first: the rows stay
-undispatched in the database and beat's ``outbox.relay`` publishes them.
+publishes them in batches. Nothing is lost if the process dies first: the rows stay open and due
+in the database and beat's ``outbox.relay`` publishes them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 
 from sqlalchemy import Engine
 
-from careloop.workflows.outbox import Publisher, relay
+from careloop.workflows.outbox import Leases, Publisher, relay
 
 log = logging.getLogger("careloop.outbox")
 BATCH = 500
@@ -22,9 +22,10 @@ BATCH = 500
 class RelayThread:
     """Publishes outbox ids handed to ``submit`` from a daemon thread."""
 
-    def __init__(self, engine: Engine, publish: Publisher) -> None:
+    def __init__(self, engine: Engine, publish: Publisher, leases: Leases | None = None) -> None:
         self._engine = engine
         self._publish = publish
+        self._leases = leases or Leases()
         self._queue: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -51,6 +52,6 @@ class RelayThread:
                 except queue.Empty:
                     break
             try:
-                relay(self._engine, self._publish, ids)
+                relay(self._engine, self._publish, ids, leases=self._leases)
             except Exception as exc:  # beat's relay will publish what was missed
                 log.warning("background relay failed (%s); beat will retry", type(exc).__name__)

@@ -1,16 +1,26 @@
-"""Celery tasks. Each takes ids, opens its own unit of work, and is safe to run twice."""
+"""Celery tasks. Each takes ids, opens its own unit of work, and is safe to run twice.
+
+A task run for an outbox message (task id ``outbox-{id}``) starts by locking its message and
+stops at once if it is completed; it completes it in the same transaction that commits its
+effect. A retry postpones the message past its countdown; a task failing for good completes it
+as dead with its dead letter.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from celery import Task
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from careloop.integrations.ehr.fhir_client import EhrError
 from careloop.integrations.ehr.smart import SmartError
@@ -24,10 +34,21 @@ from careloop.workflows.ehr_pull import pull
 from careloop.workflows.ehr_sync import CircuitOpen, connection_failed, push_to_ehr
 from careloop.workflows.evaluation import evaluate_observation, scan_missed_checkins
 from careloop.workflows.models import DeadTask
-from careloop.workflows.outbox import relay
+from careloop.workflows.outbox import (
+    Leases,
+    complete,
+    message_id,
+    pending_ids,
+    postpone,
+    prune,
+    relay,
+    start,
+)
 from careloop.workflows.runtime import runtime
 
 log = logging.getLogger("careloop.tasks")
+RELAY_BATCH = 500
+PRUNE_BATCH = 10_000
 TRANSIENT = (DBAPIError, IntegrityError, ConnectionError, TimeoutError)
 
 
@@ -39,6 +60,40 @@ class CareloopTask(Task):  # type: ignore[misc]
     retry_backoff_max = 300
     retry_jitter = True
     max_retries = 8
+
+    def retry(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: datetime | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Any:
+        """Retry later (Celery's retry), keeping the outbox message from being republished first.
+
+        Explicit retries and ``autoretry_for`` both come through here.
+        """
+        message = message_id(self.request.id)
+        if message is not None and not self.request.called_directly:
+            if countdown is not None:
+                wait = float(countdown)
+            elif eta is not None:
+                due = eta if eta.tzinfo else eta.replace(tzinfo=UTC)
+                wait = (due - utcnow()).total_seconds()
+            else:
+                wait = float(self.default_retry_delay)
+            leases = Leases.from_settings(runtime().settings)
+            try:
+                with session_scope(runtime().engine) as session:
+                    postpone(session, message, max(wait, 0.0) + leases.seconds(self.name))
+            except DBAPIError as db_exc:  # the lease still ends, and the relay publishes it then
+                log.warning(
+                    "could not postpone outbox message %s: %s", message, type(db_exc).__name__
+                )
+        return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
@@ -54,34 +109,73 @@ class CareloopTask(Task):  # type: ignore[misc]
                     attempts=self.request.retries + 1,
                 )
             )
+            # Replayed by hand from the dead letter, never again by the relay.
+            complete(session, message_id(task_id), outcome="dead")
 
 
-@celery_app.task(name="observation.evaluate_urgent", base=CareloopTask)
-def evaluate_urgent(tenant_id: str, observation_id: str) -> list[str]:
+@dataclass
+class Work:
+    """A task's unit of work: its session, and whether its outbox message still needs it."""
+
+    session: Session
+    needed: bool
+    """False when the message is completed already (a redelivery): there is nothing to do."""
+    done: bool = True
+    """Set False when the work is to be retried: the message then stays open."""
+
+
+@contextmanager
+def unit_of_work(task: Task) -> Iterator[Work]:
+    """The transaction of one run of ``task``, completing its outbox message when it commits.
+
+    Check ``needed`` first: a redelivered message whose work is done has nothing left to do.
+    """
+    message = message_id(task.request.id)
+    if message is not None:
+        crash_point("outbox-task-start")
+    with session_scope(runtime().engine) as session:
+        work = Work(session, start(session, message))
+        yield work
+        if work.needed and work.done:
+            complete(session, message)
+    if not work.needed:
+        log.debug("outbox message %s is completed already; nothing to do", message)
+
+
+@celery_app.task(name="observation.evaluate_urgent", base=CareloopTask, bind=True)
+def evaluate_urgent(self: Task, tenant_id: str, observation_id: str) -> list[str]:
     """``observation.evaluate`` for a reading critical by itself, on the urgent queue."""
-    return list(evaluate(tenant_id, observation_id))
+    return _evaluate(self, tenant_id, observation_id)
 
 
-@celery_app.task(name="observation.evaluate", base=CareloopTask)
-def evaluate(tenant_id: str, observation_id: str) -> list[str]:
+@celery_app.task(name="observation.evaluate", base=CareloopTask, bind=True)
+def evaluate(self: Task, tenant_id: str, observation_id: str) -> list[str]:
     """Evaluate a new reading against the care program; open or update alerts."""
-    rt = runtime()
-    with session_scope(rt.engine) as session:
-        alerts = evaluate_observation(session, rt.settings, tenant_id, observation_id)
+    return _evaluate(self, tenant_id, observation_id)
+
+
+def _evaluate(task: Task, tenant_id: str, observation_id: str) -> list[str]:
+    with unit_of_work(task) as work:
+        if not work.needed:
+            return []
+        alerts = evaluate_observation(work.session, runtime().settings, tenant_id, observation_id)
         ids = [a.id for a in alerts]
     crash_point("after-evaluate-commit")
-    publish_pending(session)
+    publish_pending(work.session)
     return ids
 
 
 @celery_app.task(name="notification.deliver", base=CareloopTask, bind=True)
 def deliver(self: Task, notification_id: str) -> bool:
     """Deliver one notification; retryable failures come back with backoff."""
-    rt = runtime()
-    with session_scope(rt.engine) as session:
-        outcome = deliver_notification(session, rt.settings, notification_id)
+    with unit_of_work(self) as work:
+        if not work.needed:
+            return True
+        outcome = deliver_notification(work.session, runtime().settings, notification_id)
+        # A failed attempt is recorded and committed; the message stays open for the retry.
+        work.done = outcome.done
     crash_point("after-deliver-commit")
-    publish_pending(session)
+    publish_pending(work.session)
     if not outcome.done:
         raise self.retry(countdown=outcome.retry_in, max_retries=None)
     return True
@@ -103,11 +197,14 @@ def _ehr_retry(task: Task, exc: Exception, connection_id: str) -> Exception:
 @celery_app.task(name="ehr.push", base=CareloopTask, bind=True, max_retries=None)
 def ehr_push(self: Task, connection_id: str, patient_id: str, references: list[str]) -> str:
     """Write a patient's new resources into one EHR; transient failures retry with backoff."""
-    rt = runtime()
     try:
-        with session_scope(rt.engine) as session:
-            state = push_to_ehr(session, rt.settings, connection_id, patient_id, references)
-        publish_pending(session)
+        with unit_of_work(self) as work:
+            if not work.needed:
+                return "done"
+            state = push_to_ehr(
+                work.session, runtime().settings, connection_id, patient_id, references
+            )
+        publish_pending(work.session)
         return state
     except (CircuitOpen, EhrError, SmartError) as exc:
         raise _ehr_retry(self, exc, connection_id) from exc
@@ -116,14 +213,15 @@ def ehr_push(self: Task, connection_id: str, patient_id: str, references: list[s
 @celery_app.task(name="ehr.pull", base=CareloopTask, bind=True, max_retries=20)
 def ehr_pull(self: Task, connection_id: str) -> dict[str, Any]:
     """Incrementally read care plans, goals, care teams and Task status from one EHR."""
-    rt = runtime()
     try:
-        with session_scope(rt.engine) as session:
-            connection = session.get(EhrConnection, connection_id)
+        with unit_of_work(self) as work:
+            if not work.needed:
+                return {}
+            connection = work.session.get(EhrConnection, connection_id)
             if connection is None or not connection.active:
                 return {}
-            result = pull(session, rt.settings, connection)
-        publish_pending(session)
+            result = pull(work.session, runtime().settings, connection)
+        publish_pending(work.session)
         return {"imported": result.imported, "tasks": result.tasks_applied}
     except (CircuitOpen, EhrError, SmartError) as exc:
         raise _ehr_retry(self, exc, connection_id) from exc
@@ -174,8 +272,24 @@ def checkins_scan() -> int:
 
 @celery_app.task(name="outbox.relay", base=CareloopTask)
 def relay_outbox() -> int:
-    """Publish outbox messages no one published yet (after a crash, or a broker outage)."""
-    return relay(runtime().engine, publish)
+    """Publish open outbox messages that are due: never published (a crash, a broker outage),
+    or published but not completed within their lease (a worker died with them)."""
+    rt = runtime()
+    leases = Leases.from_settings(rt.settings)
+    sent = total = relay(rt.engine, publish, limit=RELAY_BATCH, leases=leases)
+    # A backlog (after a broker outage) drains in full batches until the next beat tick.
+    deadline = utcnow() + timedelta(seconds=1)
+    while sent == RELAY_BATCH and utcnow() < deadline:
+        sent = relay(rt.engine, publish, limit=RELAY_BATCH, leases=leases)
+        total += sent
+    return total
+
+
+@celery_app.task(name="outbox.prune", base=CareloopTask)
+def prune_outbox() -> int:
+    """Delete outbox messages completed longer ago than the retention period."""
+    rt = runtime()
+    return prune(rt.engine, timedelta(days=rt.settings.outbox_retention_days), PRUNE_BATCH, 60)
 
 
 def publish(task: str, kwargs: dict[str, Any], task_id: str) -> None:
@@ -185,11 +299,10 @@ def publish(task: str, kwargs: dict[str, Any], task_id: str) -> None:
 
 def publish_pending(session: Any) -> None:
     """Relay what a just-committed unit of work put in the outbox."""
-    from careloop.workflows.outbox import pending_ids
-
     ids = pending_ids(session)
     if ids:
-        relay(runtime().engine, publish, ids)
+        rt = runtime()
+        relay(rt.engine, publish, ids, leases=Leases.from_settings(rt.settings))
 
 
 __all__ = ["backoff"]

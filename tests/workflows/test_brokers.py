@@ -2,6 +2,8 @@
 
 A threshold-crossing report posted to the API reaches a signed webhook through the outbox, the
 broker and a worker; and a worker killed at the worst moments neither loses nor repeats the alert.
+Brokers run with the README's defaults: what a dead worker took comes back through its outbox
+lease, not a shortened Redis visibility timeout.
 """
 
 from __future__ import annotations
@@ -71,7 +73,6 @@ def broker_settings(
         data_dir=tmp_path,
         secret_key="test-secret-" + "x" * 32,
         base_url=BASE_URL,
-        redis_visibility_timeout=3,
     )
     configure_celery(settings)
     yield settings
@@ -145,7 +146,6 @@ def _worker(
         "CARELOOP_ENVIRONMENT": "test",
         "CARELOOP_SECRET_KEY": settings.secret_key,
         "CARELOOP_BASE_URL": settings.base_url,
-        "CARELOOP_REDIS_VISIBILITY_TIMEOUT": str(settings.redis_visibility_timeout),
     }
     env.pop("CARELOOP_CRASH_AT", None)
     if crash_at:
