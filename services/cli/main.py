@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -52,7 +51,10 @@ def serve(
     """Run the API (migrating the database first)."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from careloop.services.logs import configure_logging, logging_config
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format, "api")
     upgrade(get_engine())
     embedded = None if get_settings().broker_url else start_embedded_worker()
     try:
@@ -62,7 +64,10 @@ def serve(
             host=host,
             port=port,
             workers=workers,
-            log_level="info",
+            # uvicorn applies this in every API process: its loggers go through the redaction
+            # layer; its access log stays off (careloop.access logs route templates instead).
+            log_config=logging_config(settings.log_level, settings.log_format, "api"),
+            log_level=settings.log_level.lower(),
             access_log=False,
         )
     finally:
