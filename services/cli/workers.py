@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -57,6 +58,11 @@ def _log_through_careloop(process: str, level: str | None) -> str:
 
     setup_logging.connect(keep_careloop_logging, weak=False)
     configure_logging(chosen, settings.log_format, process)
+    # celery prints its shutdown notices straight to stdout; log them instead.
+    import celery.apps.worker
+
+    say = logging.getLogger("celery.apps.worker")
+    celery.apps.worker.safe_say = lambda msg, *_args, **_kwargs: say.warning("%s", msg)
     return chosen
 
 

@@ -97,7 +97,8 @@ def describe_exception(exc: BaseException | None) -> str:
     """An exception as its class name only (with the driver's class, or a Retry's delay)."""
     if exc is None:
         return "None"
-    name = type(exc).__name__
+    # celery wraps exceptions it cannot pickle; the wrapper knows the original class's name
+    name = str(getattr(exc, "exc_cls_name", "") or type(exc).__name__)
     if name == "Retry" and callable(getattr(exc, "humanize", None)):
         inner = getattr(exc, "exc", None)
         retry = f"Retry {exc.humanize()}"  # type: ignore[attr-defined]
@@ -157,11 +158,14 @@ class _Text(str):
         return str(self)
 
 
-def _safe_mapping(logger: str, args: Mapping[str, Any]) -> dict[str, object]:
+def _safe_mapping(
+    logger: str, args: Mapping[str, Any], exc: BaseException | None
+) -> dict[str, object]:
     safe: dict[str, object] = {}
     for key, value in args.items():
         if key in _EXCEPTION_KEYS:
-            safe[key] = _Text(summarize_exception_text(value))
+            text = describe_exception(exc) if exc is not None else summarize_exception_text(value)
+            safe[key] = _Text(text)
         elif str(key).lower() in PHI_KEYS:
             safe[key] = _Text(REDACTED)
         else:
@@ -169,8 +173,11 @@ def _safe_mapping(logger: str, args: Mapping[str, Any]) -> dict[str, object]:
     return safe
 
 
-def redact_message(logger: str, msg: object, args: object) -> str:
-    """A log record's message, formatted from its template and redacted arguments."""
+def redact_message(logger: str, msg: object, args: object, exc: BaseException | None = None) -> str:
+    """A log record's message, formatted from its template and redacted arguments.
+
+    ``exc`` is the record's exception, if any: it names the class of an ``exc`` argument.
+    """
     if isinstance(msg, BaseException):
         return describe_exception(msg)
     template = strip_urls(_str(msg))
@@ -180,7 +187,7 @@ def redact_message(logger: str, msg: object, args: object) -> str:
     if logger.startswith(_SILENT_ARGS):
         safe = _blank(args)
     elif isinstance(args, Mapping):
-        safe = _safe_mapping(logger, args)
+        safe = _safe_mapping(logger, args, exc)
     elif isinstance(args, tuple):
         safe = tuple(_safe_value(logger, a) for a in args)
     else:
@@ -204,10 +211,11 @@ def redact_event(
 ) -> MutableMapping[str, Any]:
     """structlog processor: the redaction layer for stdlib records and structlog events alike."""
     record = event.get("_record")
-    if record is not None and not event.get("_from_structlog"):
-        event["event"] = redact_message(record.name, record.msg, event.pop("positional_args", ()))
-    event.pop("positional_args", None)
     exc_info = event.pop("exc_info", None)
+    if record is not None and not event.get("_from_structlog"):
+        args = event.pop("positional_args", ())
+        event["event"] = redact_message(record.name, record.msg, args, exception_of(exc_info))
+    event.pop("positional_args", None)
     event.pop("stack_info", None)
     event.pop("exception", None)
     if exc_info:
