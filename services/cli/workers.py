@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -49,6 +48,7 @@ def _log_through_careloop(process: str, level: str | None) -> str:
     from celery.signals import setup_logging
 
     from careloop.services.logs import configure_logging
+    from careloop.services.logs.config import lockless_writer
 
     settings = get_settings()
     chosen = (level or settings.log_level).upper()
@@ -58,11 +58,13 @@ def _log_through_careloop(process: str, level: str | None) -> str:
 
     setup_logging.connect(keep_careloop_logging, weak=False)
     configure_logging(chosen, settings.log_format, process)
-    # celery prints its shutdown notices straight to stdout; log them instead.
+    # celery's signal handlers print their notices ("worker: Warm shutdown") on stdout, past
+    # logging; write them as redacted lines instead.
     import celery.apps.worker
 
-    say = logging.getLogger("celery.apps.worker")
-    celery.apps.worker.safe_say = lambda msg, *_args, **_kwargs: say.warning("%s", msg)
+    celery.apps.worker.safe_say = lockless_writer(
+        "celery.apps.worker", settings.log_format, process
+    )
     return chosen
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -140,6 +142,22 @@ def configure_logging(level: str = "INFO", fmt: str = "json", process: str = "ca
         cache_logger_on_first_use=True,
     )
     install_excepthooks()
+
+
+def lockless_writer(
+    logger: str, fmt: str = "json", process: str = "careloop"
+) -> Callable[..., None]:
+    """A ``say(message)`` for signal handlers: one redacted line to stderr, no logging locks."""
+    line_formatter = formatter(fmt, process)
+
+    def say(message: object, *_args: object, **_kwargs: object) -> None:
+        record = logging.LogRecord(logger, logging.WARNING, __file__, 0, "%s", (message,), None)
+        try:
+            os.write(2, (line_formatter.format(record) + "\n").encode())
+        except OSError:
+            pass  # a notice lost on a closed stderr must not break the shutdown
+
+    return say
 
 
 def log_unhandled(exc: BaseException | None, where: str) -> str:

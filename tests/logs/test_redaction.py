@@ -19,6 +19,13 @@ from careloop.services.logs.config import formatter
 from careloop.services.logs.redaction import outbound_url, strip_urls
 
 PHI = "CANARY-4711"
+LIBRARY_LOGGERS = (
+    "careloop.test",
+    "celery.app.trace",
+    "httpx",
+    "sqlalchemy.engine.Engine",
+    "uvicorn.access",
+)
 
 
 Lines = Callable[[], list[dict[str, Any]]]
@@ -34,6 +41,13 @@ def rendered() -> Iterator[Lines]:
     level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    # Other tests in this process (in-process uvicorn and celery workers) reconfigure these.
+    saved: dict[str, tuple[int, bool, bool]] = {}
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.level, logger.propagate, logger.disabled)
+        logger.setLevel(logging.DEBUG)
+        logger.propagate, logger.disabled = True, False
 
     def read() -> list[dict[str, Any]]:
         text = stream.getvalue()
@@ -43,6 +57,10 @@ def rendered() -> Iterator[Lines]:
     yield read
     root.removeHandler(handler)
     root.setLevel(level)
+    for name, (old_level, propagate, disabled) in saved.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(old_level)
+        logger.propagate, logger.disabled = propagate, disabled
 
 
 def _database_error() -> IntegrityError:
