@@ -24,6 +24,7 @@ LIBRARY_LOGGERS = (
     "celery.app.trace",
     "httpx",
     "sqlalchemy.engine.Engine",
+    "uvicorn",
     "uvicorn.access",
 )
 
@@ -42,12 +43,12 @@ def rendered() -> Iterator[Lines]:
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     # Other tests in this process (in-process uvicorn and celery workers) reconfigure these.
-    saved: dict[str, tuple[int, bool, bool]] = {}
+    saved: dict[str, tuple[int, bool, bool, list[logging.Handler]]] = {}
     for name in LIBRARY_LOGGERS:
         logger = logging.getLogger(name)
-        saved[name] = (logger.level, logger.propagate, logger.disabled)
+        saved[name] = (logger.level, logger.propagate, logger.disabled, logger.handlers)
         logger.setLevel(logging.DEBUG)
-        logger.propagate, logger.disabled = True, False
+        logger.propagate, logger.disabled, logger.handlers = True, False, []
 
     def read() -> list[dict[str, Any]]:
         text = stream.getvalue()
@@ -57,10 +58,10 @@ def rendered() -> Iterator[Lines]:
     yield read
     root.removeHandler(handler)
     root.setLevel(level)
-    for name, (old_level, propagate, disabled) in saved.items():
+    for name, (old_level, propagate, disabled, handlers) in saved.items():
         logger = logging.getLogger(name)
         logger.setLevel(old_level)
-        logger.propagate, logger.disabled = propagate, disabled
+        logger.propagate, logger.disabled, logger.handlers = propagate, disabled, handlers
 
 
 def _database_error() -> IntegrityError:
