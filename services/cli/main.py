@@ -186,4 +186,9 @@ def replay_task(dead_id: int) -> None:
 
 def main() -> None:
     """Entry point of the ``careloop`` console script."""
-    app()
+    try:
+        app()
+    except Exception as exc:  # what a command did not handle, as careloop logs it (no PHI)
+        from careloop.services.logs.config import report_crash
+
+        raise SystemExit(report_crash(exc)) from None

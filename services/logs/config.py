@@ -173,6 +173,23 @@ def log_unhandled(exc: BaseException | None, where: str) -> str:
     return error_id
 
 
+def report_crash(exc: BaseException) -> int:
+    """Log what ended a command (its class and an error id; settings errors by field and rule,
+    never the value given) and return the exit status. Typer would print the traceback, with
+    the exception's text and its frames' local variables."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False, include_context=False):
+            where = ".".join(str(part) for part in error["loc"])
+            problems.append(f"{where}: {error['msg']}" if where else error["msg"])
+        _log.error("invalid configuration: %s", "; ".join(problems))
+        return 2
+    log_unhandled(exc, "the command")
+    return 1
+
+
 def install_excepthooks() -> None:
     """Uncaught errors (main thread, other threads, unraisable) log their class, not a traceback."""
 
