@@ -53,7 +53,7 @@ PHI_KEYS = frozenset(
 )
 # Loggers whose arguments are never printed at all (SQL statements' parameters).
 _SILENT_ARGS = ("sqlalchemy",)
-# celery formats these context keys into its task messages; they are safe.
+# Format keys holding an exception's text (celery's "exc"): reduced to the class name.
 _EXCEPTION_KEYS = frozenset({"exc", "exception", "error"})
 
 _URL = re.compile(
