@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -23,6 +21,7 @@ from careloop.services.common.errors import ApiError, Issue, json_path, outcome_
 from careloop.services.common.middleware import BodySizeLimit
 from careloop.services.common.rate_limit import RateLimits
 from careloop.services.common.security_headers import install_security_headers
+from careloop.services.common.unhandled import UnhandledErrors
 from careloop.services.db import make_engine
 from careloop.services.ehr.endpoints import router as ehr_router
 from careloop.services.fhirapi.endpoints import router as fhir_router
@@ -33,7 +32,6 @@ from careloop.services.reports.endpoints import router as reports_router
 from careloop.services.settings import Settings, get_settings
 from careloop.services.telehealth.endpoints import router as telehealth_router
 
-log = logging.getLogger("careloop.api")
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
 
 
@@ -57,20 +55,6 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return outcome_response(
         exc.status_code, [Issue(code, str(exc.detail))], dict(exc.headers or {})
     )
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    error_id = uuid.uuid4().hex[:12]
-    # Only the class and the id: exception text can carry PHI from request bodies.
-    log.error(
-        "unhandled %s on %s %s (error id %s)",
-        type(exc).__name__,
-        request.method,
-        request.url.path,
-        error_id,
-        exc_info=False,
-    )
-    return outcome_response(500, [Issue("exception", f"internal error; quote error id {error_id}")])
 
 
 def outbox_relay(settings: Settings, engine: Engine) -> Callable[[Session], None]:
@@ -114,7 +98,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
     app.include_router(auth_router)
     app.include_router(reports_router)
     app.include_router(telehealth_router)
@@ -130,6 +113,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(AccessLog)
+    # Outermost of careloop's middleware: no exception reaches Starlette's ServerErrorMiddleware
+    # (which re-raises) or uvicorn (which prints the traceback with its text).
+    app.add_middleware(UnhandledErrors)
     install_security_headers(
         app,
         settings.frame_ancestors.split(),

@@ -156,6 +156,18 @@ class Settings(BaseSettings):
     outbox_retention_days: float = Field(default=7, gt=0)
     """Completed outbox messages are deleted this long after completion."""
 
+    # -- logging (services/logs): every process writes redacted lines to stderr --
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Level of careloop's and libraries' logs (noisy libraries stay at WARNING)."""
+    log_format: Literal["json", "console"] = "json"
+    """``json``: one JSON object a line (time, level, logger, event, ids); ``console``: the
+    same fields for people reading a terminal, equally redacted."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _resolve_secret(self) -> Settings:
         if self.secret_key == LEGACY_DEV_SECRET:

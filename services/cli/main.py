@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -64,7 +63,10 @@ def serve(
     """Run the API (migrating the database first)."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from careloop.services.logs import configure_logging, logging_config
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format, "api")
     upgrade(get_engine())
     _check_stored_secrets()
     embedded = None if get_settings().broker_url else start_embedded_worker()
@@ -75,7 +77,10 @@ def serve(
             host=host,
             port=port,
             workers=workers,
-            log_level="info",
+            # uvicorn applies this in every API process: its loggers go through the redaction
+            # layer; its access log stays off (careloop.access logs route templates instead).
+            log_config=logging_config(settings.log_level, settings.log_format, "api"),
+            log_level=settings.log_level.lower(),
             access_log=False,
         )
     finally:
@@ -237,3 +242,7 @@ def main() -> None:
             raise
         typer.echo(_configuration_errors(exc), err=True)
         raise SystemExit(2) from None
+    except Exception as exc:  # what a command did not handle, as careloop logs it (no PHI)
+        from careloop.services.logs.config import report_crash
+
+        raise SystemExit(report_crash(exc)) from None

@@ -39,13 +39,44 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="careloop-parent-watch", daemon=True).start()
 
 
+def _log_through_careloop(process: str, level: str | None) -> str:
+    """Configure this process's logging (celery's ``setup_logging`` then leaves it alone).
+
+    Returns the log level chosen. Celery must also run with ``--quiet``: its banners go to
+    stdout, past any logging.
+    """
+    from celery.signals import setup_logging
+
+    from careloop.services.logs import configure_logging
+    from careloop.services.logs.config import lockless_writer
+
+    settings = get_settings()
+    chosen = (level or settings.log_level).upper()
+
+    def keep_careloop_logging(**_kwargs: object) -> None:
+        configure_logging(chosen, settings.log_format, process)
+
+    setup_logging.connect(keep_careloop_logging, weak=False)
+    configure_logging(chosen, settings.log_format, process)
+    # celery's signal handlers print their notices ("worker: Warm shutdown") on stdout, past
+    # logging; write them as redacted lines instead.
+    import celery.apps.worker
+
+    celery.apps.worker.safe_say = lockless_writer(
+        "celery.apps.worker", settings.log_format, process
+    )
+    return chosen
+
+
 def worker(
     concurrency: Annotated[int, typer.Option(help="Tasks run at once.")] = 4,
     pool: Annotated[str, typer.Option(help="prefork, threads or solo.")] = "threads",
     beat: Annotated[
         bool, typer.Option(help="Also run the beat scheduler in this process.")
     ] = False,
-    loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+    loglevel: Annotated[
+        str | None, typer.Option(help="Log level (default: CARELOOP_LOG_LEVEL).")
+    ] = None,
     exit_with_parent: Annotated[
         bool, typer.Option(help="Stop when the parent process ends (embedded use).")
     ] = False,
@@ -53,15 +84,17 @@ def worker(
     """Run a Celery worker on CARELOOP_BROKER_URL (or the embedded SQLite broker)."""
     from careloop.workflows.celery_app import celery_app, urgent_queue
 
+    level = _log_through_careloop("worker", loglevel)
     if exit_with_parent:
         _exit_with_parent()
     settings = get_settings()
     _tune_embedded_broker(settings)
     argv = [
+        "--quiet",
         "worker",
         f"--pool={pool}",
         f"--concurrency={concurrency}",
-        f"--loglevel={loglevel}",
+        f"--loglevel={level}",
         "--without-gossip",
         "--without-mingle",
         # A node name of its own: workers sharing a host and a RabbitMQ vhost would otherwise
@@ -75,17 +108,23 @@ def worker(
     celery_app.worker_main(argv)
 
 
-def beat(loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO") -> None:
+def beat(
+    loglevel: Annotated[
+        str | None, typer.Option(help="Log level (default: CARELOOP_LOG_LEVEL).")
+    ] = None,
+) -> None:
     """Run the beat scheduler: outbox relay, escalations and missed check-ins."""
     from careloop.workflows.celery_app import celery_app
 
+    level = _log_through_careloop("beat", loglevel)
     settings = get_settings()
     _tune_embedded_broker(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     celery_app.start(
         [
+            "--quiet",
             "beat",
-            f"--loglevel={loglevel}",
+            f"--loglevel={level}",
             f"--schedule={settings.data_dir / 'celerybeat-schedule'}",
         ]
     )

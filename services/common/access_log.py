@@ -35,11 +35,19 @@ class AccessLog:
             route = scope.get("route")
             path = getattr(route, "path", "(unmatched)")
             client = scope.get("state", {}).get("client_id", "-")
+            duration_ms = round((time.perf_counter() - start) * 1000, 1)
             log.info(
                 "%s %s %d %.1fms client=%s",
                 scope["method"],
                 path,
                 status,
-                (time.perf_counter() - start) * 1000,
+                duration_ms,
                 client,
+                extra={
+                    "method": scope["method"],
+                    "route": path,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                    "client_id": client,
+                },
             )

@@ -1,0 +1,383 @@
+"""No PHI reaches any process's output: canary PHI through every path, success and failure.
+
+The API (``careloop serve``), a ``careloop worker`` and a ``careloop beat`` run as real processes
+on PostgreSQL and Redis, at DEBUG, with every line they print captured. Unique canary strings go
+in as patient identifiers, notes, device names, app report ids, telehealth reasons, webhook
+addresses, an EHR client id and a bearer token, through accepted reports, alerts, webhooks and
+EHR sync, and through the failures: invalid and malformed bodies, an unhandled database error
+whose text and parameters hold the canary, a failing webhook receiver, retries on a database
+error, a refused EHR write and a task that fails for good. Not one canary may appear, every line
+must be JSON, and the unhandled error must be logged with its class and error id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from conftest import _drop_pg_database, _pg_database
+from ehr_server import Fault, TestEHR
+from sqlalchemy import text
+from webhook_receiver import Receiver, webhook_receiver
+
+from careloop.integrations.channels import generate_webhook_secret
+from careloop.services.db import make_engine
+from careloop.services.migrate import upgrade
+
+CLI = [sys.executable, "-m", "careloop.services.cli"]
+APP_SYSTEM = "https://app.example/patients"
+ITEM9 = [0, 0, 0, 0, 0, 0, 0, 0, 2]
+# A database error the API cannot have foreseen: reports whose app_report_id starts "refuse-"
+# and alerts of the "doomed" tenant are refused by a trigger that, like PostgreSQL's own errors,
+# quotes the offending values (identifiers) in its message.
+TRIGGERS = """
+CREATE FUNCTION careloop_test_refuse_report() RETURNS trigger AS $$
+BEGIN
+  IF NEW.app_report_id LIKE 'refuse-%' THEN
+    RAISE EXCEPTION 'report % refused', NEW.app_report_id;
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER careloop_test_refuse_report BEFORE INSERT ON symptom_report
+  FOR EACH ROW EXECUTE FUNCTION careloop_test_refuse_report();
+CREATE FUNCTION careloop_test_refuse_alert() RETURNS trigger AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM tenant WHERE id = NEW.tenant_id AND name = 'doomed') THEN
+    RAISE EXCEPTION 'no alert for patient %',
+      (SELECT value FROM patient_identifier WHERE patient_id = NEW.patient_id LIMIT 1);
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER careloop_test_refuse_alert BEFORE INSERT ON alert
+  FOR EACH ROW EXECUTE FUNCTION careloop_test_refuse_alert();
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait(condition: Callable[[], object], what: str, timeout: float = 60.0) -> Any:
+    """Poll ``condition`` until it is truthy (bounded); returns its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@dataclass
+class Processes:
+    """careloop's processes and the files their stdout and stderr go to."""
+
+    env: dict[str, str]
+    outputs: dict[str, Path]
+    running: dict[str, subprocess.Popen[bytes]]
+
+    def start(self, name: str, *args: str) -> None:
+        """Start ``careloop <args>`` with its output captured in files of its own."""
+        out = self.outputs[f"{name}.stdout"] = self.outputs["dir"] / f"{name}.stdout"
+        err = self.outputs[f"{name}.stderr"] = self.outputs["dir"] / f"{name}.stderr"
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            self.running[name] = subprocess.Popen(
+                [*CLI, *args], env=self.env, stdout=stdout, stderr=stderr
+            )
+
+    def cli(self, *args: str) -> Any:
+        """Run an admin command and return its JSON output."""
+        done = subprocess.run([*CLI, *args], env=self.env, capture_output=True, check=True)
+        return json.loads(done.stdout)
+
+    def output(self, name: str) -> str:
+        """What a process printed so far, stdout and stderr."""
+        return "".join(
+            self.outputs[f"{name}.{stream}"].read_text(errors="replace")
+            for stream in ("stdout", "stderr")
+        )
+
+    def line(self, name: str, *parts: str) -> str | None:
+        """The first line ``name`` printed that holds every one of ``parts``."""
+        for line in self.output(name).splitlines():
+            if all(part in line for part in parts):
+                return line
+        return None
+
+    def stop(self) -> None:
+        """Terminate every process (warm shutdown), killing what does not stop in time."""
+        for process in self.running.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.running.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own, migrated, with the refusing triggers."""
+    name = f"careloop_logs_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{secrets.token_hex(4)}"
+    url = _pg_database(name)
+    engine = make_engine(url, pool_size=1)
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text(TRIGGERS))
+    engine.dispose()
+    yield url
+    _drop_pg_database(name)
+
+
+@contextmanager
+def careloop_processes(pg_url: str, tmp_path: Path) -> Iterator[tuple[Processes, str]]:
+    """``careloop serve``, ``careloop worker`` and ``careloop beat`` at DEBUG, on Redis."""
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARELOOP_")}
+    env.update(
+        {
+            "CARELOOP_ENVIRONMENT": "test",
+            "CARELOOP_SECRET_KEY": "test-secret-" + "x" * 32,
+            "CARELOOP_DATABASE_URL": pg_url,
+            "CARELOOP_BROKER_URL": "redis://127.0.0.1:6379/0",
+            "CARELOOP_QUEUE": f"careloop-logs-{os.getpid()}-{secrets.token_hex(4)}",
+            "CARELOOP_DATA_DIR": str(tmp_path / "data"),
+            "CARELOOP_BASE_URL": base_url,
+            "CARELOOP_LOG_LEVEL": "DEBUG",
+            "CARELOOP_EHR_PULL_MINUTES": "0.05",
+            "CARELOOP_EHR_TIMEOUT_SECONDS": "2",
+            "CARELOOP_EHR_CIRCUIT_FAILURES": "100",
+            "CARELOOP_DELIVERY_MAX_ATTEMPTS": "2",
+        }
+    )
+    outputs_dir = tmp_path / "outputs"
+    outputs_dir.mkdir()
+    processes = Processes(env, {"dir": outputs_dir}, {})
+    try:
+        processes.start("api", "serve", "--port", str(port))
+        with httpx.Client(base_url=base_url, timeout=10) as http:
+
+            def healthy() -> bool:
+                assert processes.running["api"].poll() is None, processes.output("api")
+                try:
+                    return http.get("/healthz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            _wait(healthy, "the API to listen")
+        processes.start("worker", "worker", "--pool", "threads", "--concurrency", "4")
+        processes.start("beat", "beat")
+        yield processes, base_url
+    finally:
+        processes.stop()
+
+
+@dataclass
+class App:
+    """An app client of one tenant, talking to the running API."""
+
+    http: httpx.Client
+    headers: dict[str, str]
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        """POST with the bearer token."""
+        return self.http.post(url, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        """GET with the bearer token."""
+        return self.http.get(url, headers=self.headers, **kwargs)
+
+
+def _app(processes: Processes, http: httpx.Client, tenant: str) -> App:
+    credentials = processes.cli(
+        "clients", "create", "app", "--scope", "system/*.cruds", "--tenant", tenant
+    )
+    token = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": credentials["client_id"],
+            "client_secret": credentials["client_secret"],
+        },
+    ).json()["access_token"]
+    return App(http, {"Authorization": f"Bearer {token}"})
+
+
+def _report(canary: str, suffix: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "patient": {"system": APP_SYSTEM, "value": f"{canary}-id-{suffix}"},
+        "instrument": "phq-9",
+        "answers": ITEM9,
+        "effective": "2026-11-20T09:30:00Z",
+        "note": f"{canary}-note-{suffix}",
+        "device": {"name": f"{canary}-device-{suffix}", "version": "1.0"},
+        "app_report_id": f"{canary}-app-{suffix}",
+        **extra,
+    }
+
+
+def _db(pg_url: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        return conn.execute(query).fetchall()  # type: ignore[arg-type]
+
+
+def _hook_url(receiver: Receiver, canary: str, which: str) -> str:
+    """A webhook address holding canaries in its path and its query string."""
+    return receiver.url.replace("/hook", f"/hook/{canary}-{which}") + f"?clinic={canary}-{which}"
+
+
+def _exercise_failures(app: App, http: httpx.Client, canary: str) -> str:
+    """Every way a request can fail, canaries inside; returns the unhandled error's id."""
+    bad = _report(canary, "bad", instrument=f"{canary}-instrument")
+    assert app.post("/v1/symptom-reports", json=bad).status_code == 422
+    out_of_range = _report(canary, "range", answers=[9] * 9)
+    assert app.post("/v1/symptom-reports", json=out_of_range).status_code == 422
+    future = _report(canary, "when", effective=f"{canary}-not-a-time")
+    assert app.post("/v1/symptom-reports", json=future).status_code == 422
+    malformed = f'{{"patient": {{"value": "{canary}-malformed"'
+    response = app.post(
+        "/v1/symptom-reports", content=malformed, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    huge = json.dumps(_report(canary, "huge", note=f"{canary}-huge " * 100_000))
+    response = app.post(
+        "/v1/symptom-reports", content=huge, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    batch = {"reports": [_report(canary, "b1"), _report(canary, "b2", answers=[1])]}
+    assert app.post("/v1/symptom-reports/batch", json=batch).status_code in (200, 207)
+    assert app.get(f"/fhir/Patient/{canary}-unknown").status_code in (400, 404)
+    assert app.get(f"/v1/{canary}-nowhere?q={canary}").status_code == 404
+    unknown_token = {"Authorization": f"Bearer {canary}-token"}
+    assert http.get("/fhir/Patient", headers=unknown_token).status_code == 401
+    refused = _report(canary, "refused", app_report_id=f"refuse-{canary}-app")
+    response = app.post("/v1/symptom-reports", json=refused)
+    assert response.status_code == 500
+    assert canary not in response.text
+    diagnostics = response.json()["issue"][0]["diagnostics"]
+    return str(diagnostics.rsplit(" ", 1)[-1])
+
+
+def _lines(output: str, name: str) -> list[dict[str, Any]]:
+    records = []
+    for line in output.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            pytest.fail(f"{name} printed a line that is not JSON: {line[:300]!r}")
+        assert {"time", "level", "logger", "event"} <= record.keys(), line[:300]
+        records.append(record)
+    return records
+
+
+def test_no_canary_reaches_any_process_output(pg_url: str, tmp_path: Path) -> None:
+    canary = f"CANARY{uuid.uuid4().hex[:16]}"
+    with ExitStack() as stack:
+        ehr = stack.enter_context(TestEHR())
+        good = stack.enter_context(webhook_receiver(generate_webhook_secret()))
+        failing = stack.enter_context(webhook_receiver(generate_webhook_secret()))
+        failing.status = 500
+        processes, base_url = stack.enter_context(careloop_processes(pg_url, tmp_path))
+        http = stack.enter_context(httpx.Client(base_url=base_url, timeout=30))
+
+        # Tenant "clinic": an EHR connected, another whose client id it refuses, two webhooks.
+        tenant = "clinic"
+        scopes = "system/*.cruds"
+        processes.cli(
+            "ehr", "add", "hospital", "--fhir-base-url", ehr.base_url,
+            "--client-id", "careloop-clinic", "--scope", scopes, "--tenant", tenant,
+        )  # fmt: skip
+        processes.cli(
+            "ehr", "add", "refusing", "--fhir-base-url", ehr.base_url,
+            "--client-id", f"{canary}-client", "--scope", scopes, "--tenant", tenant,
+        )  # fmt: skip
+        ehr.register_client(
+            "careloop-clinic", scopes, jwks=http.get("/.well-known/jwks.json").json()
+        )
+        for receiver, which in ((good, "good"), (failing, "failing")):
+            processes.cli(
+                "notify", "add-webhook", _hook_url(receiver, canary, which),
+                "--secret", receiver.secret, "--tenant", tenant,
+            )  # fmt: skip
+        ehr.seed(
+            {
+                "resourceType": "Patient",
+                "identifier": [{"system": APP_SYSTEM, "value": f"{canary}-id-ok"}],
+                "active": True,
+            }
+        )
+        app = _app(processes, http, tenant)
+        ehr.inject(Fault.HTTP_500, count=1, method="POST", path_prefix="/fhir")
+
+        # Success paths: a critical report, a telehealth session, searches by identifier.
+        response = app.post("/v1/symptom-reports", json=_report(canary, "ok"))
+        assert response.status_code == 201, response.text
+        session = {
+            "patient": {"system": APP_SYSTEM, "value": f"{canary}-id-ok"},
+            "practitioner": {"system": "https://clinic.example/staff", "value": f"{canary}-dr"},
+            "status": "planned",
+            "platform": f"{canary}-platform",
+            "reason": f"{canary}-reason",
+        }
+        assert app.post("/v1/telehealth-sessions", json=session).status_code == 201
+        search = app.get("/fhir/Patient", params={"identifier": f"{APP_SYSTEM}|{canary}-id-ok"})
+        assert search.status_code == 200 and search.json()["total"] == 1
+
+        error_id = _exercise_failures(app, http, canary)
+
+        # Tenant "doomed": its alerts hit a database error in the worker, which retries.
+        doomed = _app(processes, http, "doomed")
+        assert doomed.post("/v1/symptom-reports", json=_report(canary, "doomed")).status_code == 201
+
+        deliveries = good.wait_for(1, timeout=60)
+        assert deliveries[0]["body"]["rule"] == "phq9-item9"
+        _wait(lambda: ehr.resources("Observation"), "the report in the EHR")
+        _wait(
+            lambda: _db(pg_url, "SELECT 1 FROM notification WHERE status = 'failed'"),
+            "the failing webhook to give up",
+        )
+        _wait(
+            lambda: _db(pg_url, "SELECT 1 FROM ehr_failure"),
+            "the refused EHR write",
+        )
+        _wait(
+            lambda: _db(pg_url, "SELECT 1 FROM dead_task WHERE task = 'ehr.pull'"),
+            "the pull from the refusing EHR to fail for good",
+        )
+        _wait(
+            lambda: processes.line("worker", "observation.evaluate_urgent", "retry: Retry in"),
+            "the worker to retry the doomed alert",
+        )
+    names = ("api", "worker", "beat")
+    outputs = {name: processes.output(name) for name in names}
+    for name, output in outputs.items():
+        assert canary.lower() not in output.lower(), f"{name} printed PHI"
+        _lines(output, name)
+    api_errors = [r for r in _lines(outputs["api"], "api") if r.get("error_id") == error_id]
+    assert len(api_errors) == 1
+    assert api_errors[0]["level"] == "error"
+    assert "ProgrammingError(RaiseException)" in api_errors[0]["event"]
+    assert "Traceback" not in "".join(outputs.values())
+    worker = _lines(outputs["worker"], "worker")
+    assert any("ehr.pull" in r["event"] and "SmartError" in r["event"] for r in worker)
+    assert any(r["logger"] == "httpx" and "/fhir/Patient" in r["event"] for r in worker)
+    assert any(r["logger"] == "celery.beat" for r in _lines(outputs["beat"], "beat"))
