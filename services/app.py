@@ -22,6 +22,7 @@ from careloop.services.common.access_log import AccessLog
 from careloop.services.common.errors import ApiError, Issue, json_path, outcome_response
 from careloop.services.common.middleware import BodySizeLimit
 from careloop.services.db import make_engine
+from careloop.services.docs import mount_docs
 from careloop.services.ehr.endpoints import router as ehr_router
 from careloop.services.fhirapi.endpoints import router as fhir_router
 from careloop.services.keys.endpoints import router as keys_router
@@ -102,6 +103,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         title="careloop",
         version=__version__,
         description="App-reported symptoms and telehealth sessions in, FHIR R4 out.",
+        docs_url=None,  # served by mount_docs, from careloop's own files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.resolved_database_url, settings.db_pool_size)
@@ -119,6 +122,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(keys_router)
     app.include_router(ehr_router)
     app.include_router(launch_router)
+    mount_docs(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
