@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +44,23 @@ def migrate() -> None:
     typer.echo("database is at the newest schema")
 
 
+def _use_base_url_of(host: str, port: int) -> None:
+    # Through the environment, so uvicorn's worker processes and the embedded worker and beat
+    # (which build alert links) see the same base URL as this process.
+    from careloop.services.cli.base_url import BaseUrlError, derive_base_url
+
+    try:
+        url, warning = derive_base_url(get_settings(), host, port)
+    except BaseUrlError as exc:
+        typer.echo(f"careloop serve: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if warning:
+        logging.getLogger("careloop.serve").warning(warning)
+    os.environ["CARELOOP_BASE_URL"] = url
+    get_settings.cache_clear()
+    logging.getLogger("careloop.serve").info("public base URL %s", url)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -53,6 +71,7 @@ def serve(
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _use_base_url_of(host, port)
     upgrade(get_engine())
     embedded = None if get_settings().broker_url else start_embedded_worker()
     try:
