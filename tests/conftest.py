@@ -6,13 +6,27 @@ tenant and app client, so no data is shared and no cleanup is needed.
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# Tests never touch ./data, where `make run` keeps its database and embedded broker: a server
+# running there would take the tests' tasks. Whatever reads the process-wide settings (the
+# Celery app configures itself on import) gets a scratch data dir of this process, set before
+# any careloop module is imported. Inherited CARELOOP_* variables are dropped for the same
+# reason (CARELOOP_TEST_PG names the test PostgreSQL and stays).
+for _name in [n for n in os.environ if n.startswith("CARELOOP_") and n != "CARELOOP_TEST_PG"]:
+    del os.environ[_name]
+SCRATCH_DATA_DIR = Path(tempfile.mkdtemp(prefix="careloop-tests-"))
+os.environ["CARELOOP_DATA_DIR"] = str(SCRATCH_DATA_DIR)
+atexit.register(shutil.rmtree, SCRATCH_DATA_DIR, ignore_errors=True)
 
 import psycopg
 import pytest
