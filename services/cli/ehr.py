@@ -161,9 +161,12 @@ def ehr_failures(name: EhrName, tenant: TenantOpt = "default") -> None:
         with session_scope() as session:
             connection = find_connection(session, _tenant_id(session, tenant), name)
             assert connection is not None
-            for row in session.exec(
+            rows = session.exec(
                 select(EhrFailure).where(EhrFailure.connection_id == connection.id)
-            ).all():
+            ).all()
+            if not rows:
+                typer.echo(f"no refused writes for {name}")
+            for row in rows:
                 typer.echo(json.dumps(failure_json(row)))
     except ConnectionError_ as exc:
         _fail(exc.message)

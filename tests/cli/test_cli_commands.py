@@ -49,6 +49,9 @@ def test_empty_listings_say_so(run: Run) -> None:
     assert run("ehr", "list").stdout.strip() == "no EHR connections"
     assert run("clients", "list").stdout.strip() == "no app clients"
     assert run("notify", "list").stdout.strip() == "no notification routes"
+    ehr = ["--fhir-base-url", "https://ehr.example/fhir/R4", "--client-id", "careloop"]
+    run("ehr", "add", "hospital", *ehr, "--scope", "system/Observation.cruds")
+    assert run("ehr", "failures", "hospital").stdout.strip() == "no refused writes for hospital"
 
 
 def test_clients_list_and_revoke(run: Run) -> None:
