@@ -3,15 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint bench clean
+.PHONY: install venv run test lint bench clean
+
+# `make run` and `make test` may start at the same time on a fresh clone: one of them builds
+# .venv while the other waits on the lock, then finds it up to date.
+install:
+	@flock $(VENV).lock $(MAKE) --no-print-directory venv
+
+venv: $(BIN)/careloop
 
 $(BIN)/careloop: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/careloop
-
-install: $(BIN)/careloop
 
 ## Install and start careloop on the embedded default (SQLite, embedded worker).
 run: install
@@ -23,14 +28,17 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy careloop
+	$(BIN)/deptry .
+	$(BIN)/python scripts/wheel-smoke
 	$(BIN)/pytest -n 2
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy careloop
+	$(BIN)/deptry .
 
 bench: install
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV).lock data .pytest_cache .mypy_cache .ruff_cache

@@ -23,6 +23,7 @@ from careloop.services.common.rate_limit import RateLimits
 from careloop.services.common.security_headers import install_security_headers
 from careloop.services.common.unhandled import UnhandledErrors
 from careloop.services.db import make_engine
+from careloop.services.docs import mount_docs
 from careloop.services.ehr.endpoints import router as ehr_router
 from careloop.services.fhirapi.endpoints import router as fhir_router
 from careloop.services.keys.endpoints import router as keys_router
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         title="careloop",
         version=__version__,
         description="App-reported symptoms and telehealth sessions in, FHIR R4 out.",
+        docs_url=None,  # served by mount_docs, from careloop's own files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.rate_limits = RateLimits.from_settings(settings)
@@ -106,6 +109,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(keys_router)
     app.include_router(ehr_router)
     app.include_router(launch_router)
+    mount_docs(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

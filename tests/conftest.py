@@ -17,6 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Tests never touch ./data, where `make run` keeps its database and embedded broker: a server
+# running there would take the tests' tasks. Whatever reads the process-wide settings (the
+# Celery app configures itself on import) gets a scratch data dir of this process, set before
+# any careloop module is imported. Inherited CARELOOP_* variables are dropped for the same
+# reason (CARELOOP_TEST_PG names the test PostgreSQL and stays).
+for _name in [n for n in os.environ if n.startswith("CARELOOP_") and n != "CARELOOP_TEST_PG"]:
+    del os.environ[_name]
+SCRATCH_DATA_DIR = Path(tempfile.mkdtemp(prefix="careloop-tests-"))
+os.environ["CARELOOP_DATA_DIR"] = str(SCRATCH_DATA_DIR)
+atexit.register(shutil.rmtree, SCRATCH_DATA_DIR, ignore_errors=True)
+
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -34,17 +45,11 @@ BASE_URL = "http://testserver"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Code that reads the process settings (``get_settings()``) leaves ./data alone.
+    """Code that reads the process settings (``get_settings()``) has a secret of its own.
 
-    Without a secret, dev would generate ``<data dir>/secret_key``. The data dir is a path that
-    does not exist, as ./data did not: tests that count on the default broker being unusable
-    (so work stays in the outbox for ``run_pending``) keep working.
+    Without one, dev would generate ``<data dir>/secret_key``.
     """
     os.environ.setdefault("CARELOOP_SECRET_KEY", "pytest-process-" + secrets.token_urlsafe(32))
-    if "CARELOOP_DATA_DIR" not in os.environ:
-        scratch = tempfile.mkdtemp(prefix="careloop-test-")
-        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-        os.environ["CARELOOP_DATA_DIR"] = os.path.join(scratch, "absent")
 
 
 def _pg_database(name: str) -> str:

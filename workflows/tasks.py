@@ -298,7 +298,13 @@ def publish(task: str, kwargs: dict[str, Any], task_id: str) -> None:
 
 
 def publish_pending(session: Any) -> None:
-    """Relay what a just-committed unit of work put in the outbox."""
+    """Relay what a just-committed unit of work put in the outbox.
+
+    Not with ``relay_after_commit`` off: then beat's relay (or, in tests, ``run_pending``) takes
+    the work from the outbox, as it does for the API.
+    """
+    if not runtime().settings.relay_after_commit:
+        return
     ids = pending_ids(session)
     if ids:
         rt = runtime()

@@ -8,16 +8,18 @@ from typing import Annotated
 import typer
 from sqlmodel import select
 
+from careloop.services.cli.help import PlainTyper
 from careloop.services.db import get_engine, session_scope
 from careloop.services.migrate import upgrade
 from careloop.services.settings import get_settings
 
-ehr = typer.Typer(help="EHR connections over SMART Backend Services.", no_args_is_help=True)
-patients = typer.Typer(help="Patients and their EHR links.", no_args_is_help=True)
-keys = typer.Typer(
+ehr = PlainTyper(help="EHR connections over SMART Backend Services.", no_args_is_help=True)
+patients = PlainTyper(help="Patients and their EHR links.", no_args_is_help=True)
+keys = PlainTyper(
     help="careloop's signing keys (published at /.well-known/jwks.json).", no_args_is_help=True
 )
 TenantOpt = Annotated[str, typer.Option(help="Tenant (organization) name.")]
+EhrName = Annotated[str, typer.Argument(help="The EHR connection's name, e.g. hospital.")]
 
 
 def _tenant_id(session: object, name: str) -> str:
@@ -33,7 +35,7 @@ def _fail(message: str) -> None:
 
 @ehr.command("add")
 def ehr_add(
-    name: str,
+    name: EhrName,
     fhir_base_url: Annotated[str, typer.Option(help="The EHR's FHIR base URL.")],
     client_id: Annotated[str, typer.Option(help="careloop's client id at the EHR.")],
     scope: Annotated[str, typer.Option(help='e.g. "system/Observation.cruds system/CarePlan.rs"')],
@@ -86,12 +88,14 @@ def ehr_list(tenant: TenantOpt = "default") -> None:
         rows = session.exec(
             select(EhrConnection).where(EhrConnection.tenant_id == _tenant_id(session, tenant))
         ).all()
+        if not rows:
+            typer.echo("no EHR connections")
         for row in rows:
             typer.echo(json.dumps(connection_json(row)))
 
 
 @ehr.command("status")
-def ehr_status(name: str, tenant: TenantOpt = "default") -> None:
+def ehr_status(name: EhrName, tenant: TenantOpt = "default") -> None:
     """Linked and unlinked patients, written and waiting resources, failures, circuit."""
     from careloop.services.ehr.service import ConnectionError_, connection_status, find_connection
 
@@ -106,7 +110,7 @@ def ehr_status(name: str, tenant: TenantOpt = "default") -> None:
 
 
 @ehr.command("remove")
-def ehr_remove(name: str, tenant: TenantOpt = "default") -> None:
+def ehr_remove(name: EhrName, tenant: TenantOpt = "default") -> None:
     """Stop syncing with an EHR (history is kept)."""
     from careloop.services.ehr.service import ConnectionError_, find_connection, remove_connection
 
@@ -122,7 +126,7 @@ def ehr_remove(name: str, tenant: TenantOpt = "default") -> None:
 
 
 @ehr.command("pull")
-def ehr_pull(name: str, tenant: TenantOpt = "default") -> None:
+def ehr_pull(name: EhrName, tenant: TenantOpt = "default") -> None:
     """Read care plans, goals, care teams and Task status from the EHR now."""
     from careloop.services.ehr.service import ConnectionError_, find_connection
     from careloop.workflows.ehr_pull import pull
@@ -148,7 +152,7 @@ def ehr_pull(name: str, tenant: TenantOpt = "default") -> None:
 
 
 @ehr.command("failures")
-def ehr_failures(name: str, tenant: TenantOpt = "default") -> None:
+def ehr_failures(name: EhrName, tenant: TenantOpt = "default") -> None:
     """Writes the EHR refused, with its reasons."""
     from careloop.services.ehr.models import EhrFailure
     from careloop.services.ehr.service import ConnectionError_, find_connection
@@ -159,16 +163,21 @@ def ehr_failures(name: str, tenant: TenantOpt = "default") -> None:
         with session_scope() as session:
             connection = find_connection(session, _tenant_id(session, tenant), name)
             assert connection is not None
-            for row in session.exec(
+            rows = session.exec(
                 select(EhrFailure).where(EhrFailure.connection_id == connection.id)
-            ).all():
+            ).all()
+            if not rows:
+                typer.echo(f"no refused writes for {name}")
+            for row in rows:
                 typer.echo(json.dumps(failure_json(row)))
     except ConnectionError_ as exc:
         _fail(exc.message)
 
 
 @ehr.command("replay")
-def ehr_replay(failure_id: int) -> None:
+def ehr_replay(
+    failure_id: Annotated[int, typer.Argument(help="The failure's id (from ehr failures).")],
+) -> None:
     """Queue a refused write again, after fixing its cause."""
     from careloop.services.ehr.models import EhrFailure
     from careloop.workflows.ehr_sync import replay_failure
@@ -185,8 +194,8 @@ def ehr_replay(failure_id: int) -> None:
 
 @patients.command("link")
 def patients_link(
-    patient: Annotated[str, typer.Option(help="careloop Patient/{id}.")],
-    ehr_patient: Annotated[str, typer.Option(help="The EHR's Patient/{id}.")],
+    patient: Annotated[str, typer.Option(help="The careloop patient, Patient/<id>.")],
+    ehr_patient: Annotated[str, typer.Option(help="The EHR patient, Patient/<id in the EHR>.")],
     ehr_name: Annotated[str, typer.Option("--ehr", help="The EHR connection name.")],
     tenant: TenantOpt = "default",
 ) -> None:

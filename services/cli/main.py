@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from careloop.services.cli.ehr import ehr, keys, patients
+from careloop.services.cli.help import PlainTyper
 from careloop.services.cli.workers import (
     beat,
     start_embedded_worker,
@@ -20,12 +23,12 @@ from careloop.services.db import get_engine, session_scope
 from careloop.services.migrate import upgrade
 from careloop.services.settings import get_settings
 
-app = typer.Typer(
+app = PlainTyper(
     help="careloop: symptom reports and telehealth in, FHIR R4 out.", no_args_is_help=True
 )
-clients = typer.Typer(help="App clients (OAuth client_credentials).", no_args_is_help=True)
-notify = typer.Typer(help="Where alerts go.", no_args_is_help=True)
-tasks = typer.Typer(help="Background tasks: dead letters and replay.", no_args_is_help=True)
+clients = PlainTyper(help="App clients (OAuth client_credentials).", no_args_is_help=True)
+notify = PlainTyper(help="Where alerts go.", no_args_is_help=True)
+tasks = PlainTyper(help="Background tasks: dead letters and replay.", no_args_is_help=True)
 app.add_typer(clients, name="clients")
 app.add_typer(notify, name="notify")
 app.add_typer(tasks, name="tasks")
@@ -54,6 +57,23 @@ def _check_stored_secrets() -> None:
         raise typer.Exit(2) from exc
 
 
+def _use_base_url_of(host: str, port: int) -> None:
+    # Through the environment, so uvicorn's worker processes and the embedded worker and beat
+    # (which build alert links) see the same base URL as this process.
+    from careloop.services.cli.base_url import BaseUrlError, derive_base_url
+
+    try:
+        url, warning = derive_base_url(get_settings(), host, port)
+    except BaseUrlError as exc:
+        typer.echo(f"careloop serve: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if warning:
+        logging.getLogger("careloop.serve").warning(warning)
+    os.environ["CARELOOP_BASE_URL"] = url
+    get_settings.cache_clear()
+    logging.getLogger("careloop.serve").info("public base URL %s", url)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -67,6 +87,8 @@ def serve(
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format, "api")
+    _use_base_url_of(host, port)
+    settings = get_settings()
     upgrade(get_engine())
     _check_stored_secrets()
     embedded = None if get_settings().broker_url else start_embedded_worker()
@@ -102,7 +124,7 @@ def _check_jwks_url(url: str) -> None:
 
 @clients.command("create")
 def create_client_cmd(
-    name: str,
+    name: Annotated[str, typer.Argument(help="What the client is, e.g. the app's name.")],
     scope: Annotated[str, typer.Option(help='SMART scopes, e.g. "system/Observation.cruds".')],
     tenant: Annotated[str, typer.Option(help="Tenant (organization) name.")] = "default",
     jwks_file: Annotated[
@@ -134,6 +156,55 @@ def create_client_cmd(
     typer.echo(json.dumps(out))
 
 
+@clients.command("list")
+def list_clients(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's clients.")] = None,
+) -> None:
+    """List app clients, one JSON object a line (never secrets)."""
+    from sqlmodel import col, select
+
+    from careloop.services.tenancy.models import AppClient
+
+    upgrade(get_engine())
+    with session_scope() as session:
+        query = select(AppClient).order_by(col(AppClient.created_at), col(AppClient.client_id))
+        if tenant is not None:
+            query = query.where(AppClient.tenant_id == tenant)
+        rows = session.exec(query).all()
+        if not rows:
+            typer.echo("no app clients")
+        for row in rows:
+            auth = "secret" if row.secret_hash else "private_key_jwt"
+            out = {
+                "client_id": row.client_id,
+                "name": row.name,
+                "tenant": row.tenant_id,
+                "scope": row.scopes,
+                "auth": auth,
+                "active": row.active,
+                "created_at": row.created_at.isoformat(),
+            }
+            typer.echo(json.dumps(out))
+
+
+@clients.command("revoke")
+def revoke_client(
+    client_id: Annotated[str, typer.Argument(help="The client's id (cl_...).")],
+) -> None:
+    """Revoke a client: it gets no new tokens (issued ones expire within their lifetime)."""
+    from careloop.services.tenancy.models import AppClient
+
+    upgrade(get_engine())
+    with session_scope() as session:
+        client = session.get(AppClient, client_id)
+        if client is None:
+            typer.echo(f"no app client {client_id}", err=True)
+            raise typer.Exit(2)
+        client.active = False
+        session.add(client)
+    typer.echo(json.dumps({"revoked": client_id}))
+
+
 @app.command()
 def demo() -> None:
     """Seed synthetic patients, a care team and a week of reports; show the alerts produced."""
@@ -148,7 +219,7 @@ def demo() -> None:
 
 @notify.command("add-webhook")
 def add_webhook(
-    url: str,
+    url: Annotated[str, typer.Argument(help="The https:// URL alerts are posted to.")],
     secret: Annotated[
         str | None, typer.Option(help="whsec_... secret; generated if absent.")
     ] = None,
@@ -181,6 +252,54 @@ def add_webhook(
     typer.echo(json.dumps(out))
 
 
+@notify.command("list")
+def list_routes(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's routes.")] = None,
+) -> None:
+    """List notification routes (on-call and clinicians'), one JSON object a line."""
+    from sqlmodel import col, select
+
+    from careloop.services.alerts.models import NotificationRoute
+
+    upgrade(get_engine())
+    with session_scope() as session:
+        query = select(NotificationRoute).order_by(
+            col(NotificationRoute.created_at), col(NotificationRoute.id)
+        )
+        if tenant is not None:
+            query = query.where(NotificationRoute.tenant_id == tenant)
+        rows = session.exec(query).all()
+        if not rows:
+            typer.echo("no notification routes")
+        for row in rows:
+            out = {
+                "id": row.id,
+                "tenant": row.tenant_id,
+                "recipient": row.recipient,
+                "channel": row.channel,
+                "address": row.address,
+                "min_severity": row.min_severity,
+            }
+            typer.echo(json.dumps(out))
+
+
+@notify.command("remove")
+def remove_route(
+    route_id: Annotated[str, typer.Argument(help="The route's id (from notify list).")],
+) -> None:
+    """Stop sending alerts over a route (notifications already made are still delivered)."""
+    from careloop.services.alerts.models import NotificationRoute
+
+    upgrade(get_engine())
+    with session_scope() as session:
+        route = session.get(NotificationRoute, route_id)
+        if route is None:
+            typer.echo(f"no notification route {route_id}", err=True)
+            raise typer.Exit(2)
+        session.delete(route)
+    typer.echo(json.dumps({"removed": route_id}))
+
+
 @tasks.command("dead")
 def dead_tasks() -> None:
     """List tasks that failed their last try (ids and error classes only)."""
@@ -191,6 +310,8 @@ def dead_tasks() -> None:
     upgrade(get_engine())
     with session_scope() as session:
         rows = session.exec(select(DeadTask).where(DeadTask.replayed_at == None)).all()  # noqa: E711
+        if not rows:
+            typer.echo("no dead tasks")
         for row in rows:
             typer.echo(
                 json.dumps(
@@ -207,7 +328,9 @@ def dead_tasks() -> None:
 
 
 @tasks.command("replay")
-def replay_task(dead_id: int) -> None:
+def replay_task(
+    dead_id: Annotated[int, typer.Argument(help="The dead task's id (from tasks dead).")],
+) -> None:
     """Run a dead task again (after fixing its cause)."""
     from careloop.workflows.deadletter import DeadTaskError, replay
 
