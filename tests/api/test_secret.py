@@ -179,6 +179,7 @@ def test_keys_under_another_secret_stop_careloop_until_reencrypted(tmp_path: Pat
     env = _env(
         CARELOOP_ENVIRONMENT="production",
         CARELOOP_SECRET_KEY=settings.secret_key,
+        CARELOOP_BASE_URL="https://careloop.example",
         CARELOOP_DATABASE_URL=url,
         CARELOOP_DATA_DIR=str(tmp_path),
     )

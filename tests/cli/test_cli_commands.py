@@ -25,6 +25,9 @@ Run = Callable[..., Result]
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
     """Invoke ``careloop ...`` in-process on a fresh data dir (its own SQLite database)."""
     monkeypatch.setenv("CARELOOP_DATA_DIR", str(tmp_path))
+    # Made-up destinations no DNS answers, taken as allow-listed (the egress rules are tested
+    # in tests/egress).
+    monkeypatch.setenv("CARELOOP_EGRESS_ALLOW", "ehr.example,oncall.example")
     get_settings.cache_clear()
     get_engine.cache_clear()
     runner = CliRunner()

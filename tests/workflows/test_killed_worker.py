@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 from webhook_receiver import Receiver, webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret
+from careloop.integrations.egress.destinations import DestinationPolicy
 from careloop.services.alerts.models import Alert, Notification
 from careloop.services.alerts.routes_service import add_route
 from careloop.services.app import create_app
@@ -207,7 +208,15 @@ def test_a_dead_worker_never_loses_or_long_delays_an_alert(
         caller = make_caller(api, engine)
         tenant_id = _tenant_id(engine, caller)
         with session_scope(engine) as session:
-            add_route(session, tenant_id, "oncall", "webhook", receiver.url, receiver.secret)
+            add_route(
+                session,
+                tenant_id,
+                "oncall",
+                "webhook",
+                receiver.url,
+                receiver.secret,
+                destinations=DestinationPolicy.create(production=False),
+            )
         beat = _careloop(settings, ["beat", "--loglevel", "INFO"], logs["beat"])
         crash_at = "outbox-task-start" if death == "crash-at-task-start" else None
         doomed = _worker(settings, logs["doomed"], crash_at)
