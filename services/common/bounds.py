@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -84,9 +85,18 @@ def parse_bounded_int(text: str, maximum: int) -> int | None:
     return value if value <= maximum else None
 
 
+@dataclass(frozen=True)
+class JsonProblem:
+    """Where parsed JSON holds what careloop cannot, and why (``too_deep``: the nesting)."""
+
+    path: Path
+    message: str
+    too_deep: bool = False
+
+
 def json_problem(
     data: Any, *, max_depth: int = MAX_JSON_DEPTH, max_number: int = MAX_JSON_NUMBER
-) -> tuple[Path, str] | None:
+) -> JsonProblem | None:
     """The first place in parsed JSON ``data`` careloop cannot hold, and why; None if none.
 
     Walks without recursion, so any depth the parser accepted is safe to inspect. Checks NUL in
@@ -98,20 +108,20 @@ def json_problem(
         path, value, depth = stack.pop()
         if isinstance(value, dict | list):
             if depth >= max_depth:
-                return path, f"nests deeper than {max_depth} levels"
+                return JsonProblem(path, f"nests deeper than {max_depth} levels", True)
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, child in items:
                 if isinstance(key, str) and NUL in key:
-                    return path, "a member name contains a NUL character"
+                    return JsonProblem(path, "a member name contains a NUL character")
                 stack.append(((*path, key), child, depth + 1))
         elif isinstance(value, str):
             if NUL in value:
-                return path, "must not contain NUL characters"
+                return JsonProblem(path, "must not contain NUL characters")
         elif isinstance(value, bool) or value is None:
             continue
         elif isinstance(value, int | float):
             if isinstance(value, float) and not math.isfinite(value):
-                return path, "must be a finite number"
+                return JsonProblem(path, "must be a finite number")
             if abs(value) >= max_number:
-                return path, f"must be smaller in magnitude than {max_number:.0e}"
+                return JsonProblem(path, f"must be smaller in magnitude than {max_number:.0e}")
     return None

@@ -14,6 +14,7 @@ from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
 from careloop.services.deps import PrincipalDep, SessionDep, SettingsDep, check_scope
 from careloop.services.fhirapi.capability import capability_statement
+from careloop.services.fhirapi.inputs import resource_id, version_number
 from careloop.services.fhirapi.responses import (
     fhir_json_response,
     resource_response,
@@ -25,7 +26,6 @@ from careloop.services.store.search import SEARCH_PARAMS, SearchError, parse_sea
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
-_FHIR_ID = r"^[A-Za-z0-9\-\.]{1,64}$"
 
 
 def _known_type(rtype: str) -> None:
@@ -49,7 +49,16 @@ def bundle(
 
     def work() -> ApiResult:
         return ApiResult(
-            200, dumps(process_bundle(session, principal, body.data, settings.fhir_base_url))
+            200,
+            dumps(
+                process_bundle(
+                    session,
+                    principal,
+                    body.data,
+                    settings.fhir_base_url,
+                    settings.max_bundle_entries,
+                )
+            ),
         )
 
     result = run_unit_of_work(session, principal, work, body=body.raw)
@@ -76,6 +85,7 @@ def search(
             settings.default_page_size,
             settings.max_page_size,
             strict,
+            cursor_key=settings.secret_key,
         )
         page = run_search(session, principal.tenant_id, query)
     except SearchError as exc:
@@ -100,6 +110,7 @@ def read(
 ) -> Response:
     """The current version, with its ETag (304 when ``If-None-Match`` matches)."""
     _known_type(rtype)
+    resource_id(rid)
     check_scope(principal, rtype, "r")
     stored = _read_or_404(
         ResourceStore(session, principal.tenant_id).read(rtype, rid), f"{rtype}/{rid}"
@@ -114,12 +125,12 @@ def read(
 def vread(rtype: str, rid: str, vid: str, principal: PrincipalDep, session: SessionDep) -> Response:
     """One version of a resource."""
     _known_type(rtype)
+    resource_id(rid)
+    version = version_number(vid)
     check_scope(principal, rtype, "r")
-    if not vid.isdigit():
-        raise ApiError.invalid("vid", "the version id is a number", 400)
     store = ResourceStore(session, principal.tenant_id)
-    stored = _read_or_404(store.vread(rtype, rid, int(vid)), f"{rtype}/{rid}/_history/{vid}")
-    record_access(session, principal, [f"{stored.reference}/_history/{vid}"])
+    stored = _read_or_404(store.vread(rtype, rid, version), f"{rtype}/{rid}/_history/{version}")
+    record_access(session, principal, [f"{stored.reference}/_history/{version}"])
     return resource_response(stored)
 
 
@@ -161,6 +172,7 @@ def update(
 ) -> Response:
     """Replace a CarePlan, Goal, CareTeam, Practitioner or PractitionerRole (or a Task's status)."""
     _known_type(rtype)
+    resource_id(rid)
     holder: list[StoredResource] = []
 
     def work() -> ApiResult:
