@@ -132,7 +132,7 @@ def search(
         )
         page = run_search(session, principal.tenant_id, query)
     except SearchError as exc:
-        raise ApiError(400, [Issue("processing", exc.message, exc.param)]) from exc
+        raise ApiError(400, [Issue("processing", exc.message, exc.param or "query")]) from exc
     record_access(session, principal, (r.reference for r in page.resources), f"search {rtype}")
     return fhir_json_response(searchset(settings.fhir_base_url, rtype, query.applied, page))
 

@@ -295,7 +295,7 @@ def parse_search(
 
 
 def _check_bounds(name: str, value: str) -> None:
-    where = name if NUL not in name and len(name) <= 64 else "query"
+    where = name if name and NUL not in name and len(name) <= 64 else "query"
     if NUL in name or NUL in value:
         raise SearchError(where, "search parameters must not contain NUL characters")
     if len(name) > 64 or len(value) > MAX_VALUE_LENGTH:
