@@ -180,10 +180,15 @@ def test_any_search_is_answered_soundly(
     rid=TEXT.filter(lambda t: t not in ("", ".", "..")),
     vid=TEXT.filter(lambda t: t not in ("", ".", "..")),
     etag=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=30),
+    existing=st.booleans(),
 )
 def test_any_path_and_version_is_answered_soundly(
-    caller: Caller, engine: Engine, rtype: str, rid: str, vid: str, etag: str
+    caller: Caller, engine: Engine, rtype: str, rid: str, vid: str, etag: str, existing: bool
 ) -> None:
+    if existing:  # a resource that exists, so version reads reach its history
+        _patient(caller)
+        rtype = "Observation"
+        rid = caller.get("/fhir/Observation").json()["entry"][0]["resource"]["id"]
     rid_path, vid_path = quote(rid, safe=""), quote(vid, safe="")
     assert_sound(caller.get(f"/fhir/{rtype}/{rid_path}"))
     assert_sound(caller.get(f"/fhir/{rtype}/{rid_path}/_history/{vid_path}"))
