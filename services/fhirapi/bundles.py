@@ -13,9 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from careloop.services.common.body import validation_issues
 from careloop.services.common.bounds import Str64, Str300, Str2000
-from careloop.services.common.errors import ApiError, Issue
+from careloop.services.common.errors import ApiError, Issue, json_path
 from careloop.services.fhirapi.inputs import check_json
 
 URN_UUID = "urn:uuid:"
@@ -79,7 +78,11 @@ def parse_entry(entry: Any, index: int) -> BundleEntry:
     try:
         parsed = BundleEntry.model_validate(entry)
     except ValidationError as exc:
-        raise ApiError(422, validation_issues(exc, ("Bundle", "entry", index))) from exc
+        issues = [
+            Issue("invalid", e["msg"], json_path(("Bundle", "entry", index, *e["loc"])))
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise ApiError(422, issues) from exc
     if parsed.request.method != "POST":
         raise ApiError.invalid(f"{where}.request.method", "only POST entries are supported")
     return parsed
