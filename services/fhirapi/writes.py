@@ -325,6 +325,9 @@ def _in_entry(issue: Issue, index: int) -> Issue:
     path = issue.expression or ""
     if path.startswith("Bundle."):
         return issue
+    if path == "If-None-Exist":
+        where = f"Bundle.entry[{index}].request.ifNoneExist"
+        return Issue(issue.code, issue.diagnostics, where, issue.severity)
     head, dot, rest = path.partition(".")
     if dot and head[:1].isupper():
         path = rest

@@ -449,6 +449,11 @@ BAD_ENTRIES: list[tuple[str, Any, str]] = [
     ),
     ("resource-list", _post_entry([]), "Bundle.entry[0].resource"),
     (
+        "if-none-exist-garbled",
+        {"resource": {}, "request": {"method": "POST", "url": "Observation", "ifNoneExist": "x"}},
+        "Bundle.entry[0].request.ifNoneExist",
+    ),
+    (
         "full-url-long",
         {**_post_entry({}), "fullUrl": "urn:uuid:" + LONG},
         "Bundle.entry[0].fullUrl",
