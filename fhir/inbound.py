@@ -8,7 +8,7 @@ Answers are LOINC answer codings (LA codes) or ``valueInteger`` scores.
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from careloop.fhir.terminology import (
@@ -21,6 +21,8 @@ from careloop.fhir.terminology import (
 from careloop.fhir.validation import FhirValidationError, FieldIssue, validate_resource
 
 ROOT = "QuestionnaireResponse"
+LAST_YEAR = 9998
+"""The last year careloop stores (a range ending in it must still be representable)."""
 ACCEPTED_STATUSES = frozenset({"completed", "amended"})
 _PATIENT_REFERENCE = re.compile(r"(?:.*/)?Patient/[A-Za-z0-9\-.]{1,64}")
 
@@ -108,7 +110,7 @@ def _score(
 def _authored(qr: dict[str, Any], issues: list[FieldIssue]) -> datetime | None:
     where = f"{ROOT}.authored"
     raw = qr.get("authored")
-    if raw is None:
+    if not isinstance(raw, str):
         issues.append(FieldIssue(where, "required: when the patient answered"))
         return None
     try:
@@ -117,6 +119,13 @@ def _authored(qr: dict[str, Any], issues: list[FieldIssue]) -> datetime | None:
         authored = None
     if authored is None or "T" not in raw or authored.utcoffset() is None:
         issues.append(FieldIssue(where, "must be a date-time with time and timezone offset"))
+        return None
+    try:
+        in_utc = authored.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not 1 <= in_utc.year <= LAST_YEAR:
+        issues.append(FieldIssue(where, f"must lie between the years 1 and {LAST_YEAR}"))
         return None
     return authored
 

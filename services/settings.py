@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     max_batch_reports: int = 1000
     default_page_size: int = Field(default=50, ge=1, le=1000)
     max_page_size: int = 1000
+
+    # FHIR API input bounds
+    max_bundle_entries: int = Field(default=1000, ge=1)
+    """Entries of one batch or transaction Bundle (``POST /fhir``); more answers 413."""
+
     db_pool_size: int = 10
     api_threads: int = 16
     """Threads per API process for request handlers (keep at or below db_pool_size x 2)."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from careloop.services.common.bounds import OutOfBounds, check_datetime
+
 _DATE_RE = re.compile(
-    r"^(?P<y>\d{4})(-(?P<m>\d{2})(-(?P<d>\d{2})"
-    r"(T(?P<H>\d{2}):(?P<M>\d{2})(:(?P<S>\d{2})(?P<f>\.\d+)?)?(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+    r"(?P<y>\d{4})(-(?P<m>\d{2})(-(?P<d>\d{2})"
+    r"(T(?P<H>\d{2}):(?P<M>\d{2})(:(?P<S>\d{2})(?P<f>\.\d+)?)?(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?",
+    re.ASCII,
 )
 
 
@@ -23,11 +26,22 @@ def parse_fhir_datetime_range(text: str) -> tuple[datetime, datetime]:
     """The instants a FHIR date/dateTime covers: ``2026`` is the whole year, and so on.
 
     A dateTime with a time but no offset is read as UTC (FHIR forbids it in resources; search
-    values may omit it).
+    values may omit it). Both ends must lie within the years careloop stores (1..9998 in UTC),
+    else FhirTimeError.
     """
-    match = _DATE_RE.match(text)
+    lo, hi = _range(text)
+    try:
+        check_datetime(lo)
+        check_datetime(hi)
+    except OutOfBounds as exc:
+        raise FhirTimeError(str(exc)) from None
+    return lo, hi
+
+
+def _range(text: str) -> tuple[datetime, datetime]:
+    match = _DATE_RE.fullmatch(text)
     if not match:
-        raise FhirTimeError(f"not a FHIR date or dateTime: {text!r}")
+        raise FhirTimeError("not a FHIR date or dateTime")
     g = match.groupdict()
     try:
         if g["m"] is None:
@@ -43,12 +57,15 @@ def parse_fhir_datetime_range(text: str) -> tuple[datetime, datetime]:
         if g["tz"] is None:
             iso += "+00:00"
         value = datetime.fromisoformat(iso).astimezone(UTC)
-    except ValueError as exc:
-        raise FhirTimeError(f"not a valid date: {text!r}") from exc
-    if g["S"] is None:
-        return value, value + timedelta(minutes=1) - timedelta(microseconds=1)
-    if g["f"] is None:
-        return value, value + timedelta(seconds=1) - timedelta(microseconds=1)
+    except (ValueError, OverflowError) as exc:
+        raise FhirTimeError("not a valid date") from exc
+    try:
+        if g["S"] is None:
+            return value, value + timedelta(minutes=1) - timedelta(microseconds=1)
+        if g["f"] is None:
+            return value, value + timedelta(seconds=1) - timedelta(microseconds=1)
+    except OverflowError as exc:
+        raise FhirTimeError("not a valid date") from exc
     return value, value
 
 

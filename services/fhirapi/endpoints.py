@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from starlette.responses import Response
 
 from careloop.services.audit.service import record_access
@@ -14,6 +14,20 @@ from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
 from careloop.services.deps import PrincipalDep, SessionDep, SettingsDep, check_scope
 from careloop.services.fhirapi.capability import capability_statement
+from careloop.services.fhirapi.inputs import resource_id, version_number
+from careloop.services.fhirapi.openapi import (
+    ANY_RESOURCE,
+    BUNDLE,
+    CREATABLE,
+    FHIR_ID_PATTERN,
+    SCHEMAS,
+    SEARCH_PARAMETERS,
+    SEARCHABLE,
+    UPDATABLE,
+    FhirJSONResponse,
+    request_body,
+    responses,
+)
 from careloop.services.fhirapi.responses import (
     fhir_json_response,
     resource_response,
@@ -23,9 +37,24 @@ from careloop.services.fhirapi.writes import create_resource, dumps, process_bun
 from careloop.services.store.repository import ResourceStore, StoredResource
 from careloop.services.store.search import SEARCH_PARAMS, SearchError, parse_search, run_search
 
-router = APIRouter(prefix="/fhir", tags=["FHIR"])
+router = APIRouter(prefix="/fhir", tags=["FHIR"], default_response_class=FhirJSONResponse)
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
-_FHIR_ID = r"^[A-Za-z0-9\-\.]{1,64}$"
+# Documented domains of the path parameters; the handlers still check every value themselves
+# (an unknown type is a 404, a malformed id or version a 400 naming it).
+TypeAny = Annotated[str, Path(json_schema_extra={"enum": list(SEARCHABLE)})]
+TypeCreatable = Annotated[str, Path(json_schema_extra={"enum": list(CREATABLE)})]
+TypeUpdatable = Annotated[str, Path(json_schema_extra={"enum": list(UPDATABLE)})]
+ResourceId = Annotated[str, Path(json_schema_extra={"pattern": FHIR_ID_PATTERN})]
+VersionId = Annotated[str, Path(json_schema_extra={"pattern": r"^[0-9]{1,10}$"})]
+_BUNDLE_RESPONSE = {
+    200: (
+        "batch-response or transaction-response Bundle",
+        {"type": "object", "properties": {"resourceType": {"const": "Bundle"}}},
+    )
+}
+_RESOURCE = {200: ("The resource", ANY_RESOURCE)}
+_WRITE_BODY = {"anyOf": [SCHEMAS[t] for t in CREATABLE]}
+_UPDATE_BODY = {"anyOf": [SCHEMAS[t] for t in UPDATABLE]}
 
 
 def _known_type(rtype: str) -> None:
@@ -33,7 +62,11 @@ def _known_type(rtype: str) -> None:
         raise ApiError(404, [Issue("not-supported", f"careloop does not serve {rtype}")])
 
 
-@router.get("/metadata", summary="CapabilityStatement")
+@router.get(
+    "/metadata",
+    summary="CapabilityStatement",
+    responses=responses({200: ("The CapabilityStatement", ANY_RESOURCE)}),
+)
 def metadata(settings: SettingsDep) -> Response:
     """What this FHIR server supports (no token needed, as FHIR requires)."""
     return fhir_json_response(
@@ -41,7 +74,12 @@ def metadata(settings: SettingsDep) -> Response:
     )
 
 
-@router.post("", summary="Batch or transaction Bundle")
+@router.post(
+    "",
+    summary="Batch or transaction Bundle",
+    openapi_extra=request_body(BUNDLE),
+    responses=responses(_BUNDLE_RESPONSE, 400, 401, 403, 409, 412, 413, 415, 422, 503),
+)
 def bundle(
     body: BodyDep, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
 ) -> Response:
@@ -49,16 +87,30 @@ def bundle(
 
     def work() -> ApiResult:
         return ApiResult(
-            200, dumps(process_bundle(session, principal, body.data, settings.fhir_base_url))
+            200,
+            dumps(
+                process_bundle(
+                    session,
+                    principal,
+                    body.data,
+                    settings.fhir_base_url,
+                    settings.max_bundle_entries,
+                )
+            ),
         )
 
     result = run_unit_of_work(session, principal, work, body=body.raw)
     return result_response(result, "application/fhir+json")
 
 
-@router.get("/{rtype}", summary="Search")
+@router.get(
+    "/{rtype}",
+    summary="Search",
+    openapi_extra=SEARCH_PARAMETERS,
+    responses=responses({200: ("A searchset Bundle", ANY_RESOURCE)}, 400, 401, 403, 404),
+)
 def search(
-    rtype: str,
+    rtype: TypeAny,
     request: Request,
     principal: PrincipalDep,
     session: SessionDep,
@@ -76,10 +128,11 @@ def search(
             settings.default_page_size,
             settings.max_page_size,
             strict,
+            cursor_key=settings.secret_key,
         )
         page = run_search(session, principal.tenant_id, query)
     except SearchError as exc:
-        raise ApiError(400, [Issue("processing", exc.message, exc.param)]) from exc
+        raise ApiError(400, [Issue("processing", exc.message, exc.param or "query")]) from exc
     record_access(session, principal, (r.reference for r in page.resources), f"search {rtype}")
     return fhir_json_response(searchset(settings.fhir_base_url, rtype, query.applied, page))
 
@@ -90,16 +143,21 @@ def _read_or_404(stored: StoredResource | None, what: str) -> StoredResource:
     return stored
 
 
-@router.get("/{rtype}/{rid}", summary="Read")
+@router.get(
+    "/{rtype}/{rid}",
+    summary="Read",
+    responses=responses(_RESOURCE, 304, 400, 401, 403, 404),
+)
 def read(
-    rtype: str,
-    rid: str,
+    rtype: TypeAny,
+    rid: ResourceId,
     principal: PrincipalDep,
     session: SessionDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The current version, with its ETag (304 when ``If-None-Match`` matches)."""
     _known_type(rtype)
+    resource_id(rid)
     check_scope(principal, rtype, "r")
     stored = _read_or_404(
         ResourceStore(session, principal.tenant_id).read(rtype, rid), f"{rtype}/{rid}"
@@ -110,22 +168,50 @@ def read(
     return resource_response(stored)
 
 
-@router.get("/{rtype}/{rid}/_history/{vid}", summary="Version read")
-def vread(rtype: str, rid: str, vid: str, principal: PrincipalDep, session: SessionDep) -> Response:
+@router.get(
+    "/{rtype}/{rid}/_history/{vid}",
+    summary="Version read",
+    responses=responses(_RESOURCE, 400, 401, 403, 404),
+)
+def vread(
+    rtype: TypeAny, rid: ResourceId, vid: VersionId, principal: PrincipalDep, session: SessionDep
+) -> Response:
     """One version of a resource."""
     _known_type(rtype)
+    resource_id(rid)
+    version = version_number(vid)
     check_scope(principal, rtype, "r")
-    if not vid.isdigit():
-        raise ApiError.invalid("vid", "the version id is a number", 400)
     store = ResourceStore(session, principal.tenant_id)
-    stored = _read_or_404(store.vread(rtype, rid, int(vid)), f"{rtype}/{rid}/_history/{vid}")
-    record_access(session, principal, [f"{stored.reference}/_history/{vid}"])
+    stored = _read_or_404(store.vread(rtype, rid, version), f"{rtype}/{rid}/_history/{version}")
+    record_access(session, principal, [f"{stored.reference}/_history/{version}"])
     return resource_response(stored)
 
 
-@router.post("/{rtype}", summary="Create")
+@router.post(
+    "/{rtype}",
+    summary="Create",
+    status_code=201,
+    openapi_extra=request_body(_WRITE_BODY),
+    responses=responses(
+        {
+            201: ("Created", ANY_RESOURCE),
+            200: ("Already there (conditional create or a retry)", ANY_RESOURCE),
+        },
+        400,
+        401,
+        403,
+        404,
+        405,
+        409,
+        412,
+        413,
+        415,
+        422,
+        503,
+    ),  # fmt: skip
+)
 def create(
-    rtype: str,
+    rtype: TypeCreatable,
     body: BodyDep,
     principal: PrincipalDep,
     session: SessionDep,
@@ -150,10 +236,28 @@ def create(
     return Response(result.body, result.status, media_type="application/fhir+json")
 
 
-@router.put("/{rtype}/{rid}", summary="Update")
+@router.put(
+    "/{rtype}/{rid}",
+    summary="Update",
+    openapi_extra=request_body(_UPDATE_BODY),
+    responses=responses(
+        {200: ("The new version", ANY_RESOURCE)},
+        400,
+        401,
+        403,
+        404,
+        405,
+        409,
+        412,
+        413,
+        415,
+        422,
+        503,
+    ),  # fmt: skip
+)
 def update(
-    rtype: str,
-    rid: str,
+    rtype: TypeUpdatable,
+    rid: ResourceId,
     body: BodyDep,
     principal: PrincipalDep,
     session: SessionDep,
@@ -161,6 +265,7 @@ def update(
 ) -> Response:
     """Replace a CarePlan, Goal, CareTeam, Practitioner or PractitionerRole (or a Task's status)."""
     _known_type(rtype)
+    resource_id(rid)
     holder: list[StoredResource] = []
 
     def work() -> ApiResult:

@@ -18,9 +18,16 @@ from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.db import utcnow
 from careloop.services.deps import check_scope
+from careloop.services.fhirapi.bundles import BundleEntry, creation_order, parse_bundle, parse_entry
+from careloop.services.fhirapi.inputs import (
+    check_json,
+    if_match_version,
+    if_none_exist_identifier,
+)
 from careloop.services.patients.models import PatientIdentifier
 from careloop.services.reports.schemas import PatientRef, SymptomReportIn
 from careloop.services.reports.service import ingest_reports
+from careloop.services.store.indexing import index_problems
 from careloop.services.store.repository import ResourceStore, StoredResource, VersionConflict
 from careloop.workflows.evaluation import readings_created
 
@@ -28,6 +35,8 @@ _P = PatientIdentifier.__table__  # type: ignore[attr-defined]
 MANAGED = ("CarePlan", "Goal", "CareTeam", "Practitioner", "PractitionerRole", "Consent")
 """Types clinicians' systems write as they are (care plans, goals, care teams, people)."""
 WRITABLE = ("QuestionnaireResponse", "Observation", *MANAGED)
+_ACTOR_LENGTH = 200
+"""Who acknowledged or resolved an alert (``Alert.acknowledged_by``)."""
 _PATIENT_ELEMENT = {
     "CarePlan": "subject",
     "Goal": "subject",
@@ -50,12 +59,18 @@ def fhir_invalid(exc: FhirValidationError) -> ApiError:
 
 
 def _validated(resource: Any, rtype: str) -> dict[str, Any]:
+    """``resource`` as valid FHIR of ``rtype`` whose indexed values the store can hold."""
     if not isinstance(resource, dict) or resource.get("resourceType") != rtype:
         raise ApiError.invalid("resourceType", f"the body must be a {rtype} resource")
+    check_json(resource, rtype)
     try:
-        return validate_resource(resource)
+        valid = validate_resource(resource)
     except FhirValidationError as exc:
         raise fhir_invalid(exc) from exc
+    problems = index_problems(valid)
+    if problems:
+        raise ApiError(422, [Issue("invalid", message, where) for where, message in problems])
+    return valid
 
 
 def _patient_id(session: Session, tenant_id: str, reference: str | None, where: str) -> str:
@@ -71,14 +86,9 @@ def _conditional_matches(
     store: ResourceStore, rtype: str, if_none_exist: str | None, resource: dict[str, Any]
 ) -> list[StoredResource]:
     criteria: list[tuple[str, str]] = []
-    if if_none_exist:
-        name, _, value = if_none_exist.partition("=")
-        if name != "identifier" or "|" not in value:
-            raise ApiError.invalid(
-                "If-None-Exist", "If-None-Exist supports identifier=system|value", 400
-            )
-        system, _, code = value.partition("|")
-        criteria.append((system, code))
+    condition = if_none_exist_identifier(if_none_exist)
+    if condition is not None:
+        criteria.append(condition)
     else:
         criteria.extend(
             (i.get("system", ""), i["value"])
@@ -144,6 +154,11 @@ def create_questionnaire_response(session: Session, principal: Principal, body: 
         (f"{i.get('system', '')}|{i['value']}" for i in _identifiers(resource) if i.get("value")),
         None,
     )
+    if app_id is not None and len(app_id) > 200:
+        # Cut short, two long identifiers would collide and the second report be dropped.
+        raise ApiError.invalid(
+            "QuestionnaireResponse.identifier", "system|value must be at most 200 characters"
+        )
     try:
         report = SymptomReportIn(
             patient=PatientRef(system=system, value=value),
@@ -151,7 +166,7 @@ def create_questionnaire_response(session: Session, principal: Principal, body: 
             effective=parsed.authored,
             answers=list(parsed.answers),
             difficulty=parsed.difficulty,
-            app_report_id=app_id[:200] if app_id else None,
+            app_report_id=app_id,
         )
     except ValueError as exc:
         raise ApiError.invalid("QuestionnaireResponse", str(exc)) from exc
@@ -240,12 +255,7 @@ def update_managed(
     if resource.get("id") != rid:
         raise ApiError.invalid(f"{rtype}.id", "the resource id must match the URL", 400)
     _check_patient(session, principal, rtype, resource)
-    expected = None
-    if if_match is not None:
-        digits = if_match.strip().removeprefix("W/").strip('"')
-        if not digits.isdigit():
-            raise ApiError.invalid("If-Match", 'If-Match takes an ETag like W/"3"', 400)
-        expected = int(digits)
+    expected = if_match_version(if_match)
     store = ResourceStore(session, principal.tenant_id)
     current = store.read(rtype, rid)
     if current is None:
@@ -288,17 +298,15 @@ def _rewrite(value: Any, refs: dict[str, str]) -> Any:
     return value
 
 
-def _entry_target(entry: Any, index: int) -> tuple[str, Any]:
-    where = f"Bundle.entry[{index}]"
-    if not isinstance(entry, dict):
-        raise ApiError.invalid(where, "an entry must be an object")
-    request = entry.get("request") or {}
-    if request.get("method") != "POST":
-        raise ApiError.invalid(f"{where}.request.method", "only POST entries are supported")
-    rtype = str(request.get("url", "")).split("?")[0]
+def _entry_type(entry: BundleEntry, index: int) -> str:
+    rtype = entry.request.url.split("?")[0]
     if rtype not in WRITABLE:
-        raise ApiError.invalid(f"{where}.request.url", f"cannot create {rtype or 'nothing'} here")
-    return rtype, entry.get("resource")
+        raise ApiError.invalid(
+            f"Bundle.entry[{index}].request.url", "only Observation, QuestionnaireResponse and "
+            "care data (CarePlan, Goal, CareTeam, Practitioner, PractitionerRole, Consent) "
+            "are created here",
+        )  # fmt: skip
+    return rtype
 
 
 def _entry_response(result: WriteResult, fhir_base: str) -> dict[str, Any]:
@@ -315,6 +323,11 @@ def _entry_response(result: WriteResult, fhir_base: str) -> dict[str, Any]:
 
 def _in_entry(issue: Issue, index: int) -> Issue:
     path = issue.expression or ""
+    if path.startswith("Bundle."):
+        return issue
+    if path == "If-None-Exist":
+        where = f"Bundle.entry[{index}].request.ifNoneExist"
+        return Issue(issue.code, issue.diagnostics, where, issue.severity)
     head, dot, rest = path.partition(".")
     if dot and head[:1].isupper():
         path = rest
@@ -332,50 +345,61 @@ def _entry_error(error: ApiError, index: int) -> dict[str, Any]:
     }
 
 
+def _in_bundle(error: ApiError, index: int) -> ApiError:
+    return ApiError(error.status, [_in_entry(i, index) for i in error.issues], error.headers)
+
+
 def process_bundle(
-    session: Session, principal: Principal, body: Any, fhir_base: str
+    session: Session, principal: Principal, body: Any, fhir_base: str, max_entries: int
 ) -> dict[str, Any]:
     """Process a batch (each entry on its own) or transaction (all or nothing) Bundle.
 
-    A transaction may reference its own entries by ``urn:uuid`` fullUrls; QuestionnaireResponses
-    are created first so Observations can point at them.
+    A transaction may reference its own entries by ``urn:uuid`` fullUrls: an entry is created
+    after those it references (QuestionnaireResponses first where free), and a circle of
+    references is refused. Every entry's shape is checked before any is processed.
     """
-    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
-        raise ApiError.invalid("resourceType", "POST /fhir takes a Bundle")
-    kind = body.get("type")
-    if kind not in ("batch", "transaction"):
-        raise ApiError.invalid("Bundle.type", "the Bundle type must be batch or transaction")
-    entries = body.get("entry") or []
-    if not isinstance(entries, list):
-        raise ApiError.invalid("Bundle.entry", "entry must be a list")
-    responses: list[dict[str, Any] | None] = [None] * len(entries)
-    if kind == "batch":
-        for index, entry in enumerate(entries):
+    bundle = parse_bundle(body, max_entries)
+    if bundle.kind == "batch":
+        responses: list[dict[str, Any] | None] = []
+        for index, raw in enumerate(bundle.entries):
             try:
+                entry = parse_entry(raw, index)
+                rtype = _entry_type(entry, index)
                 with session.begin_nested():
-                    rtype, resource = _entry_target(entry, index)
-                    if_none = (entry.get("request") or {}).get("ifNoneExist")
-                    result = create_resource(session, principal, rtype, resource, if_none)
-                responses[index] = _entry_response(result, fhir_base)
+                    result = create_resource(
+                        session, principal, rtype, entry.resource, entry.request.ifNoneExist
+                    )
+                responses.append(_entry_response(result, fhir_base))
             except ApiError as error:
-                responses[index] = _entry_error(error, index)
+                responses.append(_entry_error(error, index))
         return {"resourceType": "Bundle", "type": "batch-response", "entry": responses}
-    targets = [_entry_target(entry, i) for i, entry in enumerate(entries)]
-    order = sorted(range(len(entries)), key=lambda i: targets[i][0] != "QuestionnaireResponse")
-    refs: dict[str, str] = {}
-    for index in order:
-        rtype, resource = targets[index]
-        if_none = (entries[index].get("request") or {}).get("ifNoneExist")
+    entries: list[BundleEntry] = []
+    types: list[str] = []
+    for index, raw in enumerate(bundle.entries):
         try:
-            result = create_resource(session, principal, rtype, _rewrite(resource, refs), if_none)
+            entries.append(parse_entry(raw, index))
+            types.append(_entry_type(entries[-1], index))
         except ApiError as error:
-            issues = [_in_entry(i, index) for i in error.issues]
-            raise ApiError(error.status, issues) from error
-        full_url = entries[index].get("fullUrl")
-        if isinstance(full_url, str) and full_url.startswith("urn:uuid:"):
-            refs[full_url] = result.stored.reference
-        responses[index] = _entry_response(result, fhir_base)
-    return {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
+            raise _in_bundle(error, index) from error
+    order = creation_order(entries, ("QuestionnaireResponse",))
+    refs: dict[str, str] = {}
+    done: list[dict[str, Any] | None] = [None] * len(entries)
+    for index in order:
+        entry = entries[index]
+        try:
+            result = create_resource(
+                session,
+                principal,
+                types[index],
+                _rewrite(entry.resource, refs),
+                entry.request.ifNoneExist,
+            )
+        except ApiError as error:
+            raise _in_bundle(error, index) from error
+        if entry.fullUrl is not None and entry.fullUrl.startswith("urn:uuid:"):
+            refs[entry.fullUrl] = result.stored.reference
+        done[index] = _entry_response(result, fhir_base)
+    return {"resourceType": "Bundle", "type": "transaction-response", "entry": done}
 
 
 def dumps(value: dict[str, Any]) -> bytes:
@@ -407,6 +431,10 @@ def update_task_status(
     if target is None:
         raise ApiError.invalid("Task.status", "careloop Tasks move to accepted or completed")
     actor = (resource.get("owner") or {}).get("reference") or f"client:{principal.client_id}"
+    if len(actor) > _ACTOR_LENGTH:
+        raise ApiError.invalid(
+            "Task.owner.reference", f"must be at most {_ACTOR_LENGTH} characters"
+        )
     if target == "acknowledged":
         acknowledge(session, principal.tenant_id, alert.id, actor)
     elif target == "resolved":

@@ -9,6 +9,11 @@ from sqlmodel import Field, SQLModel
 
 from careloop.services.db import UTCDateTime
 
+ID_LENGTH = 64
+"""Resource ids, types, tenants and patient ids (a FHIR id is at most 64 characters)."""
+TOKEN_LENGTH = 300
+"""A search token's system and code (identifier values, codes, references)."""
+
 # SQLite autoincrements only an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 SeqType = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -31,7 +36,7 @@ class FhirResource(SQLModel, table=True):
     id: str = Field(max_length=64)
     version_id: int
     last_updated: datetime = Field(sa_type=UTCDateTime)
-    patient_id: str | None = Field(default=None, max_length=64)
+    patient_id: str | None = Field(default=None, max_length=ID_LENGTH)
     date_lo: datetime | None = Field(default=None, sa_type=UTCDateTime)
     date_hi: datetime | None = Field(default=None, sa_type=UTCDateTime)
     content: str = Field(sa_column=Column(Text, nullable=False))
@@ -65,5 +70,5 @@ class SearchToken(SQLModel, table=True):
     tenant_id: str = Field(max_length=64)
     resource_type: str = Field(max_length=64)
     param: str = Field(max_length=64)
-    system: str = Field(default="", max_length=300)
-    code: str = Field(max_length=300)
+    system: str = Field(default="", max_length=TOKEN_LENGTH)
+    code: str = Field(max_length=TOKEN_LENGTH)

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from careloop.services.common.fhirtime import format_instant
 from careloop.services.db import utcnow
-from careloop.services.store.indexing import extract_search_values
+from careloop.services.store.indexing import SearchValues, extract_search_values
 from careloop.services.store.models import FhirResource, FhirResourceHistory, SearchToken
 
 _R = FhirResource.__table__  # type: ignore[attr-defined]
@@ -51,6 +51,21 @@ class VersionConflict(Exception):
     """An update named a version that is no longer current."""
 
 
+class UnstorableResource(ValueError):
+    """A resource with an indexed value the store cannot hold; writes check this first."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{where}: {message}" for where, message in problems))
+        self.problems = problems
+
+
+def _indexable(resource: dict[str, Any]) -> SearchValues:
+    values = extract_search_values(resource)
+    if values.problems:
+        raise UnstorableResource(values.problems)
+    return values
+
+
 def _with_meta(resource: dict[str, Any], version: int, when: datetime) -> str:
     meta = dict(resource.get("meta") or {})
     meta["versionId"] = str(version)
@@ -59,10 +74,7 @@ def _with_meta(resource: dict[str, Any], version: int, when: datetime) -> str:
     return orjson.dumps(resource).decode()
 
 
-def _token_rows(
-    tenant_id: str, rtype: str, seq: int, resource: dict[str, Any]
-) -> list[dict[str, Any]]:
-    values = extract_search_values(resource)
+def _token_rows(tenant_id: str, rtype: str, seq: int, values: SearchValues) -> list[dict[str, Any]]:
     return [
         {
             "resource_seq": seq,
@@ -87,10 +99,10 @@ class ResourceStore:
         """Store new resources (each with ``id`` set, already valid) as version 1."""
         if not resources:
             return []
+        indexed = [_indexable(resource) for resource in resources]
         now = utcnow()
         rows = []
-        for resource in resources:
-            values = extract_search_values(resource)
+        for resource, values in zip(resources, indexed, strict=True):
             rows.append(
                 {
                     "tenant_id": self.tenant_id,
@@ -110,8 +122,8 @@ class ResourceStore:
             .all()
         )
         tokens: list[dict[str, Any]] = []
-        for seq, resource in zip(seqs, resources, strict=True):
-            tokens.extend(_token_rows(self.tenant_id, resource["resourceType"], seq, resource))
+        for seq, resource, values in zip(seqs, resources, indexed, strict=True):
+            tokens.extend(_token_rows(self.tenant_id, resource["resourceType"], seq, values))
         if tokens:
             self.session.execute(insert(_T), tokens)
         return [StoredResource(r["resource_type"], r["id"], 1, now, r["content"]) for r in rows]
@@ -121,6 +133,7 @@ class ResourceStore:
     ) -> StoredResource:
         """Store a new version of an existing resource; the old one moves to history."""
         rtype, rid = resource["resourceType"], resource["id"]
+        values = _indexable(resource)
         current = self.session.execute(
             select(_R.c.seq, _R.c.version_id, _R.c.last_updated, _R.c.content)
             .where(_R.c.tenant_id == self.tenant_id, _R.c.resource_type == rtype, _R.c.id == rid)
@@ -142,7 +155,6 @@ class ResourceStore:
         )
         now = utcnow()
         version = current.version_id + 1
-        values = extract_search_values(resource)
         content = _with_meta(resource, version, now)
         self.session.execute(
             update(_R)
@@ -157,7 +169,7 @@ class ResourceStore:
             )
         )
         self.session.execute(delete(_T).where(_T.c.resource_seq == current.seq))
-        tokens = _token_rows(self.tenant_id, rtype, current.seq, resource)
+        tokens = _token_rows(self.tenant_id, rtype, current.seq, values)
         if tokens:
             self.session.execute(insert(_T), tokens)
         return StoredResource(rtype, rid, version, now, content)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-import orjson
 from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select
 from sqlmodel import Session
 
+from careloop.services.common.bounds import NUL, parse_bounded_int
 from careloop.services.common.fhirtime import FhirTimeError, parse_fhir_datetime_range
 from careloop.services.db import UTCDateTime
+from careloop.services.store.cursors import CursorError, PageCursor, decode_cursor, encode_cursor
 from careloop.services.store.models import FhirResource, SearchToken
 from careloop.services.store.repository import StoredResource
 
@@ -132,6 +132,13 @@ SEARCH_PARAMS: dict[str, dict[str, ParamSpec]] = {
 }
 SORTS = {"date", "-date", "_lastUpdated", "-_lastUpdated", "_id"}
 CONTROL_PARAMS = {"_count", "_sort", "_page"}
+MAX_PARAMS = 50
+"""Query parameters of one search."""
+MAX_VALUE_LENGTH = 2048
+"""Characters of one parameter's value."""
+MAX_ALTERNATIVES = 100
+"""Comma-separated values of one parameter (each is its own filter)."""
+MAX_COUNT_TEXT = 10**9
 
 
 class SearchError(ValueError):
@@ -154,14 +161,6 @@ class SearchPage:
 
 
 @dataclass
-class _Cursor:
-    snapshot: int
-    last_key: Any = None
-    last_seq: int | None = None
-    offset: int = 0
-
-
-@dataclass
 class SearchRequest:
     """A parsed search: filters, sort, page size and position."""
 
@@ -169,26 +168,17 @@ class SearchRequest:
     filters: list[ColumnElement[bool]] = field(default_factory=list)
     sort: str = ""
     count: int = 50
-    cursor: _Cursor | None = None
+    cursor: PageCursor | None = None
     applied: list[tuple[str, str]] = field(default_factory=list)
     """The parameters used, for the ``self`` link (unknown ones are left out when lenient)."""
+    cursor_key: str = ""
+    """Signs the ``_page`` tokens of this search."""
 
-
-def _encode_cursor(cursor: _Cursor) -> str:
-    key = cursor.last_key.isoformat() if isinstance(cursor.last_key, datetime) else cursor.last_key
-    raw = orjson.dumps({"s": cursor.snapshot, "k": key, "q": cursor.last_seq, "o": cursor.offset})
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(token: str, sort: str) -> _Cursor:
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        key = data["k"]
-        if key is not None and sort.lstrip("-") in ("date", "_lastUpdated"):
-            key = datetime.fromisoformat(key)
-        return _Cursor(int(data["s"]), key, data["q"], int(data["o"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SearchError("_page", "the page token is not one careloop issued") from exc
+    @property
+    def binding(self) -> str:
+        """What a page token of this search is bound to: type, filters and sort."""
+        kept = sorted((n, v) for n, v in self.applied if n != "_count")
+        return "\n".join([self.resource_type, self.sort, *(f"{n}={v}" for n, v in kept)])
 
 
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
@@ -244,24 +234,35 @@ def parse_search(
     default_count: int,
     max_count: int,
     strict: bool = False,
+    *,
+    cursor_key: str = "",
 ) -> SearchRequest:
     """Turn query parameters into a search request.
 
     Unknown parameters are ignored (and left out of the ``self`` link) as FHIR prescribes by
-    default; with ``strict`` (``Prefer: handling=strict``) they are refused.
+    default; with ``strict`` (``Prefer: handling=strict``) they are refused. Every name and
+    value is bounded (no NUL, at most ``MAX_VALUE_LENGTH`` characters and ``MAX_ALTERNATIVES``
+    alternatives) before it becomes a filter; ``_page`` must be a token ``cursor_key`` signed
+    for this same search.
     """
     supported = SEARCH_PARAMS.get(rtype)
     if supported is None:
         raise SearchError("type", f"{rtype} cannot be searched here")
-    request = SearchRequest(rtype, count=default_count)
+    if len(params) > MAX_PARAMS:
+        raise SearchError(
+            params[MAX_PARAMS][0][:64], f"a search takes at most {MAX_PARAMS} parameters"
+        )
+    request = SearchRequest(rtype, count=default_count, cursor_key=cursor_key)
     page_token = None
     for name, value in params:
+        _check_bounds(name, value)
         base, _, modifier = name.partition(":")
         if base in CONTROL_PARAMS:
             if base == "_count":
-                if not value.isdigit() or int(value) < 0:
+                count = parse_bounded_int(value, MAX_COUNT_TEXT)
+                if count is None:
                     raise SearchError("_count", "_count must be a non-negative integer")
-                request.count = min(int(value), max_count)
+                request.count = min(count, max_count)
             elif base == "_sort":
                 if value not in SORTS:
                     raise SearchError("_sort", f"_sort supports {', '.join(sorted(SORTS))}")
@@ -281,11 +282,26 @@ def parse_search(
         if value == "":
             raise SearchError(name, f"the search parameter {base!r} has no value")
         values = value.split(",")
+        if len(values) > MAX_ALTERNATIVES:
+            raise SearchError(name, f"a parameter takes at most {MAX_ALTERNATIVES} values")
         request.filters.append(_filter(tenant_id, rtype, base, spec, values))
         request.applied.append((name, value))
     if page_token is not None:
-        request.cursor = _decode_cursor(page_token, request.sort)
+        try:
+            request.cursor = decode_cursor(page_token, cursor_key, request.binding, request.sort)
+        except CursorError as exc:
+            raise SearchError("_page", str(exc)) from exc
     return request
+
+
+def _check_bounds(name: str, value: str) -> None:
+    where = name if name and NUL not in name and len(name) <= 64 else "query"
+    if NUL in name or NUL in value:
+        raise SearchError(where, "search parameters must not contain NUL characters")
+    if len(name) > 64 or len(value) > MAX_VALUE_LENGTH:
+        raise SearchError(
+            where, f"a search parameter value is at most {MAX_VALUE_LENGTH} characters"
+        )
 
 
 def _filter(
@@ -326,7 +342,7 @@ def run_search(session: Session, tenant_id: str, request: SearchRequest) -> Sear
     cursor = request.cursor
     if cursor is None:
         snapshot = session.execute(select(func.coalesce(func.max(_R.c.seq), 0))).scalar_one()
-        cursor = _Cursor(int(snapshot))
+        cursor = PageCursor(int(snapshot))
     base.append(_R.c.seq <= cursor.snapshot)
     total = session.execute(select(func.count()).select_from(_R).where(*base)).scalar_one()
     descending = request.sort.startswith("-")
@@ -363,11 +379,11 @@ def run_search(session: Session, tenant_id: str, request: SearchRequest) -> Sear
     next_token = None
     if has_more and rows:
         last = rows[-1]
-        next_cursor = _Cursor(
+        next_cursor = PageCursor(
             cursor.snapshot,
             last.sort_key if key_col is not None else None,
             last.seq,
             cursor.offset + len(rows),
         )
-        next_token = _encode_cursor(next_cursor)
+        next_token = encode_cursor(next_cursor, request.cursor_key, request.binding)
     return SearchPage(total, resources, next_token, cursor.snapshot)
