@@ -20,7 +20,7 @@ from careloop.services.alerts.endpoints import router as alerts_router
 from careloop.services.auth.endpoints import router as auth_router
 from careloop.services.common.access_log import AccessLog
 from careloop.services.common.errors import ApiError, Issue, json_path, outcome_response
-from careloop.services.common.middleware import BodySizeLimit
+from careloop.services.common.middleware import BodySizeLimit, InputGuard
 from careloop.services.db import make_engine
 from careloop.services.ehr.endpoints import router as ehr_router
 from careloop.services.fhirapi.endpoints import router as fhir_router
@@ -125,5 +125,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return {"status": "ok"}
 
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(InputGuard, path_templates=lambda: app.openapi()["paths"].keys())
     app.add_middleware(AccessLog)
     return app

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from sqlmodel import select
 from starlette.responses import Response
 
@@ -15,6 +17,7 @@ from careloop.services.alerts.routes_service import RouteError, add_route
 from careloop.services.alerts.service import acknowledge, alert_json, get_alert, resolve
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.body import RawBody, parse_as, read_json_body
+from careloop.services.common.constrained import Text200, Text4000, Uri2000
 from careloop.services.common.errors import ApiError
 from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
 from careloop.services.deps import SessionDep, SettingsDep, require
@@ -23,6 +26,8 @@ router = APIRouter(tags=["alerts"])
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
 CanRead = Annotated[Principal, Depends(require("Task", "s"))]
 CanUpdate = Annotated[Principal, Depends(require("Task", "u"))]
+AlertId = Annotated[str, Path(max_length=64)]
+FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
 
 
 class AckIn(BaseModel):
@@ -30,13 +35,13 @@ class AckIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    by: str | None = Field(default=None, max_length=200)
+    by: Text200 | None = None
 
 
 class ResolveIn(AckIn):
     """Who resolves, and a note on the follow-up done."""
 
-    note: str | None = Field(default=None, max_length=4000)
+    note: Text4000 | None = None
 
 
 class RouteIn(BaseModel):
@@ -44,11 +49,21 @@ class RouteIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    recipient: str = Field(min_length=1, max_length=200)
+    recipient: str = Field(max_length=200, pattern=rf"^(oncall|Practitioner/{FHIR_ID})$")
     channel: Literal["webhook", "email"]
-    address: str = Field(min_length=3, max_length=2000)
-    secret: str | None = Field(default=None, max_length=200)
+    address: Annotated[Uri2000, Field(min_length=3)]
+    secret: str | None = Field(default=None, max_length=200, pattern=r"^whsec_[A-Za-z0-9+/=]+$")
     min_severity: Literal["info", "warning", "high", "critical"] = "info"
+
+    @field_validator("secret")
+    @classmethod
+    def _base64_secret(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                base64.b64decode(value.removeprefix("whsec_"), validate=True)
+            except binascii.Error:
+                raise ValueError("a webhook secret is whsec_ and base64") from None
+        return value
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -71,7 +86,9 @@ def list_alerts(
     session: SessionDep,
     settings: SettingsDep,
     status: Annotated[Literal["open", "acknowledged", "resolved"] | None, Query()] = None,
-    patient: Annotated[str | None, Query(max_length=100)] = None,
+    patient: Annotated[
+        str | None, Query(max_length=100, pattern=rf"^(Patient/)?{FHIR_ID}$")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Response:
     """Alerts, newest first, optionally by status and patient (``Patient/{id}``)."""
@@ -86,7 +103,7 @@ def list_alerts(
 
 @router.get("/v1/alerts/{alert_id}", summary="One alert with its explanation")
 def read_alert(
-    alert_id: str, principal: CanRead, session: SessionDep, settings: SettingsDep
+    alert_id: AlertId, principal: CanRead, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """The alert: rule, values, threshold and where it came from."""
     return _json(alert_json(get_alert(session, principal.tenant_id, alert_id), settings.base_url))
@@ -104,7 +121,7 @@ def _lifecycle(
 
 @router.post("/v1/alerts/{alert_id}/acknowledge", summary="Take ownership of the follow-up")
 def acknowledge_alert(
-    alert_id: str,
+    alert_id: AlertId,
     principal: CanUpdate,
     session: SessionDep,
     settings: SettingsDep,
@@ -124,7 +141,7 @@ def acknowledge_alert(
 
 @router.post("/v1/alerts/{alert_id}/resolve", summary="Close the alert with a note")
 def resolve_alert(
-    alert_id: str,
+    alert_id: AlertId,
     principal: CanUpdate,
     session: SessionDep,
     settings: SettingsDep,

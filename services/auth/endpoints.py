@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 from urllib.parse import parse_qsl
 
@@ -9,7 +10,11 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
-from careloop.services.auth.client_auth import ClientAuthError, authenticate_client
+from careloop.services.auth.client_auth import (
+    MAX_ASSERTION_LENGTH,
+    ClientAuthError,
+    authenticate_client,
+)
 from careloop.services.auth.scopes import ScopeError, grant_scopes
 from careloop.services.auth.tokens import issue_token
 from careloop.services.deps import SessionDep, SettingsDep
@@ -30,11 +35,32 @@ def _oauth_error(status: int, error: str, description: str) -> Response:
     )
 
 
+MAX_FORM_FIELDS = 20
+FORM_LIMITS = {"grant_type": 100, "scope": 2000, "client_id": 200, "client_secret": 500}
+"""Longest value each form field may have (client_assertion: MAX_ASSERTION_LENGTH)."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 async def _form_body(request: Request) -> dict[str, str] | None:
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
     if content_type != "application/x-www-form-urlencoded":
         return None
-    return dict(parse_qsl((await request.body()).decode(errors="replace")))
+    pairs = parse_qsl((await request.body()).decode(errors="replace"), keep_blank_values=True)
+    return dict(pairs[: MAX_FORM_FIELDS + 1])
+
+
+def _form_problem(form: dict[str, str]) -> str | None:
+    """What is wrong with the form's shape (a description naming the field), or None."""
+    if len(form) > MAX_FORM_FIELDS:
+        return f"at most {MAX_FORM_FIELDS} form fields"
+    for name, value in form.items():
+        if _CONTROL.search(name) or _CONTROL.search(value):
+            shown = name.encode("unicode_escape").decode("ascii")[:64]
+            return f"{shown}: must not contain control characters"
+        limit = MAX_ASSERTION_LENGTH if name == "client_assertion" else FORM_LIMITS.get(name, 2000)
+        if len(value) > limit:
+            return f"{name[:64]}: at most {limit} characters"
+    return None
 
 
 @router.post("/oauth/token")
@@ -47,6 +73,9 @@ def token(
     """Issue an access token to an authenticated client for the scopes it may have."""
     if form is None:
         return _oauth_error(400, "invalid_request", "use application/x-www-form-urlencoded")
+    problem = _form_problem(form)
+    if problem is not None:
+        return _oauth_error(400, "invalid_request", problem)
     if form.get("grant_type") != "client_credentials":
         return _oauth_error(400, "unsupported_grant_type", "only client_credentials is supported")
     token_url = settings.base_url.rstrip("/") + "/oauth/token"

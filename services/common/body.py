@@ -8,6 +8,7 @@ import orjson
 from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
+from careloop.services.common.constrained import json_problem
 from careloop.services.common.errors import ApiError, Issue, json_path
 
 JSON_TYPES = {"application/json", "application/fhir+json"}
@@ -23,7 +24,28 @@ class RawBody:
 
 
 async def read_json_body(request: Request) -> RawBody:
-    """The request's JSON body; 415 for another content type, 400 for malformed JSON."""
+    """The request's JSON body, checked (``check_json``); 415, 400 or 422 otherwise."""
+    body = await read_json_unchecked(request)
+    check_json(body.data)
+    return body
+
+
+def check_json(data: Any, prefix: tuple[str | int, ...] = ()) -> None:
+    """Refuse JSON careloop cannot hold: NUL, non-finite or huge numbers (422), deep nesting (400).
+
+    ``prefix`` is where ``data`` sits in the request body (an item of a batch).
+    """
+    problem = json_problem(data)
+    if problem is None:
+        return
+    path, message = problem
+    if message.startswith("nests"):
+        raise ApiError(400, [Issue("structure", f"the body {message}", json_path(prefix + path))])
+    raise ApiError(422, [Issue("invalid", message, json_path(prefix + path))])
+
+
+async def read_json_unchecked(request: Request) -> RawBody:
+    """The request's JSON body as parsed (the caller checks parts of it with ``check_json``)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES:
         raise ApiError(

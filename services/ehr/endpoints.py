@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from sqlmodel import select
 from starlette.responses import Response
 
 from careloop.services.common.body import RawBody, parse_as, read_json_body
+from careloop.services.common.constrained import Name100, Text200, Text2000, Uri500
 from careloop.services.common.errors import ApiError
 from careloop.services.deps import AdminDep, SessionDep
 from careloop.services.ehr.models import EhrFailure
@@ -28,6 +29,7 @@ from careloop.workflows.ehr_sync import failure_json, link_manually
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
+ConnectionName = Annotated[str, Path(max_length=100)]
 
 
 class ConnectionIn(BaseModel):
@@ -35,10 +37,10 @@ class ConnectionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
-    fhir_base_url: str = Field(min_length=8, max_length=500)
-    client_id: str = Field(min_length=1, max_length=200)
-    scope: str = Field(min_length=1, max_length=2000)
+    name: Name100
+    fhir_base_url: Annotated[Uri500, Field(pattern=r"^https?://[^/?#]+")]
+    client_id: Text200
+    scope: Text2000
     alg: Literal["RS384", "ES384"] = "RS384"
 
 
@@ -47,7 +49,7 @@ class LinkIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ehr: str = Field(min_length=1, max_length=100)
+    ehr: Name100
     patient: str = Field(min_length=9, max_length=80, pattern=r"^Patient/[A-Za-z0-9\-.]+$")
     ehr_patient: str = Field(min_length=9, max_length=80, pattern=r"^Patient/[A-Za-z0-9\-.]+$")
 
@@ -101,13 +103,13 @@ def list_connections(principal: AdminDep, session: SessionDep) -> Response:
 
 
 @router.get("/ehr-connections/{name}", summary="Status of one EHR connection")
-def status(name: str, principal: AdminDep, session: SessionDep) -> Response:
+def status(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Response:
     """Links, writes, failures and circuit state."""
     return _json(connection_status(session, _find(session, principal.tenant_id, name)))
 
 
 @router.delete("/ehr-connections/{name}", summary="Stop syncing with an EHR")
-def remove(name: str, principal: AdminDep, session: SessionDep) -> Response:
+def remove(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Response:
     """Deactivate the connection (its history is kept)."""
     remove_connection(session, _find(session, principal.tenant_id, name))
     session.commit()
@@ -115,7 +117,7 @@ def remove(name: str, principal: AdminDep, session: SessionDep) -> Response:
 
 
 @router.get("/ehr-connections/{name}/failures", summary="Writes the EHR refused")
-def failures(name: str, principal: AdminDep, session: SessionDep) -> Response:
+def failures(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Response:
     """Refused writes with the EHR's reasons."""
     connection = _find(session, principal.tenant_id, name)
     rows = session.exec(select(EhrFailure).where(EhrFailure.connection_id == connection.id)).all()

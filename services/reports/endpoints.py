@@ -6,13 +6,19 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Path
 from pydantic import TypeAdapter, ValidationError
 from sqlmodel import select
 from starlette.responses import Response
 
 from careloop.services.auth.tokens import Principal
-from careloop.services.common.body import RawBody, read_json_body, validation_issues
+from careloop.services.common.body import (
+    RawBody,
+    check_json,
+    read_json_body,
+    read_json_unchecked,
+    validation_issues,
+)
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
 from careloop.services.deps import SessionDep, SettingsDep, check_scope, require
@@ -23,7 +29,10 @@ from careloop.services.reports.service import ReportOutcome, ingest_reports
 router = APIRouter(prefix="/v1/symptom-reports", tags=["symptom reports"])
 _report = TypeAdapter(SymptomReportIn)
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+BatchBodyDep = Annotated[RawBody, Depends(read_json_unchecked)]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+]
 CanCreate = Annotated[Principal, Depends(require("Observation", "c"))]
 
 
@@ -62,7 +71,7 @@ def create_report(
 
 @router.post("/batch", summary="Accept up to 1,000 symptom reports, each on its own")
 def create_reports_batch(
-    body: BodyDep,
+    body: BatchBodyDep,
     principal: CanCreate,
     session: SessionDep,
     settings: SettingsDep,
@@ -80,7 +89,11 @@ def create_reports_batch(
     errors: dict[int, ReportOutcome] = {}
     for index, item in enumerate(items):
         try:
+            check_json(item, ("reports", index))
             parsed.append(_report.validate_python(item))
+        except ApiError as exc:
+            parsed.append(None)
+            errors[index] = ReportOutcome(422, issues=exc.issues)
         except ValidationError as exc:
             parsed.append(None)
             errors[index] = ReportOutcome(422, issues=validation_issues(exc, ("reports", index)))
@@ -105,7 +118,7 @@ def create_reports_batch(
 
 @router.get("/{report_id}", summary="What one accepted report created")
 def get_report(
-    report_id: str,
+    report_id: Annotated[str, Path(max_length=64)],
     principal: Annotated[Principal, Depends(require("Observation", "r"))],
     session: SessionDep,
 ) -> Response:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from careloop.services.common.constrained import (
+    FiniteFloat,
+    SafeDatetime,
+    SmallInt,
+    Text100,
+    Text200,
+    Text4000,
+    Uri300,
+)
 
 SCORED = ("phq-9", "phq-2", "gad-7")
 RATINGS = ("mood", "anxiety", "sleep-quality", "sleep-duration")
@@ -18,8 +28,8 @@ class PatientRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    system: str = Field(min_length=1, max_length=300)
-    value: str = Field(min_length=1, max_length=200)
+    system: Uri300
+    value: Text200
 
 
 class DeviceInfo(BaseModel):
@@ -27,8 +37,8 @@ class DeviceInfo(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200)
-    version: str | None = Field(default=None, max_length=100)
+    name: Text200 | None = None
+    version: Text100 | None = None
 
 
 class SymptomReportIn(BaseModel):
@@ -38,13 +48,13 @@ class SymptomReportIn(BaseModel):
 
     patient: PatientRef
     instrument: Instrument
-    effective: AwareDatetime
-    answers: list[int] | None = Field(default=None, max_length=20)
-    difficulty: int | None = None
-    value: float | None = None
-    note: str | None = Field(default=None, max_length=4000)
+    effective: SafeDatetime
+    answers: list[SmallInt] | None = Field(default=None, max_length=20)
+    difficulty: SmallInt | None = None
+    value: FiniteFloat | None = None
+    note: Text4000 | None = None
     device: DeviceInfo | None = None
-    app_report_id: str | None = Field(default=None, min_length=1, max_length=200)
+    app_report_id: Text200 | None = None
 
 
 class ReportCreated(BaseModel):

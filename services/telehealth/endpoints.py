@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Path
 from pydantic import TypeAdapter
 from starlette.responses import Response
 
@@ -25,7 +25,10 @@ router = APIRouter(prefix="/v1/telehealth-sessions", tags=["telehealth sessions"
 _session_in = TypeAdapter(SessionIn)
 _session_patch = TypeAdapter(SessionPatch)
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+]
+SessionId = Annotated[str, Path(max_length=64)]
 
 
 @router.post("", status_code=201, summary="Record a telehealth session")
@@ -51,7 +54,7 @@ def create(
 
 @router.patch("/{session_id}", summary="Update a telehealth session")
 def patch(
-    session_id: str,
+    session_id: SessionId,
     body: BodyDep,
     principal: Annotated[Principal, Depends(require("Encounter", "u"))],
     session: SessionDep,
@@ -77,7 +80,7 @@ def patch(
 
 @router.get("/{session_id}", summary="A telehealth session")
 def get(
-    session_id: str,
+    session_id: SessionId,
     principal: Annotated[Principal, Depends(require("Encounter", "r"))],
     session: SessionDep,
 ) -> Response:

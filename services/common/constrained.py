@@ -1,0 +1,121 @@
+"""Bounded input values the app API checks where they enter, so every stored value fits.
+
+PostgreSQL text cannot hold NUL; columns have lengths; Python's ``datetime`` and the database
+hold years 1..9999 only after conversion to UTC; FHIR strings must hold more than whitespace and
+FHIR uris no whitespace at all. These types say so once, for every pydantic schema of the API.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+
+NUL = "\x00"
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""Control characters no text field takes (tab, line feed and carriage return are text)."""
+FIRST_YEAR = 1
+LAST_YEAR = 9998
+"""Date-times stay in these years in UTC, so a range end (the whole year) stays representable."""
+MAX_JSON_DEPTH = 32
+"""Containers nested in one app API body; the deepest valid body nests 3."""
+MAX_JSON_NUMBER = 10**15
+"""Magnitude every JSON number stays below: exact as a double, and in 64-bit columns."""
+JsonPath = tuple[str | int, ...]
+
+
+def _text(value: str) -> str:
+    if CONTROL.search(value):
+        raise ValueError("must not contain control characters (such as NUL)")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _uri(value: str) -> str:
+    if any(c.isspace() for c in value):
+        raise ValueError("must be a URI without whitespace")
+    return value
+
+
+def _in_years(value: datetime) -> datetime:
+    try:
+        year = value.astimezone(UTC).year
+    except OverflowError:
+        year = 0
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise ValueError(f"must lie between the years {FIRST_YEAR} and {LAST_YEAR} in UTC")
+    return value
+
+
+Text = AfterValidator(_text)
+"""Pydantic validator: no control characters, not blank."""
+Uri = AfterValidator(_uri)
+"""Pydantic validator: no whitespace."""
+
+
+def _bounded(n: int) -> StringConstraints:
+    return StringConstraints(min_length=1, max_length=n)
+
+
+# Text of at most N characters (the column's length); no control characters, not blank.
+Text64 = Annotated[str, _bounded(64), Text]
+Text100 = Annotated[str, _bounded(100), Text]
+Text200 = Annotated[str, _bounded(200), Text]
+Text300 = Annotated[str, _bounded(300), Text]
+Text2000 = Annotated[str, _bounded(2000), Text]
+Text4000 = Annotated[str, _bounded(4000), Text]
+# URIs (identifier systems, URLs): bounded text without whitespace.
+Uri300 = Annotated[str, _bounded(300), Text, Uri]
+Uri500 = Annotated[str, _bounded(500), Text, Uri]
+Uri2000 = Annotated[str, _bounded(2000), Text, Uri]
+Name100 = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._~-]+$")
+]
+"""A name that is also a URL path segment (unreserved characters only)."""
+
+SafeDatetime = Annotated[AwareDatetime, AfterValidator(_in_years)]
+"""An aware datetime that stays in years 1..9998 once converted to UTC."""
+
+SmallInt = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+"""An integer a 32-bit column and any arithmetic on it hold."""
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
+"""A finite number of bounded magnitude."""
+
+
+def json_problem(
+    data: Any, *, max_depth: int = MAX_JSON_DEPTH, max_number: int = MAX_JSON_NUMBER
+) -> tuple[JsonPath, str] | None:
+    """The first place in parsed JSON careloop cannot hold, and why (None if there is none).
+
+    Walks iteratively (no recursion, whatever the depth): NUL in strings and member names,
+    nesting deeper than ``max_depth``, numbers not finite or of magnitude ``max_number`` or more.
+    """
+    stack: list[tuple[JsonPath, Any, int]] = [((), data, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth >= max_depth:
+                return path, f"nests deeper than {max_depth} levels"
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            children = []
+            for key, child in items:
+                if isinstance(key, str) and NUL in key:
+                    return path, "a member name contains a NUL character"
+                children.append(((*path, key), child, depth + 1))
+            stack.extend(reversed(children))  # first member first
+        elif isinstance(value, str):
+            if NUL in value:
+                return path, "must not contain NUL characters"
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int | float):
+            if isinstance(value, float) and not math.isfinite(value):
+                return path, "must be a finite number"
+            if abs(value) >= max_number:
+                return path, f"must be smaller in magnitude than {max_number:.0e}"
+    return None
