@@ -21,6 +21,7 @@ from careloop.services.auth.endpoints import router as auth_router
 from careloop.services.common.access_log import AccessLog
 from careloop.services.common.errors import ApiError, Issue, json_path, outcome_response
 from careloop.services.common.middleware import BodySizeLimit, InputGuard
+from careloop.services.common.openapi import install as install_openapi
 from careloop.services.db import make_engine
 from careloop.services.ehr.endpoints import router as ehr_router
 from careloop.services.fhirapi.endpoints import router as fhir_router
@@ -119,6 +120,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(keys_router)
     app.include_router(ehr_router)
     app.include_router(launch_router)
+
+    install_openapi(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -45,7 +46,15 @@ SessionDep = Annotated[Session, Depends(get_session)]
 _BEARER = {"WWW-Authenticate": 'Bearer realm="careloop"'}
 
 
-def get_principal(request: Request, settings: SettingsDep) -> Principal:
+_bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer", bearerFormat="JWT")
+"""Declares the bearer scheme in the OpenAPI; the header is checked below, answering 401."""
+
+
+def get_principal(
+    request: Request,
+    settings: SettingsDep,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
+) -> Principal:
     """The client behind the request's bearer token (401 without a valid one)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

@@ -20,9 +20,11 @@ from careloop.services.common.body import RawBody, parse_as, read_json_body
 from careloop.services.common.constrained import Text200, Text4000, Uri2000
 from careloop.services.common.errors import ApiError
 from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
+from careloop.services.common.openapi import errors, json_body, json_ok
 from careloop.services.deps import SessionDep, SettingsDep, require
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(tags=["alerts"], responses=errors(400, 401, 403, 422))
+_ALERT = json_ok("The alert with its explanation")
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
 CanRead = Annotated[Principal, Depends(require("Task", "s"))]
 CanUpdate = Annotated[Principal, Depends(require("Task", "u"))]
@@ -80,7 +82,11 @@ async def _maybe_body(request: Request) -> RawBody | None:
     return await read_json_body(request)
 
 
-@router.get("/v1/alerts", summary="The inbox: alerts of this tenant")
+@router.get(
+    "/v1/alerts",
+    summary="The inbox: alerts of this tenant",
+    responses={200: json_ok("Alerts, newest first")},
+)
 def list_alerts(
     principal: CanRead,
     session: SessionDep,
@@ -101,7 +107,11 @@ def list_alerts(
     return _json({"alerts": [alert_json(a, settings.base_url) for a in alerts]})
 
 
-@router.get("/v1/alerts/{alert_id}", summary="One alert with its explanation")
+@router.get(
+    "/v1/alerts/{alert_id}",
+    summary="One alert with its explanation",
+    responses={200: _ALERT, **errors(404)},
+)
 def read_alert(
     alert_id: AlertId, principal: CanRead, session: SessionDep, settings: SettingsDep
 ) -> Response:
@@ -119,7 +129,12 @@ def _lifecycle(
     return result_response(run_unit_of_work(session, principal, work, body=raw))
 
 
-@router.post("/v1/alerts/{alert_id}/acknowledge", summary="Take ownership of the follow-up")
+@router.post(
+    "/v1/alerts/{alert_id}/acknowledge",
+    summary="Take ownership of the follow-up",
+    openapi_extra=json_body(AckIn, required=False),
+    responses={200: _ALERT, **errors(404, 409, 413, 415, 503)},
+)
 def acknowledge_alert(
     alert_id: AlertId,
     principal: CanUpdate,
@@ -139,7 +154,12 @@ def acknowledge_alert(
     )
 
 
-@router.post("/v1/alerts/{alert_id}/resolve", summary="Close the alert with a note")
+@router.post(
+    "/v1/alerts/{alert_id}/resolve",
+    summary="Close the alert with a note",
+    openapi_extra=json_body(ResolveIn, required=False),
+    responses={200: _ALERT, **errors(404, 409, 413, 415, 503)},
+)
 def resolve_alert(
     alert_id: AlertId,
     principal: CanUpdate,
@@ -159,7 +179,13 @@ def resolve_alert(
     )
 
 
-@router.post("/v1/notification-routes", status_code=201, summary="Route alerts somewhere")
+@router.post(
+    "/v1/notification-routes",
+    status_code=201,
+    summary="Route alerts somewhere",
+    openapi_extra=json_body(RouteIn),
+    responses={201: json_ok("The route, with the webhook secret"), **errors(413, 415)},
+)
 def create_route(
     body: BodyDep,
     principal: Annotated[Principal, Depends(require("CareTeam", "u"))],

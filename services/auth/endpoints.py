@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -17,6 +17,15 @@ from careloop.services.auth.client_auth import (
 )
 from careloop.services.auth.scopes import ScopeError, grant_scopes
 from careloop.services.auth.tokens import issue_token
+from careloop.services.common.errors import FHIR_JSON
+from careloop.services.common.openapi import (
+    FORM,
+    JSON,
+    OUTCOME_REF,
+    json_body,
+    json_ok,
+    outcome,
+)
 from careloop.services.deps import SessionDep, SettingsDep
 
 router = APIRouter(tags=["auth"])
@@ -63,7 +72,44 @@ def _form_problem(form: dict[str, str]) -> str | None:
     return None
 
 
-@router.post("/oauth/token")
+_OAUTH_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+}
+_TOKEN_FORM = {
+    "type": "object",
+    "required": ["grant_type"],
+    "properties": {
+        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+        "scope": {"type": "string", "maxLength": FORM_LIMITS["scope"]},
+        "client_id": {"type": "string", "maxLength": FORM_LIMITS["client_id"]},
+        "client_secret": {"type": "string", "maxLength": FORM_LIMITS["client_secret"]},
+        "client_assertion_type": {"type": "string"},
+        "client_assertion": {"type": "string", "maxLength": MAX_ASSERTION_LENGTH},
+    },
+}
+
+
+def _oauth(description: str, guard: bool = False) -> dict[str, Any]:
+    content: dict[str, Any] = {JSON: {"schema": _OAUTH_ERROR}}
+    if guard:  # the path/query guard and the body limit answer with an OperationOutcome
+        content[FHIR_JSON] = {"schema": OUTCOME_REF}
+    return {"description": description, "content": content}
+
+
+@router.post(
+    "/oauth/token",
+    summary="The client_credentials grant (SMART Backend Services)",
+    openapi_extra=json_body(_TOKEN_FORM, media_types=(FORM,)),
+    responses={
+        200: json_ok("An access token (RFC 6749 5.1)"),
+        400: _oauth("invalid_request, unsupported_grant_type or invalid_scope", guard=True),
+        401: _oauth("invalid_client"),
+        413: outcome(413),
+        422: outcome(422),
+    },
+)
 def token(
     form: Annotated[dict[str, str] | None, Depends(_form_body)],
     session: SessionDep,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
@@ -20,6 +20,8 @@ CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 FIRST_YEAR = 1
 LAST_YEAR = 9998
 """Date-times stay in these years in UTC, so a range end (the whole year) stays representable."""
+MAX_OFFSET = timedelta(hours=14)
+"""FHIR (and ISO 8601 practice) allow UTC offsets up to 14 hours."""
 MAX_JSON_DEPTH = 32
 """Containers nested in one app API body; the deepest valid body nests 3."""
 MAX_JSON_NUMBER = 10**15
@@ -42,6 +44,9 @@ def _uri(value: str) -> str:
 
 
 def _in_years(value: datetime) -> datetime:
+    offset = value.utcoffset() or timedelta(0)
+    if abs(offset) > MAX_OFFSET or offset % timedelta(minutes=1):
+        raise ValueError("the offset must be whole minutes within -14:00..+14:00")
     try:
         year = value.astimezone(UTC).year
     except OverflowError:
@@ -51,10 +56,16 @@ def _in_years(value: datetime) -> datetime:
     return value
 
 
+TEXT_PATTERN = (
+    r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+)
+URI_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
 Text = AfterValidator(_text)
-"""Pydantic validator: no control characters, not blank."""
+"""Pydantic validator: no control characters, not blank (the OpenAPI shows TEXT_PATTERN)."""
 Uri = AfterValidator(_uri)
-"""Pydantic validator: no whitespace."""
+"""Pydantic validator: no whitespace (the OpenAPI shows URI_PATTERN)."""
+_TEXT_DOC = Field(json_schema_extra={"pattern": TEXT_PATTERN})
+_URI_DOC = Field(json_schema_extra={"pattern": URI_PATTERN})
 
 
 def _bounded(n: int) -> StringConstraints:
@@ -62,23 +73,23 @@ def _bounded(n: int) -> StringConstraints:
 
 
 # Text of at most N characters (the column's length); no control characters, not blank.
-Text64 = Annotated[str, _bounded(64), Text]
-Text100 = Annotated[str, _bounded(100), Text]
-Text200 = Annotated[str, _bounded(200), Text]
-Text300 = Annotated[str, _bounded(300), Text]
-Text2000 = Annotated[str, _bounded(2000), Text]
-Text4000 = Annotated[str, _bounded(4000), Text]
+Text64 = Annotated[str, _bounded(64), Text, _TEXT_DOC]
+Text100 = Annotated[str, _bounded(100), Text, _TEXT_DOC]
+Text200 = Annotated[str, _bounded(200), Text, _TEXT_DOC]
+Text300 = Annotated[str, _bounded(300), Text, _TEXT_DOC]
+Text2000 = Annotated[str, _bounded(2000), Text, _TEXT_DOC]
+Text4000 = Annotated[str, _bounded(4000), Text, _TEXT_DOC]
 # URIs (identifier systems, URLs): bounded text without whitespace.
-Uri300 = Annotated[str, _bounded(300), Text, Uri]
-Uri500 = Annotated[str, _bounded(500), Text, Uri]
-Uri2000 = Annotated[str, _bounded(2000), Text, Uri]
+Uri300 = Annotated[str, _bounded(300), Text, Uri, _URI_DOC]
+Uri500 = Annotated[str, _bounded(500), Text, Uri, _URI_DOC]
+Uri2000 = Annotated[str, _bounded(2000), Text, Uri, _URI_DOC]
 Name100 = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._~-]+$")
 ]
 """A name that is also a URL path segment (unreserved characters only)."""
 
 SafeDatetime = Annotated[AwareDatetime, AfterValidator(_in_years)]
-"""An aware datetime that stays in years 1..9998 once converted to UTC."""
+"""An aware datetime with an offset FHIR allows, in years 1..9998 once converted to UTC."""
 
 SmallInt = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 """An integer a 32-bit column and any arithmetic on it hold."""

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from careloop.services.common.body import RawBody, parse_as, read_json_body
 from careloop.services.common.constrained import Name100, Text200, Text2000, Uri500
 from careloop.services.common.errors import ApiError
+from careloop.services.common.openapi import errors, json_body, json_ok
 from careloop.services.deps import AdminDep, SessionDep
 from careloop.services.ehr.models import EhrFailure
 from careloop.services.ehr.service import (
@@ -27,7 +28,7 @@ from careloop.services.store.repository import ResourceStore
 from careloop.services.tenancy.models import Tenant
 from careloop.workflows.ehr_sync import failure_json, link_manually
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], responses=errors(400, 401, 403, 422))
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
 ConnectionName = Annotated[str, Path(max_length=100)]
 
@@ -71,7 +72,13 @@ def _find(session: SessionDep, tenant_id: str, name: str) -> Any:
         raise ApiError.not_found(f"EHR connection {name}") from exc
 
 
-@router.post("/ehr-connections", status_code=201, summary="Connect an EHR")
+@router.post(
+    "/ehr-connections",
+    status_code=201,
+    summary="Connect an EHR",
+    openapi_extra=json_body(ConnectionIn),
+    responses={201: json_ok("The connection"), **errors(413, 415)},
+)
 def create(body: BodyDep, principal: AdminDep, session: SessionDep) -> Response:
     """Register an EHR (SMART Backend Services); careloop's JWKS is at /.well-known/jwks.json."""
     data = parse_as(TypeAdapter(ConnectionIn), body.data)
@@ -91,7 +98,11 @@ def create(body: BodyDep, principal: AdminDep, session: SessionDep) -> Response:
     return _json(connection_json(connection), 201)
 
 
-@router.get("/ehr-connections", summary="List EHR connections")
+@router.get(
+    "/ehr-connections",
+    summary="List EHR connections",
+    responses={200: json_ok("The tenant's connections")},
+)
 def list_connections(principal: AdminDep, session: SessionDep) -> Response:
     """The tenant's connections."""
     from careloop.services.ehr.models import EhrConnection
@@ -102,13 +113,22 @@ def list_connections(principal: AdminDep, session: SessionDep) -> Response:
     return _json({"connections": [connection_json(c) for c in rows]})
 
 
-@router.get("/ehr-connections/{name}", summary="Status of one EHR connection")
+@router.get(
+    "/ehr-connections/{name}",
+    summary="Status of one EHR connection",
+    responses={200: json_ok("Links, writes, failures and circuit state"), **errors(404)},
+)
 def status(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Response:
     """Links, writes, failures and circuit state."""
     return _json(connection_status(session, _find(session, principal.tenant_id, name)))
 
 
-@router.delete("/ehr-connections/{name}", summary="Stop syncing with an EHR")
+@router.delete(
+    "/ehr-connections/{name}",
+    status_code=204,
+    summary="Stop syncing with an EHR",
+    responses={204: {"description": "Deactivated"}, **errors(404)},
+)
 def remove(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Response:
     """Deactivate the connection (its history is kept)."""
     remove_connection(session, _find(session, principal.tenant_id, name))
@@ -116,7 +136,11 @@ def remove(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Re
     return Response(status_code=204)
 
 
-@router.get("/ehr-connections/{name}/failures", summary="Writes the EHR refused")
+@router.get(
+    "/ehr-connections/{name}/failures",
+    summary="Writes the EHR refused",
+    responses={200: json_ok("Refused writes with the EHR's reasons"), **errors(404)},
+)
 def failures(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Response:
     """Refused writes with the EHR's reasons."""
     connection = _find(session, principal.tenant_id, name)
@@ -124,7 +148,13 @@ def failures(name: ConnectionName, principal: AdminDep, session: SessionDep) -> 
     return _json({"failures": [failure_json(f) for f in rows]})
 
 
-@router.post("/patient-links", status_code=201, summary="Link a patient to an EHR Patient")
+@router.post(
+    "/patient-links",
+    status_code=201,
+    summary="Link a patient to an EHR Patient",
+    openapi_extra=json_body(LinkIn),
+    responses={201: json_ok("The link"), **errors(404, 413, 415)},
+)
 def link(body: BodyDep, principal: AdminDep, session: SessionDep) -> Response:
     """Link explicitly (for patients no identifier matched, or several did)."""
     data = parse_as(TypeAdapter(LinkIn), body.data)

@@ -57,6 +57,12 @@ class SymptomReportIn(BaseModel):
     app_report_id: Text200 | None = None
 
 
+class SymptomReportBatchIn(BaseModel):
+    """Up to 1,000 reports (a bare JSON array of reports is taken too); documents the body."""
+
+    reports: list[SymptomReportIn] = Field(max_length=1000)
+
+
 class ReportCreated(BaseModel):
     """What the API answers for an accepted report."""
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.body import RawBody, parse_as, read_json_body
 from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
+from careloop.services.common.openapi import errors, json_body, json_ok
 from careloop.services.deps import SessionDep, SettingsDep, require
 from careloop.services.telehealth.schemas import SessionIn, SessionPatch
 from careloop.services.telehealth.service import (
@@ -21,7 +22,12 @@ from careloop.services.telehealth.service import (
     update_session,
 )
 
-router = APIRouter(prefix="/v1/telehealth-sessions", tags=["telehealth sessions"])
+router = APIRouter(
+    prefix="/v1/telehealth-sessions",
+    tags=["telehealth sessions"],
+    responses=errors(400, 401, 403, 422),
+)
+_SESSION = json_ok("The session and its Encounter reference")
 _session_in = TypeAdapter(SessionIn)
 _session_patch = TypeAdapter(SessionPatch)
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
@@ -31,7 +37,17 @@ IdempotencyKey = Annotated[
 SessionId = Annotated[str, Path(max_length=64)]
 
 
-@router.post("", status_code=201, summary="Record a telehealth session")
+@router.post(
+    "",
+    status_code=201,
+    summary="Record a telehealth session",
+    openapi_extra=json_body(SessionIn),
+    responses={
+        201: _SESSION,
+        200: json_ok("A session with this app_session_id exists: it, unchanged"),
+        **errors(413, 415, 503),
+    },
+)
 def create(
     body: BodyDep,
     principal: Annotated[Principal, Depends(require("Encounter", "c"))],
@@ -52,7 +68,12 @@ def create(
     )
 
 
-@router.patch("/{session_id}", summary="Update a telehealth session")
+@router.patch(
+    "/{session_id}",
+    summary="Update a telehealth session",
+    openapi_extra=json_body(SessionPatch),
+    responses={200: _SESSION, **errors(404, 409, 413, 415, 503)},
+)
 def patch(
     session_id: SessionId,
     body: BodyDep,
@@ -78,7 +99,9 @@ def patch(
     )
 
 
-@router.get("/{session_id}", summary="A telehealth session")
+@router.get(
+    "/{session_id}", summary="A telehealth session", responses={200: _SESSION, **errors(404)}
+)
 def get(
     session_id: SessionId,
     principal: Annotated[Principal, Depends(require("Encounter", "r"))],
