@@ -44,6 +44,8 @@ EngineDep = Annotated[Engine, Depends(get_app_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 _BEARER = {"WWW-Authenticate": 'Bearer realm="careloop"'}
+MAX_TOKEN_LENGTH = 4096
+"""careloop's own access tokens are well under 1 KB."""
 
 
 _bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer", bearerFormat="JWT")
@@ -60,6 +62,8 @@ def get_principal(
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, [Issue("login", "a bearer access token is required")], _BEARER)
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise ApiError(401, [Issue("login", "the access token is not valid")], _BEARER)
     try:
         principal = verify_token(settings.secret_key, settings.base_url, token.strip())
     except InvalidToken as exc:

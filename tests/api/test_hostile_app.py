@@ -477,3 +477,13 @@ def test_jwks_ignores_hostile_query(app_client: TestClient) -> None:
     response = app_client.get("/.well-known/jwks.json", params={"x": NUL})
     assert_refused(response, "x", (400,))
     assert app_client.get("/.well-known/jwks.json").status_code == 200
+
+
+def test_hostile_bearer_tokens_are_401(app_client: TestClient) -> None:
+    import base64
+
+    deep = base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).rstrip(b"=").decode()
+    for token in (f"{deep}.e30.c2ln", "a" * 20_000, "a.b.c", "....", f"{deep}.{deep}.x"):
+        response = app_client.get("/v1/alerts", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, response.text
+        assert response.json()["resourceType"] == "OperationOutcome"
