@@ -44,7 +44,27 @@ class DeviceInfo(BaseModel):
 class SymptomReportIn(BaseModel):
     """One report: a questionnaire (``answers``) or a single rating (``value``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "patient": {"system": "https://app.example/patients", "value": "p-001"},
+                    "instrument": "phq-9",
+                    "answers": [1, 2, 0, 1, 3, 0, 1, 0, 1],
+                    "effective": "2026-11-20T09:30:00Z",
+                    "app_report_id": "r-981",
+                },
+                {
+                    "patient": {"system": "https://app.example/patients", "value": "p-001"},
+                    "instrument": "mood",
+                    "value": 6,
+                    "effective": "2026-11-21T20:00:00+01:00",
+                    "device": {"name": "ExampleApp", "version": "3.2"},
+                },
+            ]
+        },
+    )
 
     patient: PatientRef
     instrument: Instrument

@@ -25,7 +25,24 @@ class PractitionerRef(BaseModel):
 class SessionIn(BaseModel):
     """A new telehealth session."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "patient": {"system": "https://app.example/patients", "value": "t-1"},
+                    "practitioner": {
+                        "system": "http://hl7.org/fhir/sid/us-npi",
+                        "value": "1234567893",
+                    },
+                    "status": "planned",
+                    "modality": "video",
+                    "start": "2026-11-24T15:00:00Z",
+                    "platform": "ExampleVideo",
+                }
+            ]
+        },
+    )
 
     patient: PatientRef
     practitioner: PractitionerRef | None = None

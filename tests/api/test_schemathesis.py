@@ -2,7 +2,8 @@
 
 Every operation of the OpenAPI gets generated requests (valid and invalid by its schema) with a
 bearer token of every scope. Every answer must be below 500; outside /fhir (documented by the
-FHIR API's own module) the status code and content type must also be ones the OpenAPI lists.
+FHIR API's own module) the status code, content type and body must also be as the OpenAPI says
+(every refusal an OperationOutcome).
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from careloop.services.app import create_app
 from careloop.services.db import make_engine, session_scope
@@ -27,7 +32,7 @@ from careloop.services.settings import Environment, Settings
 from careloop.services.tenancy.service import create_client
 
 SCOPES = "system/*.cruds careloop/admin"
-MAX_EXAMPLES = 60
+MAX_EXAMPLES = 100
 
 
 def _settings(database_url: str) -> Settings:
@@ -74,5 +79,5 @@ def test_no_server_errors(case: Any, api: tuple[FastAPI, dict[str, str]]) -> Non
     app, headers = api
     checks = [not_a_server_error]
     if not case.operation.path.startswith("/fhir"):
-        checks += [status_code_conformance, content_type_conformance]
+        checks += [status_code_conformance, content_type_conformance, response_schema_conformance]
     case.call_and_validate(app=app, headers=headers, checks=checks)
