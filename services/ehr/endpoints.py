@@ -51,8 +51,8 @@ class LinkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ehr: Name100
-    patient: str = Field(min_length=9, max_length=80, pattern=r"^Patient/[A-Za-z0-9\-.]+$")
-    ehr_patient: str = Field(min_length=9, max_length=80, pattern=r"^Patient/[A-Za-z0-9\-.]+$")
+    patient: str = Field(min_length=9, max_length=80, pattern=r"^Patient/[A-Za-z0-9\-.]{1,64}$")
+    ehr_patient: str = Field(min_length=9, max_length=80, pattern=r"^Patient/[A-Za-z0-9\-.]{1,64}$")
 
 
 def _json(data: Any, status: int = 200) -> Response:

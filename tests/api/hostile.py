@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from typing import Any
 
+from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
@@ -17,6 +21,15 @@ from careloop.services.telehealth.models import TelehealthSessionRow
 from careloop.services.tenancy.models import Tenant
 
 NUL = "\u0000"
+
+
+def keep_hypothesis_out_of_the_work_tree() -> None:
+    """Hypothesis caches (constants, unicode data) go to a temporary directory, removed at exit."""
+    home = tempfile.mkdtemp(prefix="careloop-hypothesis-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    set_hypothesis_home_dir(home)
+
+
 TENANT_TABLES = (
     FhirResource,
     SymptomReport,

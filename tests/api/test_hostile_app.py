@@ -487,3 +487,14 @@ def test_hostile_bearer_tokens_are_401(app_client: TestClient) -> None:
         response = app_client.get("/v1/alerts", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401, response.text
         assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_patient_link_ids_longer_than_a_fhir_id_are_refused(admin: Caller, engine: Engine) -> None:
+    assert admin.post("/admin/ehr-connections", json=CONNECTION).status_code == 201
+    patient = admin.post("/v1/symptom-reports", json=phq9("link-1")).json()["patient"]
+    before = stored(engine, admin.tenant)
+    link = {"ehr": "hospital", "patient": patient, "ehr_patient": "Patient/" + "1" * 65}
+    assert_refused(admin.post("/admin/patient-links", json=link), "ehr_patient")
+    assert stored(engine, admin.tenant) == before
+    link["ehr_patient"] = "Patient/" + "1" * 64
+    assert admin.post("/admin/patient-links", json=link).status_code == 201

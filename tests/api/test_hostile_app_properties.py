@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from conftest import Caller, make_caller, phq9
 from fastapi.testclient import TestClient
-from hostile import NUL, expressions, stored
+from hostile import NUL, expressions, keep_hypothesis_out_of_the_work_tree, stored
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
+keep_hypothesis_out_of_the_work_tree()
 PROPERTY_SETTINGS = settings(
     max_examples=30,
     deadline=None,

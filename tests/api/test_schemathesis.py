@@ -17,6 +17,7 @@ import schemathesis
 from conftest import BASE_URL, _drop_pg_database, _pg_database, token_for
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hostile import keep_hypothesis_out_of_the_work_tree
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -45,6 +46,7 @@ def _settings(database_url: str) -> Settings:
     )
 
 
+keep_hypothesis_out_of_the_work_tree()
 # The OpenAPI needs no database: build it once at import, so each operation is its own test.
 _DOCUMENT = create_app(_settings("postgresql+psycopg://unused@127.0.0.1:1/unused")).openapi()
 schema = schemathesis.openapi.from_dict(_DOCUMENT)
