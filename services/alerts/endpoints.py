@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -38,6 +39,15 @@ class AckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     by: Text200 | None = None
+    """``Practitioner/{id}`` (then the Task's owner) or another name of who acted."""
+
+    @field_validator("by")
+    @classmethod
+    def _practitioner_reference(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("Practitioner/"):
+            if not re.fullmatch(FHIR_ID, value.removeprefix("Practitioner/")):
+                raise ValueError("Practitioner/{id} takes a FHIR id (A-Z a-z 0-9 - . up to 64)")
+        return value
 
 
 class ResolveIn(AckIn):

@@ -291,6 +291,8 @@ def open_alert(caller: Caller, engine: Engine, settings: Any) -> str:
     [
         ("acknowledge", {"by": f"Practitioner/{NUL}"}, "by"),
         ("acknowledge", {"by": "b" * 201}, "by"),
+        ("acknowledge", {"by": "Practitioner/dr a"}, "by"),
+        ("acknowledge", {"by": "Practitioner/" + "p" * 65}, "by"),
         ("resolve", {"note": f"done{NUL}"}, "note"),
         ("resolve", {"by": "Practitioner/1", "note": "n" * 4001}, "note"),
         ("resolve", {"note": _deep(DEEP)}, "note"),
