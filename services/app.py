@@ -18,7 +18,8 @@ from careloop.services.alerts.endpoints import router as alerts_router
 from careloop.services.auth.endpoints import router as auth_router
 from careloop.services.common.access_log import AccessLog
 from careloop.services.common.errors import ApiError, Issue, json_path, outcome_response
-from careloop.services.common.middleware import BodySizeLimit
+from careloop.services.common.middleware import BodySizeLimit, InputGuard
+from careloop.services.common.openapi import install as install_openapi
 from careloop.services.common.rate_limit import RateLimits
 from careloop.services.common.security_headers import install_security_headers
 from careloop.services.common.unhandled import UnhandledErrors
@@ -111,11 +112,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(launch_router)
     mount_docs(app)
 
+    install_openapi(app)
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(InputGuard, path_templates=lambda: app.openapi()["paths"].keys())
     app.add_middleware(AccessLog)
     # Outermost of careloop's middleware: no exception reaches Starlette's ServerErrorMiddleware
     # (which re-raises) or uvicorn (which prints the traceback with its text).

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -44,14 +45,26 @@ EngineDep = Annotated[Engine, Depends(get_app_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 _BEARER = {"WWW-Authenticate": 'Bearer realm="careloop"'}
+MAX_TOKEN_LENGTH = 4096
+"""careloop's own access tokens are well under 1 KB."""
 
 
-def get_principal(request: Request, settings: SettingsDep) -> Principal:
+_bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer", bearerFormat="JWT")
+"""Declares the bearer scheme in the OpenAPI; the header is checked below, answering 401."""
+
+
+def get_principal(
+    request: Request,
+    settings: SettingsDep,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
+) -> Principal:
     """The client behind the request's bearer token (401 without a valid one)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, [Issue("login", "a bearer access token is required")], _BEARER)
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise ApiError(401, [Issue("login", "the access token is not valid")], _BEARER)
     try:
         principal = verify_token(settings.secret_key, settings.base_url, token.strip())
     except InvalidToken as exc:

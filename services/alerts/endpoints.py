@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from sqlmodel import select
 from starlette.responses import Response
 
@@ -15,15 +18,20 @@ from careloop.services.alerts.routes_service import RouteError, add_route
 from careloop.services.alerts.service import acknowledge, alert_json, get_alert, resolve
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.body import RawBody, parse_as, read_json_body
+from careloop.services.common.constrained import Text200, Text4000, Uri2000
 from careloop.services.common.egress import destination_policy
 from careloop.services.common.errors import ApiError
 from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
+from careloop.services.common.openapi import errors, json_body, json_ok
 from careloop.services.deps import SessionDep, SettingsDep, require
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(tags=["alerts"], responses=errors(400, 401, 403, 422))
+_ALERT = json_ok("The alert with its explanation")
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
 CanRead = Annotated[Principal, Depends(require("Task", "s"))]
 CanUpdate = Annotated[Principal, Depends(require("Task", "u"))]
+AlertId = Annotated[str, Path(max_length=64)]
+FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
 
 
 class AckIn(BaseModel):
@@ -31,13 +39,22 @@ class AckIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    by: str | None = Field(default=None, max_length=200)
+    by: Text200 | None = None
+    """``Practitioner/{id}`` (then the Task's owner) or another name of who acted."""
+
+    @field_validator("by")
+    @classmethod
+    def _practitioner_reference(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("Practitioner/"):
+            if not re.fullmatch(FHIR_ID, value.removeprefix("Practitioner/")):
+                raise ValueError("Practitioner/{id} takes a FHIR id (A-Z a-z 0-9 - . up to 64)")
+        return value
 
 
 class ResolveIn(AckIn):
     """Who resolves, and a note on the follow-up done."""
 
-    note: str | None = Field(default=None, max_length=4000)
+    note: Text4000 | None = None
 
 
 class RouteIn(BaseModel):
@@ -45,11 +62,21 @@ class RouteIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    recipient: str = Field(min_length=1, max_length=200)
+    recipient: str = Field(max_length=200, pattern=rf"^(oncall|Practitioner/{FHIR_ID})$")
     channel: Literal["webhook", "email"]
-    address: str = Field(min_length=3, max_length=2000)
-    secret: str | None = Field(default=None, max_length=200)
+    address: Annotated[Uri2000, Field(min_length=3)]
+    secret: str | None = Field(default=None, max_length=200, pattern=r"^whsec_[A-Za-z0-9+/=]+$")
     min_severity: Literal["info", "warning", "high", "critical"] = "info"
+
+    @field_validator("secret")
+    @classmethod
+    def _base64_secret(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                base64.b64decode(value.removeprefix("whsec_"), validate=True)
+            except binascii.Error:
+                raise ValueError("a webhook secret is whsec_ and base64") from None
+        return value
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -66,13 +93,19 @@ async def _maybe_body(request: Request) -> RawBody | None:
     return await read_json_body(request)
 
 
-@router.get("/v1/alerts", summary="The inbox: alerts of this tenant")
+@router.get(
+    "/v1/alerts",
+    summary="The inbox: alerts of this tenant",
+    responses={200: json_ok("Alerts, newest first")},
+)
 def list_alerts(
     principal: CanRead,
     session: SessionDep,
     settings: SettingsDep,
     status: Annotated[Literal["open", "acknowledged", "resolved"] | None, Query()] = None,
-    patient: Annotated[str | None, Query(max_length=100)] = None,
+    patient: Annotated[
+        str | None, Query(max_length=100, pattern=rf"^(Patient/)?{FHIR_ID}$")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Response:
     """Alerts, newest first, optionally by status and patient (``Patient/{id}``)."""
@@ -85,9 +118,13 @@ def list_alerts(
     return _json({"alerts": [alert_json(a, settings.base_url) for a in alerts]})
 
 
-@router.get("/v1/alerts/{alert_id}", summary="One alert with its explanation")
+@router.get(
+    "/v1/alerts/{alert_id}",
+    summary="One alert with its explanation",
+    responses={200: _ALERT, **errors(404)},
+)
 def read_alert(
-    alert_id: str, principal: CanRead, session: SessionDep, settings: SettingsDep
+    alert_id: AlertId, principal: CanRead, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """The alert: rule, values, threshold and where it came from."""
     return _json(alert_json(get_alert(session, principal.tenant_id, alert_id), settings.base_url))
@@ -103,9 +140,14 @@ def _lifecycle(
     return result_response(run_unit_of_work(session, principal, work, body=raw))
 
 
-@router.post("/v1/alerts/{alert_id}/acknowledge", summary="Take ownership of the follow-up")
+@router.post(
+    "/v1/alerts/{alert_id}/acknowledge",
+    summary="Take ownership of the follow-up",
+    openapi_extra=json_body(AckIn, required=False),
+    responses={200: _ALERT, **errors(404, 409, 413, 415, 503)},
+)
 def acknowledge_alert(
-    alert_id: str,
+    alert_id: AlertId,
     principal: CanUpdate,
     session: SessionDep,
     settings: SettingsDep,
@@ -123,9 +165,14 @@ def acknowledge_alert(
     )
 
 
-@router.post("/v1/alerts/{alert_id}/resolve", summary="Close the alert with a note")
+@router.post(
+    "/v1/alerts/{alert_id}/resolve",
+    summary="Close the alert with a note",
+    openapi_extra=json_body(ResolveIn, required=False),
+    responses={200: _ALERT, **errors(404, 409, 413, 415, 503)},
+)
 def resolve_alert(
-    alert_id: str,
+    alert_id: AlertId,
     principal: CanUpdate,
     session: SessionDep,
     settings: SettingsDep,
@@ -143,7 +190,13 @@ def resolve_alert(
     )
 
 
-@router.post("/v1/notification-routes", status_code=201, summary="Route alerts somewhere")
+@router.post(
+    "/v1/notification-routes",
+    status_code=201,
+    summary="Route alerts somewhere",
+    openapi_extra=json_body(RouteIn),
+    responses={201: json_ok("The route, with the webhook secret"), **errors(413, 415)},
+)
 def create_route(
     body: BodyDep,
     principal: Annotated[Principal, Depends(require("CareTeam", "u"))],

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
+import orjson
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -20,6 +22,7 @@ from sqlmodel import Session
 
 from careloop.integrations.egress import DestinationRefused
 from careloop.services.auth.passwords import dummy_hash, verify_secret
+from careloop.services.common.bounds import json_problem
 from careloop.services.common.egress import egress_client
 from careloop.services.settings import Settings
 from careloop.services.tenancy.models import AppClient, UsedAssertion
@@ -29,6 +32,12 @@ ASSERTION_ALGS = ["RS384", "ES384"]
 MAX_ASSERTION_LIFETIME = 300
 BAD_SECRET = "client authentication failed"
 BAD_ASSERTION = "the client assertion signature is not valid"
+MAX_ASSERTION_LENGTH = 16_384
+MAX_CLIENT_ID = 64
+"""The ``app_client.client_id`` column; a longer id names no client."""
+MAX_JTI = 200
+"""The ``used_assertion.jti`` column."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ClientAuthError(Exception):
@@ -45,11 +54,16 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     client_id, sep, secret = raw.partition(":")
     if not sep:
         raise ClientAuthError("malformed Basic credentials")
-    return unquote(client_id), unquote(secret)
+    client_id, secret = unquote(client_id), unquote(secret)
+    if _CONTROL.search(client_id) or _CONTROL.search(secret) or len(secret) > 500:
+        raise ClientAuthError("malformed Basic credentials")
+    return client_id, secret
 
 
 def _load_client(session: Session, client_id: str, refusal: str) -> AppClient:
     # An unknown client is refused exactly like a known one with wrong credentials.
+    if not 0 < len(client_id) <= MAX_CLIENT_ID or _CONTROL.search(client_id):
+        client_id = ""  # names no client; still checked against the dummy hash below
     client = session.get(AppClient, client_id)
     if client is None or not client.active:
         raise ClientAuthError(refusal)
@@ -72,6 +86,31 @@ def _client_keys(session: Session, settings: Settings, client: AppClient) -> Key
     raise ClientAuthError("the client has no registered keys")
 
 
+def _unverified_claims(assertion: str) -> dict[str, Any]:
+    """The assertion's claims before verification, read with bounded parsing.
+
+    Header and payload are parsed here first (orjson bounds nesting; the standard parser would
+    raise RecursionError on a deeply nested header) and must be flat JSON objects.
+    """
+    parts = assertion.split(".")
+    if len(assertion) > MAX_ASSERTION_LENGTH or len(parts) != 3:
+        raise ClientAuthError("the client assertion is not a JWT")
+    decoded = []
+    for part in parts[:2]:
+        try:
+            value = orjson.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        except (binascii.Error, ValueError) as exc:
+            raise ClientAuthError("the client assertion is not a JWT") from exc
+        if not isinstance(value, dict) or json_problem(value, max_depth=4) is not None:
+            raise ClientAuthError("the client assertion is not a JWT")
+        decoded.append(value)
+    try:
+        jws.extract_compact(assertion.encode())
+    except (JoseError, ValueError) as exc:
+        raise ClientAuthError("the client assertion is not a JWT") from exc
+    return decoded[1]
+
+
 def _verify_assertion(
     session: Session,
     settings: Settings,
@@ -79,11 +118,8 @@ def _verify_assertion(
     token_url: str,
     client_id_hint: str | None,
 ) -> AppClient:
-    try:
-        unverified = json.loads(jws.extract_compact(assertion.encode()).payload)
-    except (JoseError, ValueError) as exc:
-        raise ClientAuthError("the client assertion is not a JWT") from exc
-    client_id = unverified.get("iss") if isinstance(unverified, dict) else None
+    unverified = _unverified_claims(assertion)
+    client_id = unverified.get("iss")
     if not isinstance(client_id, str) or (client_id_hint and client_id_hint != client_id):
         raise ClientAuthError("the client assertion names no client")
     client = _load_client(session, client_id, BAD_ASSERTION)
@@ -107,9 +143,13 @@ def _verify_assertion(
         ).validate(claims)
     except JoseError as exc:
         raise ClientAuthError(f"the client assertion is not valid: {exc.error}") from exc
-    exp = int(claims["exp"])
+    exp, jti = claims["exp"], claims["jti"]
+    if not isinstance(exp, int) or isinstance(exp, bool):
+        raise ClientAuthError("the client assertion's exp is not an integer")
     if exp > now + MAX_ASSERTION_LIFETIME + 30:
         raise ClientAuthError("the client assertion expires more than 5 minutes ahead")
+    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI or _CONTROL.search(jti):
+        raise ClientAuthError(f"the client assertion's jti is not a string of 1 to {MAX_JTI}")
     session.execute(
         delete(UsedAssertion).where(UsedAssertion.expires_at < datetime.now(UTC))  # type: ignore[arg-type]
     )
@@ -118,7 +158,7 @@ def _verify_assertion(
             session.add(
                 UsedAssertion(
                     client_id=client_id,
-                    jti=str(claims["jti"]),
+                    jti=jti,
                     expires_at=datetime.fromtimestamp(exp, UTC),
                 )
             )

@@ -8,9 +8,14 @@ import orjson
 from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
+from careloop.services.common.bounds import json_problem
 from careloop.services.common.errors import ApiError, Issue, json_path
 
 JSON_TYPES = {"application/json", "application/fhir+json"}
+APP_JSON_DEPTH = 32
+"""Containers nested in one app API body; the deepest valid body nests 3."""
+APP_JSON_NUMBER = 10**15
+"""Magnitude every app API number stays below: exact as a double."""
 T = TypeVar("T")
 
 
@@ -23,7 +28,28 @@ class RawBody:
 
 
 async def read_json_body(request: Request) -> RawBody:
-    """The request's JSON body; 415 for another content type, 400 for malformed JSON."""
+    """The request's JSON body, checked (``check_json``); 415, 400 or 422 otherwise."""
+    body = await read_json_unchecked(request)
+    check_json(body.data)
+    return body
+
+
+def check_json(data: Any, prefix: tuple[str | int, ...] = ()) -> None:
+    """Refuse JSON careloop cannot hold: NUL, non-finite or huge numbers (422), deep nesting (400).
+
+    ``prefix`` is where ``data`` sits in the request body (an item of a batch).
+    """
+    problem = json_problem(data, max_depth=APP_JSON_DEPTH, max_number=APP_JSON_NUMBER)
+    if problem is None:
+        return
+    where = json_path(prefix + problem.path)
+    if problem.too_deep:
+        raise ApiError(400, [Issue("structure", f"the body {problem.message}", where)])
+    raise ApiError(422, [Issue("invalid", problem.message, where)])
+
+
+async def read_json_unchecked(request: Request) -> RawBody:
+    """The request's JSON body as parsed (the caller checks parts of it with ``check_json``)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES:
         raise ApiError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, StringConstraints
@@ -20,6 +20,8 @@ from pydantic import AfterValidator, StringConstraints
 NUL = "\x00"
 FIRST_YEAR = 1
 LAST_YEAR = 9998
+MAX_OFFSET = timedelta(hours=14)
+"""FHIR (and ISO 8601 practice) allow UTC offsets up to 14 hours, in whole minutes."""
 MAX_JSON_DEPTH = 64
 """Containers (objects and arrays) nested in one body: a deep PHQ item tree stays far below."""
 MAX_JSON_NUMBER = 10**18
@@ -58,11 +60,15 @@ class OutOfBounds(ValueError):
 
 
 def check_datetime(value: datetime) -> None:
-    """Raise OutOfBounds unless ``value`` (aware) lies within years 1..9998 in UTC."""
-    if value.tzinfo is None or value.utcoffset() is None:
+    """Raise OutOfBounds unless ``value`` lies within years 1..9998 in UTC, its offset in FHIR's
+    range (naive values: their own year)."""
+    offset = value.utcoffset()
+    if offset is None:
         if not FIRST_YEAR <= value.year <= LAST_YEAR:
             raise OutOfBounds(f"must lie between the years {FIRST_YEAR} and {LAST_YEAR}")
         return
+    if abs(offset) > MAX_OFFSET or offset % timedelta(minutes=1):
+        raise OutOfBounds("the offset must be whole minutes within -14:00..+14:00")
     try:
         in_utc = value.astimezone(UTC)
     except OverflowError:
@@ -110,10 +116,12 @@ def json_problem(
             if depth >= max_depth:
                 return JsonProblem(path, f"nests deeper than {max_depth} levels", True)
             items = value.items() if isinstance(value, dict) else enumerate(value)
+            children = []
             for key, child in items:
                 if isinstance(key, str) and NUL in key:
                     return JsonProblem(path, "a member name contains a NUL character")
-                stack.append(((*path, key), child, depth + 1))
+                children.append(((*path, key), child, depth + 1))
+            stack.extend(reversed(children))  # the first problem in document order
         elif isinstance(value, str):
             if NUL in value:
                 return JsonProblem(path, "must not contain NUL characters")

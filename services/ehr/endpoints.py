@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from sqlmodel import select
 from starlette.responses import Response
 
 from careloop.services.common.body import RawBody, parse_as, read_json_body
+from careloop.services.common.constrained import Name100, Text200, Text2000, Uri500
 from careloop.services.common.egress import destination_policy
 from careloop.services.common.errors import ApiError
+from careloop.services.common.openapi import errors, json_body, json_ok
 from careloop.services.deps import AdminDep, SessionDep, SettingsDep
 from careloop.services.ehr.models import EhrFailure
 from careloop.services.ehr.service import (
@@ -27,8 +29,9 @@ from careloop.services.store.repository import ResourceStore
 from careloop.services.tenancy.models import Tenant
 from careloop.workflows.ehr_sync import failure_json, link_manually
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], responses=errors(400, 401, 403, 422))
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
+ConnectionName = Annotated[str, Path(max_length=100)]
 
 
 class ConnectionIn(BaseModel):
@@ -36,10 +39,10 @@ class ConnectionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
-    fhir_base_url: str = Field(min_length=8, max_length=500)
-    client_id: str = Field(min_length=1, max_length=200)
-    scope: str = Field(min_length=1, max_length=2000)
+    name: Name100
+    fhir_base_url: Annotated[Uri500, Field(pattern=r"^https?://[^/?#]+")]
+    client_id: Text200
+    scope: Text2000
     alg: Literal["RS384", "ES384"] = "RS384"
 
 
@@ -48,9 +51,9 @@ class LinkIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ehr: str = Field(min_length=1, max_length=100)
-    patient: str = Field(min_length=9, max_length=80, pattern=r"^Patient/[A-Za-z0-9\-.]+$")
-    ehr_patient: str = Field(min_length=9, max_length=80, pattern=r"^Patient/[A-Za-z0-9\-.]+$")
+    ehr: Name100
+    patient: str = Field(min_length=9, max_length=80, pattern=r"^Patient/[A-Za-z0-9\-.]{1,64}$")
+    ehr_patient: str = Field(min_length=9, max_length=80, pattern=r"^Patient/[A-Za-z0-9\-.]{1,64}$")
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -70,7 +73,13 @@ def _find(session: SessionDep, tenant_id: str, name: str) -> Any:
         raise ApiError.not_found(f"EHR connection {name}") from exc
 
 
-@router.post("/ehr-connections", status_code=201, summary="Connect an EHR")
+@router.post(
+    "/ehr-connections",
+    status_code=201,
+    summary="Connect an EHR",
+    openapi_extra=json_body(ConnectionIn),
+    responses={201: json_ok("The connection"), **errors(413, 415)},
+)
 def create(
     body: BodyDep, principal: AdminDep, session: SessionDep, settings: SettingsDep
 ) -> Response:
@@ -93,7 +102,11 @@ def create(
     return _json(connection_json(connection), 201)
 
 
-@router.get("/ehr-connections", summary="List EHR connections")
+@router.get(
+    "/ehr-connections",
+    summary="List EHR connections",
+    responses={200: json_ok("The tenant's connections")},
+)
 def list_connections(principal: AdminDep, session: SessionDep) -> Response:
     """The tenant's connections."""
     from careloop.services.ehr.models import EhrConnection
@@ -104,29 +117,48 @@ def list_connections(principal: AdminDep, session: SessionDep) -> Response:
     return _json({"connections": [connection_json(c) for c in rows]})
 
 
-@router.get("/ehr-connections/{name}", summary="Status of one EHR connection")
-def status(name: str, principal: AdminDep, session: SessionDep) -> Response:
+@router.get(
+    "/ehr-connections/{name}",
+    summary="Status of one EHR connection",
+    responses={200: json_ok("Links, writes, failures and circuit state"), **errors(404)},
+)
+def status(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Response:
     """Links, writes, failures and circuit state."""
     return _json(connection_status(session, _find(session, principal.tenant_id, name)))
 
 
-@router.delete("/ehr-connections/{name}", summary="Stop syncing with an EHR")
-def remove(name: str, principal: AdminDep, session: SessionDep) -> Response:
+@router.delete(
+    "/ehr-connections/{name}",
+    status_code=204,
+    summary="Stop syncing with an EHR",
+    responses={204: {"description": "Deactivated"}, **errors(404)},
+)
+def remove(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Response:
     """Deactivate the connection (its history is kept)."""
     remove_connection(session, _find(session, principal.tenant_id, name))
     session.commit()
     return Response(status_code=204)
 
 
-@router.get("/ehr-connections/{name}/failures", summary="Writes the EHR refused")
-def failures(name: str, principal: AdminDep, session: SessionDep) -> Response:
+@router.get(
+    "/ehr-connections/{name}/failures",
+    summary="Writes the EHR refused",
+    responses={200: json_ok("Refused writes with the EHR's reasons"), **errors(404)},
+)
+def failures(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Response:
     """Refused writes with the EHR's reasons."""
     connection = _find(session, principal.tenant_id, name)
     rows = session.exec(select(EhrFailure).where(EhrFailure.connection_id == connection.id)).all()
     return _json({"failures": [failure_json(f) for f in rows]})
 
 
-@router.post("/patient-links", status_code=201, summary="Link a patient to an EHR Patient")
+@router.post(
+    "/patient-links",
+    status_code=201,
+    summary="Link a patient to an EHR Patient",
+    openapi_extra=json_body(LinkIn),
+    responses={201: json_ok("The link"), **errors(404, 413, 415)},
+)
 def link(body: BodyDep, principal: AdminDep, session: SessionDep) -> Response:
     """Link explicitly (for patients no identifier matched, or several did)."""
     data = parse_as(TypeAdapter(LinkIn), body.data)

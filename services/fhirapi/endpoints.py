@@ -9,12 +9,12 @@ from starlette.responses import Response
 
 from careloop.services.audit.service import record_access
 from careloop.services.auth.tokens import Principal
-from careloop.services.common.body import RawBody, read_json_body
+from careloop.services.common.body import RawBody, read_json_unchecked
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
 from careloop.services.deps import PrincipalDep, SessionDep, SettingsDep, check_scope
 from careloop.services.fhirapi.capability import capability_statement
-from careloop.services.fhirapi.inputs import resource_id, version_number
+from careloop.services.fhirapi.inputs import check_json, resource_id, version_number
 from careloop.services.fhirapi.openapi import (
     ANY_RESOURCE,
     BUNDLE,
@@ -38,13 +38,26 @@ from careloop.services.store.repository import ResourceStore, StoredResource
 from careloop.services.store.search import SEARCH_PARAMS, SearchError, parse_search, run_search
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"], default_response_class=FhirJSONResponse)
-BodyDep = Annotated[RawBody, Depends(read_json_body)]
+
+
+async def read_resource_body(request: Request) -> RawBody:
+    """A resource body, its JSON checked with issues named as FHIRPath from its type."""
+    body = await read_json_unchecked(request)
+    rtype = body.data.get("resourceType") if isinstance(body.data, dict) else None
+    check_json(body.data, rtype if isinstance(rtype, str) and rtype.isalpha() else "Resource")
+    return body
+
+
+BodyDep = Annotated[RawBody, Depends(read_resource_body)]
+BundleBodyDep = Annotated[RawBody, Depends(read_json_unchecked)]
+"""A Bundle's JSON is checked entry by entry (a bad entry of a batch is its own 4xx)."""
 # Documented domains of the path parameters; the handlers still check every value themselves
 # (an unknown type is a 404, a malformed id or version a 400 naming it).
 TypeAny = Annotated[str, Path(json_schema_extra={"enum": list(SEARCHABLE)})]
 TypeCreatable = Annotated[str, Path(json_schema_extra={"enum": list(CREATABLE)})]
 TypeUpdatable = Annotated[str, Path(json_schema_extra={"enum": list(UPDATABLE)})]
-ResourceId = Annotated[str, Path(json_schema_extra={"pattern": FHIR_ID_PATTERN})]
+ResourceId = Annotated[str, Path(alias="id", json_schema_extra={"pattern": FHIR_ID_PATTERN})]
+"""The resource id, ``{id}`` in the path as FHIR names it."""
 VersionId = Annotated[str, Path(json_schema_extra={"pattern": r"^[0-9]{1,10}$"})]
 _BUNDLE_RESPONSE = {
     200: (
@@ -81,7 +94,7 @@ def metadata(settings: SettingsDep) -> Response:
     responses=responses(_BUNDLE_RESPONSE, 400, 401, 403, 409, 412, 413, 415, 422, 503),
 )
 def bundle(
-    body: BodyDep, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
+    body: BundleBodyDep, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Process a batch or transaction Bundle of creates."""
 
@@ -144,7 +157,7 @@ def _read_or_404(stored: StoredResource | None, what: str) -> StoredResource:
 
 
 @router.get(
-    "/{rtype}/{rid}",
+    "/{rtype}/{id}",
     summary="Read",
     responses=responses(_RESOURCE, 304, 400, 401, 403, 404),
 )
@@ -169,7 +182,7 @@ def read(
 
 
 @router.get(
-    "/{rtype}/{rid}/_history/{vid}",
+    "/{rtype}/{id}/_history/{vid}",
     summary="Version read",
     responses=responses(_RESOURCE, 400, 401, 403, 404),
 )
@@ -237,7 +250,7 @@ def create(
 
 
 @router.put(
-    "/{rtype}/{rid}",
+    "/{rtype}/{id}",
     summary="Update",
     openapi_extra=request_body(_UPDATE_BODY),
     responses=responses(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import html
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Cookie, Query, Request
 from sqlmodel import select
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from careloop.services.alerts.models import Alert
+from careloop.services.common.openapi import HTML, errors, outcome
 from careloop.services.db import utcnow
 from careloop.services.deps import SessionDep, SettingsDep
 from careloop.services.launch.models import ClinicianSession
@@ -23,6 +24,17 @@ from careloop.services.launch.service import (
 )
 from careloop.services.settings import Settings
 
+_PAGE: dict[str, Any] = {HTML: {"schema": {"type": "string"}}}
+_REDIRECT: dict[int | str, dict[str, Any]] = {
+    302: {"description": "To the EHR's authorize endpoint (or the landing page)"}
+}
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "The launch cannot go on (a page), or a control character in the query",
+        "content": {**_PAGE, **outcome(400)["content"]},
+    },
+    **errors(422),
+}
 router = APIRouter(tags=["SMART App Launch"], include_in_schema=True)
 COOKIE = "careloop_session"
 LAUNCH_COOKIE = "careloop_launch"
@@ -74,7 +86,13 @@ def _error(exc: LaunchError, status: int = 400) -> HTMLResponse:
     return _page("careloop could not open", f"<p>{html.escape(str(exc))}</p>", status)
 
 
-@router.get("/launch", summary="EHR launch: the EHR opens careloop with iss and launch")
+@router.get(
+    "/launch",
+    status_code=302,
+    response_class=RedirectResponse,
+    summary="EHR launch: the EHR opens careloop with iss and launch",
+    responses={**_REDIRECT, **_REFUSED},
+)
 def ehr_launch(
     request: Request,
     session: SessionDep,
@@ -86,7 +104,13 @@ def ehr_launch(
     return _start(request, session, settings, iss, launch)
 
 
-@router.get("/launch/standalone", summary="Standalone launch: careloop opened outside the EHR")
+@router.get(
+    "/launch/standalone",
+    status_code=302,
+    response_class=RedirectResponse,
+    summary="Standalone launch: careloop opened outside the EHR",
+    responses={**_REDIRECT, **_REFUSED},
+)
 def standalone_launch(
     request: Request,
     session: SessionDep,
@@ -97,7 +121,13 @@ def standalone_launch(
     return _start(request, session, settings, iss, None)
 
 
-@router.get("/launch/callback", summary="The EHR returns here with code and state")
+@router.get(
+    "/launch/callback",
+    status_code=302,
+    response_class=RedirectResponse,
+    summary="The EHR returns here with code and state",
+    responses={**_REDIRECT, **_REFUSED},
+)
 def callback(
     request: Request,
     session: SessionDep,
@@ -141,7 +171,12 @@ def _clinician(session: SessionDep, cookie: str | None) -> ClinicianSession | No
     return clinician
 
 
-@router.get("/app/patients/{patient_id}", summary="The launched patient's page")
+@router.get(
+    "/app/patients/{patient_id}",
+    summary="The launched patient's page",
+    response_class=HTMLResponse,
+    responses={401: {"description": "No clinician session", "content": _PAGE}, **_REFUSED},
+)
 def patient_page(
     patient_id: str,
     session: SessionDep,
@@ -171,7 +206,12 @@ def patient_page(
     return _page("careloop", f"{context}</p><h2>Open alerts</h2><ul>{items}</ul>")
 
 
-@router.get("/app/unlinked", summary="The launched patient is not linked to careloop")
+@router.get(
+    "/app/unlinked",
+    summary="The launched patient is not linked to careloop",
+    response_class=HTMLResponse,
+    responses={401: {"description": "No clinician session", "content": _PAGE}, **_REFUSED},
+)
 def unlinked(
     session: SessionDep, careloop_session: Annotated[str | None, Cookie()] = None
 ) -> Response:

@@ -6,25 +6,49 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Path
 from pydantic import TypeAdapter, ValidationError
 from sqlmodel import select
 from starlette.responses import Response
 
 from careloop.services.auth.tokens import Principal
-from careloop.services.common.body import RawBody, read_json_body, validation_issues
+from careloop.services.common.body import (
+    RawBody,
+    check_json,
+    read_json_body,
+    read_json_unchecked,
+    validation_issues,
+)
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
+from careloop.services.common.openapi import errors, json_body, json_ok, schema_ref
 from careloop.services.deps import SessionDep, SettingsDep, check_scope, require
 from careloop.services.reports.models import SymptomReport
-from careloop.services.reports.schemas import SCORED, SymptomReportIn
+from careloop.services.reports.schemas import (
+    SCORED,
+    ReportCreated,
+    SymptomReportBatchIn,
+    SymptomReportIn,
+)
 from careloop.services.reports.service import ReportOutcome, ingest_reports
 
-router = APIRouter(prefix="/v1/symptom-reports", tags=["symptom reports"])
+router = APIRouter(
+    prefix="/v1/symptom-reports",
+    tags=["symptom reports"],
+    responses=errors(400, 401, 403, 422),
+)
 _report = TypeAdapter(SymptomReportIn)
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+BatchBodyDep = Annotated[RawBody, Depends(read_json_unchecked)]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+]
 CanCreate = Annotated[Principal, Depends(require("Observation", "c"))]
+_CREATED = schema_ref(ReportCreated)
+_RESULTS = {
+    "type": "object",
+    "properties": {"results": {"type": "array", "items": {"type": "object"}}},
+}
 
 
 def _check_questionnaire_scope(principal: Principal, reports: list[SymptomReportIn]) -> None:
@@ -32,7 +56,17 @@ def _check_questionnaire_scope(principal: Principal, reports: list[SymptomReport
         check_scope(principal, "QuestionnaireResponse", "c")
 
 
-@router.post("", status_code=201, summary="Accept one symptom report")
+@router.post(
+    "",
+    status_code=201,
+    summary="Accept one symptom report",
+    openapi_extra=json_body(SymptomReportIn),
+    responses={
+        201: json_ok("Accepted: what the report created", _CREATED),
+        200: json_ok("Already accepted (a retry): the first answer", _CREATED),
+        **errors(409, 413, 415, 503),
+    },
+)
 def create_report(
     body: BodyDep,
     principal: CanCreate,
@@ -60,9 +94,17 @@ def create_report(
     return result_response(result)
 
 
-@router.post("/batch", summary="Accept up to 1,000 symptom reports, each on its own")
+@router.post(
+    "/batch",
+    summary="Accept up to 1,000 symptom reports, each on its own",
+    openapi_extra=json_body(SymptomReportBatchIn),
+    responses={
+        200: json_ok("Each report's own status (201, 200, 409 or 422) and result", _RESULTS),
+        **errors(413, 415, 503),
+    },
+)
 def create_reports_batch(
-    body: BodyDep,
+    body: BatchBodyDep,
     principal: CanCreate,
     session: SessionDep,
     settings: SettingsDep,
@@ -80,7 +122,11 @@ def create_reports_batch(
     errors: dict[int, ReportOutcome] = {}
     for index, item in enumerate(items):
         try:
+            check_json(item, ("reports", index))
             parsed.append(_report.validate_python(item))
+        except ApiError as exc:
+            parsed.append(None)
+            errors[index] = ReportOutcome(422, issues=exc.issues)
         except ValidationError as exc:
             parsed.append(None)
             errors[index] = ReportOutcome(422, issues=validation_issues(exc, ("reports", index)))
@@ -103,9 +149,13 @@ def create_reports_batch(
     return result_response(result)
 
 
-@router.get("/{report_id}", summary="What one accepted report created")
+@router.get(
+    "/{report_id}",
+    summary="What one accepted report created",
+    responses={200: json_ok("The report", _CREATED), **errors(404)},
+)
 def get_report(
-    report_id: str,
+    report_id: Annotated[str, Path(max_length=64)],
     principal: Annotated[Principal, Depends(require("Observation", "r"))],
     session: SessionDep,
 ) -> Response:

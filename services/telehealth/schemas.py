@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
+from careloop.services.common.constrained import SafeDatetime, Text200, Text2000, Uri300
 from careloop.services.reports.schemas import PatientRef
 
 Status = Literal["planned", "in-progress", "finished", "cancelled"]
@@ -17,24 +18,41 @@ class PractitionerRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    system: str = Field(min_length=1, max_length=300)
-    value: str = Field(min_length=1, max_length=200)
+    system: Uri300
+    value: Text200
 
 
 class SessionIn(BaseModel):
     """A new telehealth session."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "patient": {"system": "https://app.example/patients", "value": "t-1"},
+                    "practitioner": {
+                        "system": "http://hl7.org/fhir/sid/us-npi",
+                        "value": "1234567893",
+                    },
+                    "status": "planned",
+                    "modality": "video",
+                    "start": "2026-11-24T15:00:00Z",
+                    "platform": "ExampleVideo",
+                }
+            ]
+        },
+    )
 
     patient: PatientRef
     practitioner: PractitionerRef | None = None
     status: Status = "planned"
     modality: Modality = "video"
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
-    platform: str | None = Field(default=None, max_length=200)
-    reason: str | None = Field(default=None, max_length=2000)
-    app_session_id: str | None = Field(default=None, min_length=1, max_length=200)
+    start: SafeDatetime | None = None
+    end: SafeDatetime | None = None
+    platform: Text200 | None = None
+    reason: Text2000 | None = None
+    app_session_id: Text200 | None = None
 
 
 class SessionPatch(BaseModel):
@@ -46,7 +64,7 @@ class SessionPatch(BaseModel):
     practitioner: PractitionerRef | None = None
     status: Status | None = None
     modality: Modality | None = None
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
-    platform: str | None = Field(default=None, max_length=200)
-    reason: str | None = Field(default=None, max_length=2000)
+    start: SafeDatetime | None = None
+    end: SafeDatetime | None = None
+    platform: Text200 | None = None
+    reason: Text2000 | None = None
