@@ -24,7 +24,7 @@ from careloop.services.common.rate_limit import RateLimits
 from careloop.services.common.security_headers import install_security_headers
 from careloop.services.common.unhandled import UnhandledErrors
 from careloop.services.db import make_engine
-from careloop.services.docs import mount_docs
+from careloop.services.docs import allow_docs, mount_docs
 from careloop.services.ehr.endpoints import router as ehr_router
 from careloop.services.fhirapi.endpoints import router as fhir_router
 from careloop.services.keys.endpoints import router as keys_router
@@ -124,10 +124,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # Outermost of careloop's middleware: no exception reaches Starlette's ServerErrorMiddleware
     # (which re-raises) or uvicorn (which prints the traceback with its text).
     app.add_middleware(UnhandledErrors)
-    install_security_headers(
+    policy = install_security_headers(
         app,
         settings.frame_ancestors.split(),
         EhrOrigins(app.state.engine, settings.frame_ancestors_ttl_seconds),
         https=settings.base_url.startswith("https://"),
     )
+    allow_docs(policy)
     return app

@@ -15,6 +15,8 @@ from fastapi import FastAPI
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
+from careloop.services.common.security_headers import ContentSecurityPolicy
+
 _PAGES = Path(__file__).parent / "static" / "docs"
 _VENDOR = Path(fastapi_offline.__file__).parent / "static"
 ASSETS_PATH = "/docs-static"
@@ -36,3 +38,18 @@ def mount_docs(app: FastAPI) -> None:
     # The more specific mount first: Starlette matches routes in order.
     app.mount(f"{ASSETS_PATH}/vendor", StaticFiles(directory=_VENDOR), name="docs-vendor")
     app.mount(ASSETS_PATH, StaticFiles(directory=_PAGES), name="docs-static")
+
+
+DOCS_CSP = {
+    # ReDoc's styled-components inject <style> elements, both UIs draw icons from data: URIs
+    # and ReDoc's search runs in a blob: worker. Scripts stay 'self' only; the pages hold no data.
+    "style-src": "'self' 'unsafe-inline'",
+    "img-src": "'self' data:",
+    "worker-src": "'self' blob:",
+}
+
+
+def allow_docs(policy: ContentSecurityPolicy) -> None:
+    """Relax the Content-Security-Policy for the documentation pages only."""
+    for page in ("/docs", "/redoc"):
+        policy.route(page, DOCS_CSP)

@@ -39,3 +39,16 @@ def test_swagger_init_script_loads_careloops_openapi(app_client: TestClient) -> 
     assert "openapi.json" in script.text
     spec = app_client.get("/openapi.json")
     assert spec.status_code == 200 and spec.json()["info"]["title"] == "careloop"
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_may_style_but_never_run_inline_scripts(
+    app_client: TestClient, page: str
+) -> None:
+    policy = app_client.get(page).headers["content-security-policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["default-src"] == "'self'"  # scripts: careloop's own files only
+    assert "script-src" not in directives
+    assert directives["style-src"] == "'self' 'unsafe-inline'"
+    api = app_client.get("/healthz").headers["content-security-policy"]
+    assert "unsafe-inline" not in api
