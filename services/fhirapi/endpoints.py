@@ -59,6 +59,8 @@ TypeUpdatable = Annotated[str, Path(json_schema_extra={"enum": list(UPDATABLE)})
 ResourceId = Annotated[str, Path(alias="id", json_schema_extra={"pattern": FHIR_ID_PATTERN})]
 """The resource id, ``{id}`` in the path as FHIR names it."""
 VersionId = Annotated[str, Path(json_schema_extra={"pattern": r"^[0-9]{1,10}$"})]
+_WRITE_REFUSALS = (400, 401, 403, 404, 405, 409, 412, 413, 415, 422, 503)
+"""The statuses a create or update refuses with (an OperationOutcome)."""
 _BUNDLE_RESPONSE = {
     200: (
         "batch-response or transaction-response Bundle",
@@ -210,18 +212,8 @@ def vread(
             201: ("Created", ANY_RESOURCE),
             200: ("Already there (conditional create or a retry)", ANY_RESOURCE),
         },
-        400,
-        401,
-        403,
-        404,
-        405,
-        409,
-        412,
-        413,
-        415,
-        422,
-        503,
-    ),  # fmt: skip
+        *_WRITE_REFUSALS,
+    ),
 )
 def create(
     rtype: TypeCreatable,
@@ -255,18 +247,8 @@ def create(
     openapi_extra=request_body(_UPDATE_BODY),
     responses=responses(
         {200: ("The new version", ANY_RESOURCE)},
-        400,
-        401,
-        403,
-        404,
-        405,
-        409,
-        412,
-        413,
-        415,
-        422,
-        503,
-    ),  # fmt: skip
+        *_WRITE_REFUSALS,
+    ),
 )
 def update(
     rtype: TypeUpdatable,
