@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu.entity import Queue
 
+from careloop.services.common.task_names import TaskName
 from careloop.services.settings import Settings, get_settings
 from careloop.workflows.outbox import URGENT_TASKS
 from careloop.workflows.task_logging import quiet_polling_logs
@@ -13,7 +14,7 @@ RELAY_SECONDS = 2.0
 ESCALATION_SECONDS = 15.0
 CHECKIN_SECONDS = 600.0
 PRUNE_SECONDS = 600.0
-POLLING_TASKS = frozenset({"outbox.relay", "alerts.escalate_due"})
+POLLING_TASKS = frozenset({TaskName.OUTBOX_RELAY, TaskName.ALERTS_ESCALATE_DUE})
 """Beat's frequent polls: Celery's lines about them are DEBUG (they log their own real work)."""
 
 
@@ -23,6 +24,11 @@ celery_app = Celery("careloop", include=["careloop.workflows.tasks"])
 def urgent_queue(settings: Settings) -> str:
     """The queue of alert work."""
     return f"{settings.queue}.urgent"
+
+
+def _every(task: TaskName, seconds: float) -> dict[str, object]:
+    """A beat schedule entry: run ``task`` every ``seconds``."""
+    return {"task": task.value, "schedule": seconds}
 
 
 def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
@@ -49,7 +55,8 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
         task_queues=(Queue(urgent_queue(settings)), Queue(settings.queue)),
         # The relay too: it is what publishes lost alert work again.
         task_routes={
-            name: {"queue": urgent_queue(settings)} for name in URGENT_TASKS | {"outbox.relay"}
+            name.value: {"queue": urgent_queue(settings)}
+            for name in URGENT_TASKS | {TaskName.OUTBOX_RELAY}
         },
         task_serializer="json",
         accept_content=["json"],
@@ -59,11 +66,11 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
         broker_transport_options=options,
         worker_hijack_root_logger=False,
         beat_schedule={
-            "outbox-relay": {"task": "outbox.relay", "schedule": RELAY_SECONDS},
-            "outbox-prune": {"task": "outbox.prune", "schedule": PRUNE_SECONDS},
-            "alerts-escalate": {"task": "alerts.escalate_due", "schedule": ESCALATION_SECONDS},
-            "checkins-scan": {"task": "checkins.scan", "schedule": CHECKIN_SECONDS},
-            "ehr-pull": {"task": "ehr.pull_all", "schedule": settings.ehr_pull_minutes * 60},
+            "outbox-relay": _every(TaskName.OUTBOX_RELAY, RELAY_SECONDS),
+            "outbox-prune": _every(TaskName.OUTBOX_PRUNE, PRUNE_SECONDS),
+            "alerts-escalate": _every(TaskName.ALERTS_ESCALATE_DUE, ESCALATION_SECONDS),
+            "checkins-scan": _every(TaskName.CHECKINS_SCAN, CHECKIN_SECONDS),
+            "ehr-pull": _every(TaskName.EHR_PULL_ALL, settings.ehr_pull_minutes * 60),
         },
     )
     return app

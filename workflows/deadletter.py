@@ -6,6 +6,7 @@ import orjson
 from sqlmodel import Session
 
 from careloop.services.alerts.models import Notification
+from careloop.services.common.task_names import TaskName
 from careloop.services.db import utcnow
 from careloop.workflows.models import DeadTask
 from careloop.workflows.outbox import enqueue
@@ -24,7 +25,7 @@ def replay(session: Session, dead_id: int) -> None:
         raise DeadTaskError(f"dead task {dead_id} was replayed at {dead.replayed_at.isoformat()}")
     payload = orjson.loads(dead.payload)
     tenant_id = str(payload.get("tenant_id", ""))
-    if dead.task == "notification.deliver":
+    if dead.task == TaskName.NOTIFICATION_DELIVER:
         notification = session.get(Notification, payload["notification_id"], with_for_update=True)
         if notification is not None and notification.status == "failed":
             notification.status = "pending"

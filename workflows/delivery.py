@@ -27,6 +27,7 @@ from careloop.integrations.egress import (
 from careloop.services.alerts.models import Alert, DeliveryAttempt, Notification
 from careloop.services.alerts.service import alert_json
 from careloop.services.common.egress import destination_policy, egress_client
+from careloop.services.common.task_names import TaskName
 from careloop.services.db import utcnow
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
@@ -195,7 +196,7 @@ def deliver_notification(
     session.add(notification)
     session.add(
         DeadTask(
-            task="notification.deliver",
+            task=TaskName.NOTIFICATION_DELIVER,
             payload=orjson.dumps({"notification_id": notification.id}).decode(),
             error=f"delivery failed: {result.error or result.status_code}",
             attempts=notification.attempts,

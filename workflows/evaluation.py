@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from careloop.services.alerts.models import Alert
 from careloop.services.alerts.service import apply_firing
+from careloop.services.common.task_names import TaskName
 from careloop.services.settings import Settings, get_settings
 from careloop.services.store.models import FhirResource
 from careloop.services.store.repository import ResourceStore
@@ -26,8 +27,6 @@ from careloop.workflows.rules.engine import (
 from careloop.workflows.rules.program import DEFAULT_PROGRAM, Program, load_program
 
 log = logging.getLogger("careloop.evaluation")
-EVALUATE_TASK = "observation.evaluate"
-URGENT_EVALUATE_TASK = "observation.evaluate_urgent"
 _R = FhirResource.__table__  # type: ignore[attr-defined]
 
 
@@ -50,7 +49,8 @@ def readings_created(session: Session, tenant_id: str, observations: list[dict[s
     """
     for observation in observations:
         payload = {"tenant_id": tenant_id, "observation_id": observation["id"]}
-        task = URGENT_EVALUATE_TASK if may_be_critical(observation) else EVALUATE_TASK
+        urgent = may_be_critical(observation)
+        task = TaskName.OBSERVATION_EVALUATE_URGENT if urgent else TaskName.OBSERVATION_EVALUATE
         enqueue(session, tenant_id, task, payload)
 
 

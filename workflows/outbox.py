@@ -20,6 +20,7 @@ import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlmodel import Session
 
+from careloop.services.common.task_names import TaskName
 from careloop.services.db import utcnow
 from careloop.services.settings import Settings
 from careloop.workflows.models import OutboxMessage
@@ -30,7 +31,11 @@ PENDING_KEY = "careloop_outbox_pending"
 TASK_ID_PREFIX = "outbox-"
 
 URGENT_TASKS = frozenset(
-    {"notification.deliver", "observation.evaluate_urgent", "alerts.escalate_due"}
+    {
+        TaskName.NOTIFICATION_DELIVER,
+        TaskName.OBSERVATION_EVALUATE_URGENT,
+        TaskName.ALERTS_ESCALATE_DUE,
+    }
 )
 """Alert work: its own queue, and short leases so a lost message is published again in seconds."""
 

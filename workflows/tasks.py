@@ -23,16 +23,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col
 
 from careloop.integrations.ehr.fhir_client import EhrError
-from careloop.integrations.ehr.smart import SmartError
 from careloop.services.alerts.models import Alert
 from careloop.services.alerts.service import escalate
+from careloop.services.common.task_names import TaskName
 from careloop.services.db import session_scope, utcnow
 from careloop.services.ehr.models import EhrConnection
 from careloop.workflows.celery_app import celery_app
-from careloop.workflows.delivery import backoff, crash_point, deliver_notification
-from careloop.workflows.ehr_pull import pull
-from careloop.workflows.ehr_sync import CircuitOpen, connection_failed, push_to_ehr
-from careloop.workflows.evaluation import evaluate_observation, scan_missed_checkins
+from careloop.workflows.delivery import backoff, crash_point
+from careloop.workflows.ehr_sync import CircuitOpen
+from careloop.workflows.evaluation import scan_missed_checkins
+from careloop.workflows.handlers import EHR_FAILURES, HANDLERS, MAX_RETRIES, record_ehr_failure
 from careloop.workflows.models import DeadTask
 from careloop.workflows.outbox import (
     Leases,
@@ -59,7 +59,7 @@ class CareloopTask(Task):  # type: ignore[misc]
     retry_backoff = True
     retry_backoff_max = 300
     retry_jitter = True
-    max_retries = 8
+    max_retries = MAX_RETRIES
 
     def retry(
         self,
@@ -142,92 +142,54 @@ def unit_of_work(task: Task) -> Iterator[Work]:
         log.debug("outbox message %s is completed already; nothing to do", message)
 
 
-@celery_app.task(name="observation.evaluate_urgent", base=CareloopTask, bind=True)
-def evaluate_urgent(self: Task, tenant_id: str, observation_id: str) -> list[str]:
-    """``observation.evaluate`` for a reading critical by itself, on the urgent queue."""
-    return _evaluate(self, tenant_id, observation_id)
+def outbox_task(name: TaskName) -> Task:
+    """The Celery task ``name``: a thin wrapper running its handler from ``HANDLERS``.
 
+    Retries the work when the handler says so, and EHR failures with backoff (an open circuit
+    after it closes); passes the handler's crash point once the work is committed.
+    """
+    handler = HANDLERS[name]
 
-@celery_app.task(name="observation.evaluate", base=CareloopTask, bind=True)
-def evaluate(self: Task, tenant_id: str, observation_id: str) -> list[str]:
-    """Evaluate a new reading against the care program; open or update alerts."""
-    return _evaluate(self, tenant_id, observation_id)
+    @celery_app.task(name=name.value, base=CareloopTask, bind=True, max_retries=handler.max_retries)
+    def run(self: Task, **kwargs: Any) -> object:
+        try:
+            with unit_of_work(self) as work:
+                if not work.needed:
+                    return handler.already_done
+                outcome = handler.handle(work.session, runtime().settings, **kwargs)
+                work.done = outcome.done
+        except EHR_FAILURES as exc:
+            if not handler.ehr:
+                raise
+            raise _ehr_retry(self, exc, kwargs["connection_id"]) from exc
+        if handler.crash_after is not None:
+            crash_point(handler.crash_after)
+        publish_pending(work.session)
+        if not outcome.done:
+            raise self.retry(countdown=outcome.retry_in, max_retries=None)
+        return outcome.value
 
-
-def _evaluate(task: Task, tenant_id: str, observation_id: str) -> list[str]:
-    with unit_of_work(task) as work:
-        if not work.needed:
-            return []
-        alerts = evaluate_observation(work.session, runtime().settings, tenant_id, observation_id)
-        ids = [a.id for a in alerts]
-    crash_point("after-evaluate-commit")
-    publish_pending(work.session)
-    return ids
-
-
-@celery_app.task(name="notification.deliver", base=CareloopTask, bind=True)
-def deliver(self: Task, notification_id: str) -> bool:
-    """Deliver one notification; retryable failures come back with backoff."""
-    with unit_of_work(self) as work:
-        if not work.needed:
-            return True
-        outcome = deliver_notification(work.session, runtime().settings, notification_id)
-        # A failed attempt is recorded and committed; the message stays open for the retry.
-        work.done = outcome.done
-    crash_point("after-deliver-commit")
-    publish_pending(work.session)
-    if not outcome.done:
-        raise self.retry(countdown=outcome.retry_in, max_retries=None)
-    return True
+    return run
 
 
 def _ehr_retry(task: Task, exc: Exception, connection_id: str) -> Exception:
     """The Retry for a transient EHR failure (recorded against the connection's circuit)."""
+    rt = runtime()
+    record_ehr_failure(rt.engine, rt.settings, exc, connection_id)
     if isinstance(exc, CircuitOpen):
         return task.retry(countdown=exc.retry_in + random.uniform(0, 2))  # type: ignore[no-any-return]
-    if not getattr(exc, "transient", False):
-        raise exc
-    rt = runtime()
-    with session_scope(rt.engine) as session:
-        connection_failed(session, rt.settings, connection_id, str(exc))
     retry_after = exc.retry_after if isinstance(exc, EhrError) else None
     return task.retry(countdown=backoff(task.request.retries, retry_after))  # type: ignore[no-any-return]
 
 
-@celery_app.task(name="ehr.push", base=CareloopTask, bind=True, max_retries=None)
-def ehr_push(self: Task, connection_id: str, patient_id: str, references: list[str]) -> str:
-    """Write a patient's new resources into one EHR; transient failures retry with backoff."""
-    try:
-        with unit_of_work(self) as work:
-            if not work.needed:
-                return "done"
-            state = push_to_ehr(
-                work.session, runtime().settings, connection_id, patient_id, references
-            )
-        publish_pending(work.session)
-        return state
-    except (CircuitOpen, EhrError, SmartError) as exc:
-        raise _ehr_retry(self, exc, connection_id) from exc
+evaluate_urgent = outbox_task(TaskName.OBSERVATION_EVALUATE_URGENT)
+evaluate = outbox_task(TaskName.OBSERVATION_EVALUATE)
+deliver = outbox_task(TaskName.NOTIFICATION_DELIVER)
+ehr_push = outbox_task(TaskName.EHR_PUSH)
+ehr_pull = outbox_task(TaskName.EHR_PULL)
 
 
-@celery_app.task(name="ehr.pull", base=CareloopTask, bind=True, max_retries=20)
-def ehr_pull(self: Task, connection_id: str) -> dict[str, Any]:
-    """Incrementally read care plans, goals, care teams and Task status from one EHR."""
-    try:
-        with unit_of_work(self) as work:
-            if not work.needed:
-                return {}
-            connection = work.session.get(EhrConnection, connection_id)
-            if connection is None or not connection.active:
-                return {}
-            result = pull(work.session, runtime().settings, connection)
-        publish_pending(work.session)
-        return {"imported": result.imported, "tasks": result.tasks_applied}
-    except (CircuitOpen, EhrError, SmartError) as exc:
-        raise _ehr_retry(self, exc, connection_id) from exc
-
-
-@celery_app.task(name="ehr.pull_all", base=CareloopTask)
+@celery_app.task(name=TaskName.EHR_PULL_ALL.value, base=CareloopTask)
 def ehr_pull_all() -> int:
     """Schedule a pull from every active EHR connection."""
     with session_scope(runtime().engine) as session:
@@ -238,7 +200,7 @@ def ehr_pull_all() -> int:
     return len(ids)
 
 
-@celery_app.task(name="alerts.escalate_due", base=CareloopTask)
+@celery_app.task(name=TaskName.ALERTS_ESCALATE_DUE.value, base=CareloopTask)
 def escalate_due() -> int:
     """Escalate every open alert whose acknowledgement is overdue."""
     rt = runtime()
@@ -260,7 +222,7 @@ def escalate_due() -> int:
     return count
 
 
-@celery_app.task(name="checkins.scan", base=CareloopTask)
+@celery_app.task(name=TaskName.CHECKINS_SCAN.value, base=CareloopTask)
 def checkins_scan() -> int:
     """Open missed check-in alerts."""
     rt = runtime()
@@ -270,7 +232,7 @@ def checkins_scan() -> int:
     return count
 
 
-@celery_app.task(name="outbox.relay", base=CareloopTask)
+@celery_app.task(name=TaskName.OUTBOX_RELAY.value, base=CareloopTask)
 def relay_outbox() -> int:
     """Publish open outbox messages that are due: never published (a crash, a broker outage),
     or published but not completed within their lease (a worker died with them)."""
@@ -285,7 +247,7 @@ def relay_outbox() -> int:
     return total
 
 
-@celery_app.task(name="outbox.prune", base=CareloopTask)
+@celery_app.task(name=TaskName.OUTBOX_PRUNE.value, base=CareloopTask)
 def prune_outbox() -> int:
     """Delete outbox messages completed longer ago than the retention period."""
     rt = runtime()

@@ -13,6 +13,7 @@ from careloop.fhir.alerts import map_alert_task, task_id_for
 from careloop.services.alerts.models import Alert, AlertEvent, Notification
 from careloop.services.alerts.routing import Target, targets_for
 from careloop.services.common.errors import ApiError, Issue
+from careloop.services.common.task_names import TaskName
 from careloop.services.db import utcnow
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
@@ -20,8 +21,6 @@ from careloop.workflows.ehr_sync import resources_changed
 from careloop.workflows.outbox import enqueue
 from careloop.workflows.rules.engine import Firing
 from careloop.workflows.rules.program import severity_rank
-
-DELIVER_TASK = "notification.deliver"
 
 
 def _event(session: Session, alert: Alert, kind: str, actor: str | None, **detail: Any) -> None:
@@ -73,7 +72,12 @@ def _notify(
             secret=target.secret,
         )
         session.add(notification)
-        enqueue(session, alert.tenant_id, DELIVER_TASK, {"notification_id": notification.id})
+        enqueue(
+            session,
+            alert.tenant_id,
+            TaskName.NOTIFICATION_DELIVER,
+            {"notification_id": notification.id},
+        )
     if targets:
         alert.last_notified_at = now
         _event(
