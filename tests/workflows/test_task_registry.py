@@ -1,0 +1,56 @@
+"""Task names are defined once: each is one Celery task, routed and retried as its work needs.
+
+The registry of outbox handlers (``workflows.handlers``) is what both the Celery tasks and the
+inline runner run; these checks keep the names, the Celery app and the registry in step.
+"""
+
+from __future__ import annotations
+
+import careloop.workflows.tasks  # noqa: F401  (registers the tasks, as a worker does)
+from careloop.services.common.task_names import TaskName
+from careloop.workflows.celery_app import celery_app
+from careloop.workflows.handlers import HANDLERS
+from careloop.workflows.outbox import URGENT_TASKS
+
+OUTBOX_TASKS = {
+    TaskName.OBSERVATION_EVALUATE,
+    TaskName.OBSERVATION_EVALUATE_URGENT,
+    TaskName.NOTIFICATION_DELIVER,
+    TaskName.EHR_PUSH,
+    TaskName.EHR_PULL,
+}
+
+
+def _ours() -> set[str]:
+    return {name for name in celery_app.tasks if not name.startswith("celery.")}
+
+
+def test_every_task_name_is_one_registered_celery_task_and_nothing_else_is() -> None:
+    assert _ours() == {name.value for name in TaskName}
+
+
+def test_every_outbox_task_has_a_handler_and_beat_tasks_have_none() -> None:
+    assert set(HANDLERS) == OUTBOX_TASKS
+    assert all(isinstance(name, TaskName) for name in HANDLERS)
+
+
+def test_alert_work_and_the_relay_go_to_the_urgent_queue_the_rest_to_the_routine_one() -> None:
+    router = celery_app.amqp.router
+    queues = {name: router.route({}, name)["queue"].name for name in _ours()}
+    routine = celery_app.conf.task_default_queue
+    urgent = {name for name, queue in queues.items() if queue == f"{routine}.urgent"}
+    assert urgent == URGENT_TASKS | {TaskName.OUTBOX_RELAY}  # short leases, short queue
+    assert urgent == {
+        "notification.deliver",
+        "observation.evaluate_urgent",
+        "alerts.escalate_due",
+        "outbox.relay",
+    }
+    assert all(queues[name] == routine for name in _ours() - urgent)
+
+
+def test_each_task_keeps_its_retry_limit() -> None:
+    limits = {name: celery_app.tasks[name].max_retries for name in _ours()}
+    assert limits.pop("ehr.push") is None  # an EHR write waits out any outage
+    assert limits.pop("ehr.pull") == 20
+    assert set(limits.values()) == {8}
