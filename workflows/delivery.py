@@ -30,7 +30,7 @@ from careloop.services.common.egress import destination_policy, egress_client
 from careloop.services.db import utcnow
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
-from careloop.workflows.ehr_sync import resources_changed
+from careloop.workflows.ehr.schedule import resources_changed
 from careloop.workflows.models import DeadTask
 
 

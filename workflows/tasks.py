@@ -30,8 +30,9 @@ from careloop.services.db import session_scope, utcnow
 from careloop.services.ehr.models import EhrConnection
 from careloop.workflows.celery_app import celery_app
 from careloop.workflows.delivery import backoff, crash_point, deliver_notification
-from careloop.workflows.ehr_pull import pull
-from careloop.workflows.ehr_sync import CircuitOpen, connection_failed, push_to_ehr
+from careloop.workflows.ehr.circuit import CircuitOpen, connection_failed
+from careloop.workflows.ehr.pull import pull
+from careloop.workflows.ehr.push import push_to_ehr
 from careloop.workflows.evaluation import evaluate_observation, scan_missed_checkins
 from careloop.workflows.models import DeadTask
 from careloop.workflows.outbox import (
