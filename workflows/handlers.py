@@ -23,8 +23,9 @@ from careloop.services.db import session_scope
 from careloop.services.ehr.models import EhrConnection
 from careloop.services.settings import Settings
 from careloop.workflows.delivery import deliver_notification
-from careloop.workflows.ehr_pull import pull
-from careloop.workflows.ehr_sync import CircuitOpen, connection_failed, push_to_ehr
+from careloop.workflows.ehr.circuit import CircuitOpen, connection_failed
+from careloop.workflows.ehr.pull import pull
+from careloop.workflows.ehr.push import push_to_ehr
 from careloop.workflows.evaluation import evaluate_observation
 
 MAX_RETRIES = 8

@@ -30,7 +30,7 @@ from careloop.services.db import session_scope, utcnow
 from careloop.services.ehr.models import EhrConnection
 from careloop.workflows.celery_app import celery_app
 from careloop.workflows.delivery import backoff, crash_point
-from careloop.workflows.ehr_sync import CircuitOpen
+from careloop.workflows.ehr.circuit import CircuitOpen
 from careloop.workflows.evaluation import scan_missed_checkins
 from careloop.workflows.handlers import EHR_FAILURES, HANDLERS, MAX_RETRIES, record_ehr_failure
 from careloop.workflows.models import DeadTask

@@ -17,7 +17,7 @@ from careloop.services.common.task_names import TaskName
 from careloop.services.db import utcnow
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
-from careloop.workflows.ehr_sync import resources_changed
+from careloop.workflows.ehr.schedule import resources_changed
 from careloop.workflows.outbox import enqueue
 from careloop.workflows.rules.engine import Firing
 from careloop.workflows.rules.program import severity_rank

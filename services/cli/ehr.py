@@ -129,7 +129,7 @@ def ehr_remove(name: EhrName, tenant: TenantOpt = "default") -> None:
 def ehr_pull(name: EhrName, tenant: TenantOpt = "default") -> None:
     """Read care plans, goals, care teams and Task status from the EHR now."""
     from careloop.services.ehr.service import ConnectionError_, find_connection
-    from careloop.workflows.ehr_pull import pull
+    from careloop.workflows.ehr.pull import pull
 
     engine = get_engine()
     upgrade(engine)
@@ -156,7 +156,7 @@ def ehr_failures(name: EhrName, tenant: TenantOpt = "default") -> None:
     """Writes the EHR refused, with its reasons."""
     from careloop.services.ehr.models import EhrFailure
     from careloop.services.ehr.service import ConnectionError_, find_connection
-    from careloop.workflows.ehr_sync import failure_json
+    from careloop.workflows.ehr.failures import failure_json
 
     upgrade(get_engine())
     try:
@@ -180,7 +180,7 @@ def ehr_replay(
 ) -> None:
     """Queue a refused write again, after fixing its cause."""
     from careloop.services.ehr.models import EhrFailure
-    from careloop.workflows.ehr_sync import replay_failure
+    from careloop.workflows.ehr.failures import replay_failure
 
     upgrade(get_engine())
     with session_scope() as session:
@@ -201,7 +201,7 @@ def patients_link(
 ) -> None:
     """Link a patient to an EHR Patient explicitly; waiting data is then written."""
     from careloop.services.ehr.service import ConnectionError_, find_connection
-    from careloop.workflows.ehr_sync import link_manually
+    from careloop.workflows.ehr.linking import link_manually
 
     upgrade(get_engine())
     try:

@@ -27,7 +27,8 @@ from careloop.services.ehr.service import (
 )
 from careloop.services.store.repository import ResourceStore
 from careloop.services.tenancy.models import Tenant
-from careloop.workflows.ehr_sync import failure_json, link_manually
+from careloop.workflows.ehr.failures import failure_json
+from careloop.workflows.ehr.linking import link_manually
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=errors(400, 401, 403, 422))
 BodyDep = Annotated[RawBody, Depends(read_json_body)]

@@ -23,7 +23,7 @@ from careloop.services.patients.service import create_patients, find_patients
 from careloop.services.reports.models import SymptomReport
 from careloop.services.reports.schemas import SCORED, SymptomReportIn
 from careloop.services.store.repository import ResourceStore
-from careloop.workflows.ehr_sync import resources_changed
+from careloop.workflows.ehr.schedule import resources_changed
 from careloop.workflows.evaluation import readings_created
 
 _S = SymptomReport.__table__  # type: ignore[attr-defined]

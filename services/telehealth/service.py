@@ -17,7 +17,7 @@ from careloop.services.patients.service import create_patients, find_patients
 from careloop.services.store.repository import ResourceStore
 from careloop.services.telehealth.models import TelehealthSessionRow
 from careloop.services.telehealth.schemas import SessionIn, SessionPatch
-from careloop.workflows.ehr_sync import resources_changed
+from careloop.workflows.ehr.schedule import resources_changed
 
 FINAL_STATUSES = {"finished", "cancelled"}
 

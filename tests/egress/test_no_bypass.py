@@ -105,7 +105,7 @@ def _modules() -> list[Path]:
 
 def test_the_scan_sees_careloops_code() -> None:
     modules = {p.relative_to(ROOT).as_posix() for p in _modules()}
-    assert "workflows/ehr_sync.py" in modules
+    assert "workflows/ehr/client.py" in modules
     assert "integrations/channels/webhooks.py" in modules
     assert "services/launch/service.py" in modules
     assert len(modules) > 50

@@ -196,7 +196,7 @@ def test_refused_write_is_kept_with_the_reason_and_replayed(world: World) -> Non
         jwks=world.api.get("/.well-known/jwks.json").json(),
     )
     from careloop.services.ehr.models import EhrFailure
-    from careloop.workflows.ehr_sync import replay_failure
+    from careloop.workflows.ehr.failures import replay_failure
 
     with session_scope(world.engine) as session:
         row = session.get(EhrFailure, failure["id"])
@@ -267,7 +267,7 @@ def test_care_plan_written_in_the_ehr_changes_the_threshold(world: World) -> Non
         }
     )
     from careloop.services.ehr.models import EhrConnection
-    from careloop.workflows.ehr_pull import pull
+    from careloop.workflows.ehr.pull import pull
 
     with session_scope(world.engine) as session:
         from sqlmodel import select
@@ -297,7 +297,7 @@ def test_task_completed_in_the_ehr_resolves_the_alert(world: World) -> None:
     assert task["priority"] == "stat" and task["status"] == "requested"
     world.ehr.seed({**task, "status": "completed", "note": [{"text": "seen in clinic"}]})
     from careloop.services.ehr.models import EhrConnection
-    from careloop.workflows.ehr_pull import pull
+    from careloop.workflows.ehr.pull import pull
 
     with session_scope(world.engine) as session:
         from sqlmodel import select
@@ -353,7 +353,8 @@ def test_circuit_opens_when_the_ehr_keeps_failing(world: World) -> None:
     from sqlmodel import select
 
     from careloop.services.ehr.models import EhrConnection
-    from careloop.workflows.ehr_sync import CircuitOpen, push
+    from careloop.workflows.ehr.circuit import CircuitOpen
+    from careloop.workflows.ehr.push import push
 
     world.settings = world.settings.model_copy(
         update={"ehr_circuit_failures": 2, "ehr_circuit_seconds": 60}

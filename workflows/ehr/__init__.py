@@ -1,0 +1,1 @@
+"""Syncing with EHRs: link patients, write careloop's resources in once, read care plans out."""

@@ -1,0 +1,83 @@
+"""Linking careloop patients to EHR Patients: by identifier search, or by hand."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from careloop.integrations.egress import Disclosure
+from careloop.integrations.ehr.fhir_client import FhirClient
+from careloop.services.db import utcnow
+from careloop.services.ehr.models import EhrConnection, EhrWrite, PatientLink
+from careloop.services.patients.models import PatientIdentifier
+from careloop.workflows.ehr.schedule import schedule_push
+
+
+def _identifiers(session: Session, tenant_id: str, patient_id: str) -> list[tuple[str, str]]:
+    rows = session.exec(
+        select(PatientIdentifier).where(
+            PatientIdentifier.tenant_id == tenant_id, PatientIdentifier.patient_id == patient_id
+        )
+    ).all()
+    return [(r.system, r.value) for r in rows]
+
+
+def resolve_link(
+    session: Session, client: FhirClient, connection: EhrConnection, patient_id: str
+) -> PatientLink:
+    """The patient's link, searching the EHR by identifier unless already linked.
+
+    Exactly one EHR Patient carrying one of the patient's identifiers links; none leaves the
+    patient unlinked, several ambiguous. careloop never guesses. The search carries the
+    patient's identifiers to the EHR, so it passes consent and audit (EgressBlocked).
+    """
+    link = session.get(PatientLink, (connection.id, patient_id))
+    if link is not None and link.state == "linked":
+        return link
+    matches: set[str] = set()
+    for system, value in _identifiers(session, connection.tenant_id, patient_id):
+        bundle = client.request(
+            "GET",
+            "Patient",
+            params={"identifier": f"{system}|{value}"},
+            disclosure=Disclosure(patient_id),
+        )
+        for entry in bundle.get("entry", []):
+            resource = entry.get("resource", {})
+            if resource.get("resourceType") == "Patient" and resource.get("id"):
+                matches.add(str(resource["id"]))
+    if link is None:
+        link = PatientLink(connection_id=connection.id, patient_id=patient_id, state="unlinked")
+    link.state = {0: "unlinked", 1: "linked"}.get(len(matches), "ambiguous")
+    link.ehr_patient_id = next(iter(matches)) if len(matches) == 1 else None
+    link.method = "identifier"
+    link.updated_at = utcnow()
+    session.add(link)
+    return link
+
+
+def link_manually(
+    session: Session, connection: EhrConnection, patient_id: str, ehr_patient_id: str
+) -> PatientLink:
+    """Link a patient to an EHR Patient by hand, and schedule what was waiting for it."""
+    link = session.get(PatientLink, (connection.id, patient_id)) or PatientLink(
+        connection_id=connection.id, patient_id=patient_id, state="linked"
+    )
+    link.state, link.ehr_patient_id, link.method = "linked", ehr_patient_id, "manual"
+    link.updated_at = utcnow()
+    session.add(link)
+    waiting = session.exec(
+        select(EhrWrite).where(
+            EhrWrite.connection_id == connection.id,
+            EhrWrite.patient_id == patient_id,
+            EhrWrite.state != "written",
+        )
+    ).all()
+    if waiting:
+        schedule_push(
+            session,
+            connection.tenant_id,
+            connection.id,
+            patient_id,
+            [w.reference for w in waiting],
+        )
+    return link
