@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import phq9
+from support.reports import phq9
 from webhook_receiver import webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret

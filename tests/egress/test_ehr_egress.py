@@ -6,11 +6,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from conftest import BASE_URL, Caller, make_caller, phq9
 from ehr_server import TestEHR
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import select
+from support.clients import BASE_URL, Caller, make_caller
+from support.reports import phq9
 
 from careloop.services.app import create_app
 from careloop.services.audit.models import AuditRecord

@@ -10,10 +10,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import uvicorn
-from conftest import BASE_URL, make_caller, phq9
 from ehr_server import TestEHR
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from support.clients import BASE_URL, make_caller
+from support.reports import phq9
 
 from careloop.integrations.ehr.smart import tokens
 from careloop.services.app import create_app

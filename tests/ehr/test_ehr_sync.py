@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import BASE_URL, Caller, make_caller, phq9
 from ehr_server import Fault, TestEHR
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from support.clients import BASE_URL, Caller, make_caller
+from support.reports import phq9
 
 from careloop.services.app import create_app
 from careloop.services.common.egress import destination_policy

@@ -29,9 +29,9 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from conftest import _drop_pg_database, _pg_database
 from ehr_server import Fault, TestEHR
 from sqlalchemy import text
+from support.databases import fresh_pg_database
 from webhook_receiver import Receiver, webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret
@@ -136,15 +136,13 @@ class Processes:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL database of this test's own, migrated, with the refusing triggers."""
-    name = f"careloop_logs_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{secrets.token_hex(4)}"
-    url = _pg_database(name)
-    engine = make_engine(url, pool_size=1)
-    upgrade(engine)
-    with engine.begin() as connection:
-        connection.execute(text(TRIGGERS))
-    engine.dispose()
-    yield url
-    _drop_pg_database(name)
+    with fresh_pg_database("logs") as url:
+        engine = make_engine(url, pool_size=1)
+        upgrade(engine)
+        with engine.begin() as connection:
+            connection.execute(text(TRIGGERS))
+        engine.dispose()
+        yield url
 
 
 @contextmanager

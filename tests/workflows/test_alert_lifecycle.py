@@ -11,9 +11,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import Caller, phq9
 from sqlalchemy import Engine, update
 from sqlmodel import select
+from support.clients import Caller
+from support.reports import phq9
 from webhook_receiver import Receiver, webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret

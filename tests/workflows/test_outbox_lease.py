@@ -7,7 +7,6 @@ and on PostgreSQL a relay skips the messages another relay, or a running task, h
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 import time
@@ -18,9 +17,11 @@ from typing import Any
 
 import pytest
 from alembic import command
-from conftest import Caller, _drop_pg_database, _pg_database, phq9
 from sqlalchemy import Engine, text, update
 from sqlmodel import Session, select
+from support.clients import Caller
+from support.databases import create_pg_database, drop_pg_database, fresh_pg_database
+from support.reports import phq9
 from webhook_receiver import webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret
@@ -216,12 +217,11 @@ def test_concurrent_relays_publish_each_message_once(engine: Engine) -> None:
 @pytest.fixture(scope="module")
 def pg_engine() -> Iterator[Engine]:
     """A PostgreSQL database of this module's own, for row-lock behaviour."""
-    name = f"careloop_lease_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{secrets.token_hex(4)}"
-    eng = make_engine(_pg_database(name), pool_size=5)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
-    _drop_pg_database(name)
+    with fresh_pg_database("lease") as url:
+        eng = make_engine(url, pool_size=5)
+        upgrade(eng)
+        yield eng
+        eng.dispose()
 
 
 def test_on_postgresql_a_relay_skips_what_another_relay_holds(pg_engine: Engine) -> None:
@@ -366,7 +366,7 @@ def test_migration_completes_dispatched_messages_and_keeps_the_rest_due(
         url, name = f"sqlite:///{tmp_path / 'upgrade.db'}", None
     else:
         name = f"careloop_upgrade_{secrets.token_hex(4)}"
-        url = _pg_database(name)
+        url = create_pg_database(name)
     eng = make_engine(url, pool_size=2)
     try:
         config = alembic_config()
@@ -393,7 +393,7 @@ def test_migration_completes_dispatched_messages_and_keeps_the_rest_due(
     finally:
         eng.dispose()
         if name:
-            _drop_pg_database(name)
+            drop_pg_database(name)
 
 
 def _tenant_messages(engine: Engine, tenant: str) -> list[OutboxMessage]:
