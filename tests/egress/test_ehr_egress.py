@@ -11,13 +11,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import select
 from support.clients import BASE_URL, Caller, make_caller
+from support.ehr import connect_ehr
 from support.reports import phq9
 
 from careloop.services.app import create_app
 from careloop.services.audit.models import AuditRecord
-from careloop.services.common.egress import destination_policy
 from careloop.services.db import session_scope
-from careloop.services.ehr.service import add_connection
 from careloop.services.settings import Settings
 from careloop.services.tenancy.models import Tenant
 from careloop.workflows.inline import run_pending
@@ -67,18 +66,7 @@ def world(settings: Settings, engine: Engine) -> Iterator[World]:
     fast = settings.model_copy(update={"ehr_timeout_seconds": 2.0, "ehr_circuit_failures": 100})
     with TestEHR() as ehr, TestClient(create_app(fast, engine), base_url=BASE_URL) as api:
         caller = make_caller(api, engine)
-        client_id = f"careloop-{caller.tenant}"
-        ehr.register_client(client_id, SCOPES, jwks=api.get("/.well-known/jwks.json").json())
-        with session_scope(engine) as session:
-            add_connection(
-                session,
-                "hospital",
-                ehr.base_url,
-                client_id,
-                SCOPES,
-                caller.tenant,
-                destinations=destination_policy(fast),
-            )
+        connect_ehr(api, engine, fast, caller, ehr, SCOPES)
         yield World(caller, ehr, engine, fast)
 
 
