@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
@@ -43,8 +44,8 @@ class Caller:
         return self.http.get(url, headers=headers, **kwargs)
 
 
-def token_for(http: TestClient, client_id: str, secret: str, scope: str | None = None) -> str:
-    """An access token by client_secret_post."""
+def token_for(http: httpx.Client, client_id: str, secret: str, scope: str | None = None) -> str:
+    """An access token by client_secret_post (from the app in-process or served over HTTP)."""
     form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
     if scope:
         form["scope"] = scope

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 from sqlalchemy import Engine
-from support.clients import Caller
+from support.clients import Caller, token_for
+from support.processes import free_port, inherited_env, wait_healthy
 from support.reports import phq9
 from support.smtp import SmtpServer
 from webhook_receiver import webhook_receiver
@@ -69,16 +67,10 @@ def test_email_alert_carries_a_link_and_no_phi(
         assert phi not in text
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_serve_alone_alerts_end_to_end(tmp_path: Path) -> None:
     """`careloop serve` on a fresh data dir: SQLite, embedded broker and worker, no services."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARELOOP_")}
+    port = free_port()
+    env = inherited_env()
     env.update(
         {"CARELOOP_DATA_DIR": str(tmp_path), "CARELOOP_BASE_URL": f"http://127.0.0.1:{port}"}
     )
@@ -94,15 +86,7 @@ def test_serve_alone_alerts_end_to_end(tmp_path: Path) -> None:
             webhook_receiver(generate_webhook_secret()) as receiver,
             httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
         ):
-            deadline = time.monotonic() + 60
-            while True:  # serve migrates, then listens: poll its health (bounded)
-                try:
-                    if http.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline and server.poll() is None
-                time.sleep(0.1)
+            wait_healthy(f"http://127.0.0.1:{port}", server)
             subprocess.run(
                 [*cli, "notify", "add-webhook", receiver.url, "--secret", receiver.secret],
                 env=env,
@@ -116,14 +100,7 @@ def test_serve_alone_alerts_end_to_end(tmp_path: Path) -> None:
                 capture_output=True,
             )
             credentials = json.loads(created.stdout)
-            token = http.post(
-                "/oauth/token",
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": credentials["client_id"],
-                    "client_secret": credentials["client_secret"],
-                },
-            ).json()["access_token"]
+            token = token_for(http, credentials["client_id"], credentials["client_secret"])
             response = http.post(
                 "/v1/symptom-reports",
                 json=phq9("e2e", [0] * 8 + [1]),
