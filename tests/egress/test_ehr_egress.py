@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import select
 from support.clients import BASE_URL, Caller, make_caller
+from support.consents import deny_all_consent
 from support.ehr import connect_ehr
 from support.reports import phq9
 
@@ -23,23 +24,6 @@ from careloop.workflows.inline import run_pending
 
 APP_SYSTEM = "https://app.example/patients"
 SCOPES = "system/*.cruds"
-DENY_ALL = {
-    "resourceType": "Consent",
-    "status": "active",
-    "scope": {
-        "coding": [
-            {
-                "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                "code": "patient-privacy",
-            }
-        ]
-    },
-    "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-    "policyRule": {
-        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]
-    },
-    "provision": {"type": "deny"},
-}
 
 
 @dataclass
@@ -83,7 +67,7 @@ def test_a_consent_denial_stops_the_identifier_search_and_is_audited(world: Worl
     patient = report.json()["patient"]
     consent = world.caller.post(
         "/fhir/Consent",
-        json={**DENY_ALL, "patient": {"reference": patient}},
+        json=deny_all_consent(patient),
         headers={"Content-Type": "application/fhir+json"},
     )
     assert consent.status_code == 201, consent.text

@@ -22,9 +22,8 @@ from sqlmodel import Session, select
 from support.clients import Caller
 from support.databases import create_pg_database, drop_pg_database, fresh_pg_database
 from support.reports import phq9
-from webhook_receiver import webhook_receiver
+from webhook_receiver import Receiver
 
-from careloop.integrations.channels import generate_webhook_secret
 from careloop.services.db import make_engine, session_scope, utcnow
 from careloop.services.migrate import alembic_config, upgrade
 from careloop.services.settings import Settings
@@ -404,31 +403,24 @@ def _tenant_messages(engine: Engine, tenant: str) -> list[OutboxMessage]:
 
 
 def test_the_inline_runner_completes_each_message_with_its_work(
-    caller: Caller, engine: Engine, settings: Settings
+    caller: Caller, engine: Engine, settings: Settings, oncall: Receiver
 ) -> None:
-    with webhook_receiver(generate_webhook_secret()) as receiver:
-        route = {
-            "recipient": "oncall",
-            "channel": "webhook",
-            "address": receiver.url,
-            "secret": receiver.secret,
-        }
-        assert caller.post("/v1/notification-routes", json=route).status_code == 201
-        receiver.status = 503  # the first delivery fails, retryably
-        response = caller.post("/v1/symptom-reports", json=phq9("inline-1", [0] * 8 + [1]))
-        assert response.status_code == 201
-        run_pending(engine, settings)
-        evaluated, delivery = _tenant_messages(engine, caller.tenant)
-        assert evaluated.task == "observation.evaluate_urgent" and evaluated.outcome == "done"
-        # The failed delivery stays open until its backoff and lease have passed.
-        assert delivery.task == "notification.deliver" and delivery.completed_at is None
-        assert (delivery.available_at - utcnow()).total_seconds() > 9
-        run_pending(engine, settings)  # not due yet: not retried
-        assert _tenant_messages(engine, caller.tenant)[1].attempts == delivery.attempts == 1
-        assert receiver.deliveries == []
-        receiver.status = 200
-        with session_scope(engine) as session:  # as if the backoff had passed
-            postpone(session, delivery.id, 0)
-        run_pending(engine, settings)
-        assert len(receiver.wait_for(1)) == 1
+    receiver = oncall
+    receiver.status = 503  # the first delivery fails, retryably
+    response = caller.post("/v1/symptom-reports", json=phq9("inline-1", [0] * 8 + [1]))
+    assert response.status_code == 201
+    run_pending(engine, settings)
+    evaluated, delivery = _tenant_messages(engine, caller.tenant)
+    assert evaluated.task == "observation.evaluate_urgent" and evaluated.outcome == "done"
+    # The failed delivery stays open until its backoff and lease have passed.
+    assert delivery.task == "notification.deliver" and delivery.completed_at is None
+    assert (delivery.available_at - utcnow()).total_seconds() > 9
+    run_pending(engine, settings)  # not due yet: not retried
+    assert _tenant_messages(engine, caller.tenant)[1].attempts == delivery.attempts == 1
+    assert receiver.deliveries == []
+    receiver.status = 200
+    with session_scope(engine) as session:  # as if the backoff had passed
+        postpone(session, delivery.id, 0)
+    run_pending(engine, settings)
+    assert len(receiver.wait_for(1)) == 1
     assert [m.outcome for m in _tenant_messages(engine, caller.tenant)] == ["done", "done"]
