@@ -36,21 +36,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import multiprocessing
 import multiprocessing.synchronize
 import os
-import re
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -63,18 +59,19 @@ import orjson
 import psycopg
 from common import (
     HOST,
-    VENV_BIN,
-    Server,
+    TaskLog,
+    careloop_stack,
+    cpu_by_group,
+    cpu_snapshot,
     create_client,
-    descendants,
     fetch_token,
-    free_port,
-    fresh_database,
-    host_jiffies,
+    fmt_ms,
+    iso,
     percentile,
     pg_version,
-    proc_stats,
     raise_keyboard_interrupt,
+    run_cli,
+    stage_ms,
 )
 
 PATIENT_SYSTEM = "https://bench.careloop.example/patients"
@@ -82,19 +79,10 @@ PROBE_ANSWERS = [0, 0, 0, 0, 0, 0, 0, 0, 1]
 GOAL_P99_MS = 250.0
 BROKERS = ("redis", "rabbitmq")
 REPORTS_PATH = "/v1/symptom-reports"
-LOG_LINE = re.compile(
-    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/[^\]]*\] Task (\S+)\[(outbox-\d+)\] "
-    r"(received|succeeded in ([0-9.e+-]+)s|retry)"
-)
 
 
 # --------------------------------------------------------------------------------------------
 # Reports
-
-
-def iso(at: datetime) -> str:
-    """An RFC 3339 time with milliseconds and an explicit offset."""
-    return at.isoformat(timespec="milliseconds")
 
 
 def probe_body(patient_value: str, effective: str) -> dict[str, Any]:
@@ -445,47 +433,6 @@ class BackgroundLoad:
 # CPU
 
 
-def cpu_snapshot() -> tuple[float, dict[int, tuple[int, str, float]], tuple[int, int]]:
-    """(monotonic time, every process's CPU seconds, machine jiffies)."""
-    return time.monotonic(), proc_stats(), host_jiffies()
-
-
-def cpu_used(
-    before: tuple[float, dict[int, tuple[int, str, float]], tuple[int, int]],
-    after: tuple[float, dict[int, tuple[int, str, float]], tuple[int, int]],
-    servers: dict[str, Server],
-) -> dict[str, float]:
-    """Cores used between two snapshots, by group: careloop's processes, PostgreSQL, the
-    broker, this benchmark (receiver, probes, background load), everything else and the whole
-    machine."""
-    seconds = after[0] - before[0]
-    if seconds <= 0:
-        return {}
-    owner: dict[int, str] = {}
-    for name, server in servers.items():
-        if server.proc is not None:
-            for pid in descendants(after[1], server.proc.pid):
-                owner[pid] = name
-    mine = descendants(after[1], os.getpid())
-    groups = dict.fromkeys([*servers, "postgres", "broker", "bench"], 0.0)
-    for pid, (_, comm, cpu) in after[1].items():
-        used = cpu - before[1].get(pid, (0, "", 0.0))[2]
-        if pid in owner:
-            groups[owner[pid]] += used
-        elif pid in mine:
-            groups["bench"] += used
-        elif comm.startswith("postgres"):
-            groups["postgres"] += used
-        elif comm in ("redis-server", "beam.smp", "erl_child_setup"):
-            groups["broker"] += used
-    busy = after[2][0] - before[2][0]
-    total = after[2][1] - before[2][1]
-    result = {name: used / seconds for name, used in groups.items()}
-    result["machine"] = (os.cpu_count() or 1) * busy / total if total else 0.0
-    result["other"] = max(0.0, result["machine"] - sum(used / seconds for used in groups.values()))
-    return result
-
-
 # --------------------------------------------------------------------------------------------
 # Latency breakdown (database rows and the worker's log)
 
@@ -504,36 +451,6 @@ EXTRA_STAGES = (
     ("deliver task run time", "dl_start", "dl_end"),
     ("webhook arrives -> attempt recorded", "arrived", "attempt"),
 )
-
-
-@dataclass
-class TaskLog:
-    """When the worker received, started and finished each outbox task (from its log)."""
-
-    received: dict[str, float] = field(default_factory=dict)
-    started: dict[str, float] = field(default_factory=dict)
-    finished: dict[str, float] = field(default_factory=dict)
-    retries: Counter[str] = field(default_factory=Counter)
-
-    @classmethod
-    def parse(cls, path: Path) -> TaskLog:
-        """Read the worker's INFO log (timestamps in local time, milliseconds)."""
-        log = cls()
-        with contextlib.suppress(OSError):
-            for line in path.read_text(errors="replace").splitlines():
-                match = LOG_LINE.match(line)
-                if not match:
-                    continue
-                stamp, task, task_id, what, runtime = match.groups()
-                at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                if what == "received":
-                    log.received.setdefault(task_id, at)
-                elif what == "retry":
-                    log.retries[task] += 1
-                else:
-                    log.finished.setdefault(task_id, at)
-                    log.started.setdefault(task_id, at - float(runtime))
-        return log
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -614,13 +531,6 @@ def probe_marks(pg_url: str, probes: list[Probe], log: TaskLog) -> list[dict[str
     return marks_list
 
 
-def stage_ms(marks: dict[str, float], start: str, end: str) -> float | None:
-    """Milliseconds from mark ``start`` to mark ``end`` (None when either is unknown)."""
-    if start in marks and end in marks:
-        return (marks[end] - marks[start]) * 1000
-    return None
-
-
 # --------------------------------------------------------------------------------------------
 # One configuration
 
@@ -698,137 +608,6 @@ def wait_drained(pg_url: str, timeout_s: float) -> tuple[int, int]:
 # One broker: processes, configurations, clean-up
 
 
-def careloop_cmd(*args: str) -> list[str]:
-    """argv of a ``careloop`` command."""
-    return [str(VENV_BIN / "careloop"), *args]
-
-
-def run_cli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    """Run a careloop command printing one JSON line; that JSON."""
-    out = subprocess.run(
-        careloop_cmd(*args), env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if out.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"careloop {' '.join(args[:2])} failed ({out.returncode}):\n{out.stderr}"
-        )
-    data: dict[str, Any] = orjson.loads(lines[-1])
-    return data
-
-
-def delete_queue(broker_url: str, queue: str) -> None:
-    """Remove the run's queue (and its exchange / binding keys) from the broker."""
-    if broker_url.startswith("redis://"):
-        import redis
-
-        client = redis.Redis.from_url(broker_url)
-        try:
-            keys = list(client.scan_iter(match=f"*{queue}*", count=1000))
-            if keys:
-                client.delete(*keys)
-            client.zrem("_kombu.binding_deadlines", queue)
-        finally:
-            client.close()
-        return
-    from kombu import connection as kombu_connection
-
-    connection_class: Any = kombu_connection.Connection
-    with connection_class(broker_url, connect_timeout=5) as conn:
-        channel = conn.channel()
-        with contextlib.suppress(Exception):
-            channel.queue_delete(queue)
-        with contextlib.suppress(Exception):
-            channel.exchange_delete(queue)
-
-
-@dataclass
-class Stack:
-    """careloop's processes for one broker."""
-
-    api: Server
-    worker: Server
-    beat: Server
-
-    def servers(self) -> dict[str, Server]:
-        """By group name."""
-        return {"api": self.api, "worker": self.worker, "beat": self.beat}
-
-
-@contextlib.contextmanager
-def careloop_stack(
-    broker: str, broker_url: str, args: argparse.Namespace, logs: Path
-) -> Iterator[tuple[Stack, dict[str, str], str]]:
-    """A fresh database, careloop's API, worker and beat on ``broker_url``; (stack, env, pg url).
-
-    Everything is stopped, the queue deleted and the database dropped on exit.
-    """
-    queue = f"alertbench-{secrets.token_hex(4)}"
-    port = free_port()
-    with fresh_database("careloop_alertbench_") as db_url:
-        env = {
-            **os.environ,
-            "CARELOOP_DATABASE_URL": db_url,
-            "CARELOOP_BROKER_URL": broker_url,
-            "CARELOOP_QUEUE": queue,
-            "CARELOOP_DATA_DIR": str(logs / f"data-{broker}"),
-            "CARELOOP_BASE_URL": f"http://{HOST}:{port}",
-            "CARELOOP_TOKEN_LIFETIME_SECONDS": "3600",
-            # The load generator is one client: per-client rate limits would measure themselves.
-            "CARELOOP_RATE_LIMIT_API_PER_CLIENT": "",
-            "CARELOOP_RATE_LIMIT_TOKEN_PER_CLIENT": "",
-            **dict(item.split("=", 1) for item in args.env),
-        }
-        api = Server(
-            f"{broker}-api",
-            careloop_cmd(
-                "serve", "--host", HOST, "--port", str(port), "--workers", str(args.api_workers)
-            ),
-            env,
-            port,
-            logs,
-        )
-        worker = Server(
-            f"{broker}-worker",
-            careloop_cmd(
-                "worker",
-                "--concurrency",
-                str(args.worker_concurrency),
-                "--pool",
-                "threads",
-                "--loglevel",
-                "INFO",
-            ),
-            env,
-            0,
-            logs,
-        )
-        beat = Server(f"{broker}-beat", careloop_cmd("beat"), env, 0, logs)
-        stack = Stack(api, worker, beat)
-        try:
-            api.start()  # migrates the new database before it listens
-            api.wait_ready(90)
-            worker.start()
-            beat.start()
-            worker.wait_log(r"\S+@\S+ ready\.", 60)
-            beat.wait_log(r"beat: Starting", 60)
-            yield stack, env, db_url.replace("postgresql+psycopg://", "postgresql://")
-        except BaseException:
-            for server in (api, worker, beat):
-                if server.proc is not None:
-                    print(f"--- {server.name} log tail ---\n{server.log_tail()}", file=sys.stderr)
-            raise
-        finally:
-            for server in (beat, worker, api):
-                server.stop()
-                if server.leftovers:
-                    print(f"  !!!  {server.name} left {server.leftovers} processes; terminated")
-            try:
-                delete_queue(broker_url, queue)
-            except Exception as exc:  # clean-up must not hide the real error
-                print(f"  !!!  could not delete queue {queue}: {exc!r}", file=sys.stderr)
-
-
 def run_broker(
     broker: str, broker_url: str, args: argparse.Namespace, logs: Path
 ) -> list[ConfigResult]:
@@ -839,7 +618,14 @@ def run_broker(
     run = secrets.token_hex(3)
     results: list[ConfigResult] = []
     try:
-        with careloop_stack(broker, broker_url, args, logs) as (stack, env, pg_url):
+        with careloop_stack(
+            broker,
+            broker_url,
+            logs,
+            api_workers=args.api_workers,
+            worker_concurrency=args.worker_concurrency,
+            extra_env=dict(item.split("=", 1) for item in args.env),
+        ) as (stack, env, pg_url):
             run_cli(env, "notify", "add-webhook", receiver.url, "--secret", receiver.secret)
             client_id, client_secret = create_client(env)
             token = fetch_token(stack.api.url, client_id, client_secret)
@@ -879,7 +665,12 @@ def run_broker(
                     result.window = run_probes(
                         probes, url, token, receiver, args.interval, args.lost_after
                     )
-                    result.cpu = cpu_used(before, cpu_snapshot(), stack.servers())
+                    roots = {
+                        name: server.proc.pid
+                        for name, server in stack.servers().items()
+                        if server.proc is not None
+                    }
+                    result.cpu = cpu_by_group(before, cpu_snapshot(), roots)
                     result.backlog = evaluation_backlog(pg_url)
                     if load is not None:
                         result.background = load.finish()
@@ -913,13 +704,6 @@ def run_broker(
 
 # --------------------------------------------------------------------------------------------
 # Report
-
-
-def fmt_ms(value: float | None) -> str:
-    """Milliseconds, one decimal below 100."""
-    if value is None:
-        return "-"
-    return f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"
 
 
 def print_table(results: list[ConfigResult], args: argparse.Namespace) -> None:

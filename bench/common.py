@@ -1,6 +1,6 @@
 """Helpers shared by careloop's benchmarks: servers in subprocesses, a scratch PostgreSQL
 database, careloop's API, worker and beat processes, an app client and its token, CPU accounting
-from ``/proc``, percentiles."""
+from ``/proc``, the worker's task log, percentiles and times."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -297,6 +299,18 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[rank]
 
 
+def fmt_ms(value: float | None) -> str:
+    """Milliseconds, one decimal below 100."""
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def iso(at: datetime) -> str:
+    """An RFC 3339 time with milliseconds and an explicit offset."""
+    return at.isoformat(timespec="milliseconds")
+
+
 def raise_keyboard_interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -483,3 +497,56 @@ def cpu_by_group(
     result["machine"] = (os.cpu_count() or 1) * busy / total if total else 0.0
     result["other"] = max(0.0, result["machine"] - sum(result[g] for g in groups))
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# The worker's task log and the stages of a task's way (from marks in wall-clock seconds)
+
+LOG_LINE = re.compile(
+    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/[^\]]*\] Task (\S+)\[(outbox-\d+)\] "
+    r"(received|succeeded in ([0-9.e+-]+)s|retry)"
+)
+
+
+@dataclass
+class TaskLog:
+    """When the worker received, started and finished each outbox task, and its retries."""
+
+    received: dict[str, float] = field(default_factory=dict)
+    """The first delivery of each task."""
+    last_received: dict[str, float] = field(default_factory=dict)
+    """The last delivery of each task (after retries)."""
+    started: dict[str, float] = field(default_factory=dict)
+    finished: dict[str, float] = field(default_factory=dict)
+    retries: Counter[str] = field(default_factory=Counter)
+    runtimes: dict[str, list[float]] = field(default_factory=dict)
+    """Milliseconds each successful run took, by task name."""
+
+    @classmethod
+    def parse(cls, path: Path) -> TaskLog:
+        """Read the worker's INFO log (timestamps in local time, milliseconds)."""
+        log = cls()
+        with contextlib.suppress(OSError):
+            for line in path.read_text(errors="replace").splitlines():
+                match = LOG_LINE.match(line)
+                if not match:
+                    continue
+                stamp, task, task_id, what, runtime = match.groups()
+                at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                if what == "received":
+                    log.received.setdefault(task_id, at)
+                    log.last_received[task_id] = at
+                elif what == "retry":
+                    log.retries[task] += 1
+                else:
+                    log.finished.setdefault(task_id, at)
+                    log.started.setdefault(task_id, at - float(runtime))
+                    log.runtimes.setdefault(task, []).append(float(runtime) * 1000)
+        return log
+
+
+def stage_ms(marks: dict[str, float], start: str, end: str) -> float | None:
+    """Milliseconds from mark ``start`` to mark ``end`` (None when either is unknown)."""
+    if start in marks and end in marks:
+        return (marks[end] - marks[start]) * 1000
+    return None

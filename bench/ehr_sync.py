@@ -74,15 +74,19 @@ from common import (
     VENV_BIN,
     CareloopStack,
     CpuSnapshot,
+    TaskLog,
     careloop_stack,
     cpu_by_group,
     cpu_snapshot,
     create_client,
     fetch_token,
+    fmt_ms,
+    iso,
     percentile,
     pg_version,
     raise_keyboard_interrupt,
     run_cli,
+    stage_ms,
 )
 
 APP_SYSTEM = "https://app.example/patients"
@@ -95,15 +99,6 @@ GOAL_RESOURCES_S = 500.0
 GOAL_P99_LAG_MS = 1000.0
 PHASE_SPAN = 10_000_000
 """Report numbers of phase i are i * PHASE_SPAN + n: distinct effective times across phases."""
-LOG_LINE = re.compile(
-    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/[^\]]*\] Task (\S+)\[(outbox-\d+)\] "
-    r"(received|succeeded in ([0-9.e+-]+)s|retry)"
-)
-
-
-def iso(at: datetime) -> str:
-    """An RFC 3339 time with milliseconds and an explicit offset."""
-    return at.isoformat(timespec="milliseconds")
 
 
 def epoch(instant: str) -> float:
@@ -559,38 +554,6 @@ EXTRA_STAGES = (
 )
 
 
-@dataclass
-class TaskLog:
-    """When the worker received, started and finished each outbox task, and its retries."""
-
-    received: dict[str, float] = field(default_factory=dict)
-    started: dict[str, float] = field(default_factory=dict)
-    finished: dict[str, float] = field(default_factory=dict)
-    retries: Counter[str] = field(default_factory=Counter)
-    runtimes: dict[str, list[float]] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, path: Path) -> TaskLog:
-        """Read the worker's INFO log (local time, milliseconds)."""
-        log = cls()
-        with contextlib.suppress(OSError):
-            for line in path.read_text(errors="replace").splitlines():
-                match = LOG_LINE.match(line)
-                if not match:
-                    continue
-                stamp, task, task_id, what, runtime = match.groups()
-                at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                if what == "received":
-                    log.received[task_id] = at  # the last delivery (after retries)
-                elif what == "retry":
-                    log.retries[task] += 1
-                else:
-                    log.finished.setdefault(task_id, at)
-                    log.started.setdefault(task_id, at - float(runtime))
-                    log.runtimes.setdefault(task, []).append(float(runtime) * 1000)
-        return log
-
-
 def report_marks(
     pg_url: str, phase: Phase, obs_stored: dict[str, float], log: TaskLog
 ) -> list[dict[str, float]]:
@@ -626,20 +589,13 @@ def report_marks(
         obs = next((r for r in refs.split() if r.startswith("Observation/")), "")
         task_id, published = push_of.get(obs, ("", None))
         marks["published"] = published
-        marks["received"] = log.received.get(task_id)
+        marks["received"] = log.last_received.get(task_id)  # the last delivery
         marks["started"] = log.started.get(task_id)
         marks["done"] = log.finished.get(task_id)
         marks["ehr"] = obs_stored.get(report_id)
         marks["marked"] = marked.get(obs)
         out.append({k: v for k, v in marks.items() if v is not None})
     return out
-
-
-def stage_ms(marks: dict[str, float], start: str, end: str) -> float | None:
-    """Milliseconds from mark ``start`` to mark ``end`` (None when either is unknown)."""
-    if start in marks and end in marks:
-        return (marks[end] - marks[start]) * 1000
-    return None
 
 
 def start_profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
@@ -683,13 +639,6 @@ def print_profile(path: Path, top: int = 14) -> None:
 
 # ============================================================================================
 # Report
-
-
-def fmt_ms(value: float | None) -> str:
-    """Milliseconds, one decimal below 100."""
-    if value is None:
-        return "-"
-    return f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"
 
 
 def dist(values: list[float]) -> str:

@@ -6,11 +6,12 @@ import base64
 import time
 import uuid
 
-from conftest import BASE_URL, Caller, make_caller, phq9
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from sqlalchemy import Engine
+from support.clients import BASE_URL, Caller, make_caller
+from support.reports import phq9
 
 from careloop.services.db import session_scope
 from careloop.services.tenancy.service import create_client

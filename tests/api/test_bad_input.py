@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Caller, phq9
+from support.clients import Caller
+from support.reports import phq9
 
 
 def _issue_expressions(body: dict[str, Any]) -> list[str]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from conftest import Caller, phq9
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from support.clients import Caller
+from support.reports import phq9
 
 
 def _get(caller: Caller, url: str, **params: Any) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import uvicorn
-from conftest import phq9
 from fhirpy import SyncFHIRClient
 from sqlalchemy import Engine
+from support.reports import phq9
 
 from careloop.services.app import create_app
 from careloop.services.db import session_scope

@@ -9,12 +9,13 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import BASE_URL, Caller, make_caller, phq9
 from fastapi.testclient import TestClient
 from hostile import NUL, assert_refused, expressions, stored
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from sqlalchemy import Engine
+from support.clients import BASE_URL, Caller, make_caller
+from support.reports import phq9
 
 from careloop.services.db import session_scope
 from careloop.services.tenancy.service import create_client

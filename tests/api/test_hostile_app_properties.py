@@ -9,12 +9,13 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import Caller, make_caller, phq9
 from fastapi.testclient import TestClient
 from hostile import NUL, expressions, keep_hypothesis_out_of_the_work_tree, stored
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
+from support.clients import Caller, make_caller
+from support.reports import phq9
 
 keep_hypothesis_out_of_the_work_tree()
 PROPERTY_SETTINGS = settings(

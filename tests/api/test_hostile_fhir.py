@@ -13,8 +13,9 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import Caller, phq9
 from sqlalchemy import Engine, func, select
+from support.clients import Caller
+from support.reports import phq9
 
 from careloop.services.db import session_scope
 from careloop.services.store.models import FhirResource, SearchToken

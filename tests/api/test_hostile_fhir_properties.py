@@ -10,10 +10,10 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from conftest import Caller
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
+from support.clients import Caller
 from test_hostile_fhir import observation, stored_rows
 
 from careloop.services.fhirapi.openapi import CREATABLE, SEARCHABLE, UPDATABLE

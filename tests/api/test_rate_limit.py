@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import BASE_URL, make_caller
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from support.clients import BASE_URL, make_caller
 
 from careloop.services.app import create_app
 from careloop.services.settings import Settings

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from conftest import BASE_URL, _drop_pg_database, _pg_database, token_for
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hostile import keep_hypothesis_out_of_the_work_tree
@@ -25,6 +24,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from support.clients import BASE_URL, token_for
+from support.databases import fresh_pg_database
 
 from careloop.services.app import create_app
 from careloop.services.db import make_engine, session_scope
@@ -55,19 +56,18 @@ schema = schemathesis.openapi.from_dict(_DOCUMENT)
 @pytest.fixture(scope="module")
 def api() -> Iterator[tuple[FastAPI, dict[str, str]]]:
     """careloop on a fresh PostgreSQL database, and headers with a token of every scope."""
-    name = f"careloop_st_{uuid.uuid4().hex[:8]}"
-    url = _pg_database(name)
-    engine = make_engine(url, pool_size=4)
-    upgrade(engine)
-    app = create_app(_settings(url), engine)
-    with session_scope(engine) as session:
-        client = create_client(session, "schemathesis", SCOPES, f"tenant-{uuid.uuid4().hex[:8]}")
-    assert client.client_secret is not None
-    with TestClient(app, base_url=BASE_URL) as http:
-        token = token_for(http, client.client_id, client.client_secret, SCOPES)
-    yield app, {"Authorization": f"Bearer {token}"}
-    engine.dispose()
-    _drop_pg_database(name)
+    with fresh_pg_database("st") as url:
+        engine = make_engine(url, pool_size=4)
+        upgrade(engine)
+        app = create_app(_settings(url), engine)
+        with session_scope(engine) as session:
+            tenant = f"tenant-{uuid.uuid4().hex[:8]}"
+            client = create_client(session, "schemathesis", SCOPES, tenant)
+        assert client.client_secret is not None
+        with TestClient(app, base_url=BASE_URL) as http:
+            token = token_for(http, client.client_id, client.client_secret, SCOPES)
+        yield app, {"Authorization": f"Bearer {token}"}
+        engine.dispose()
 
 
 @schema.parametrize()

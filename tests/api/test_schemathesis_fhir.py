@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from conftest import Caller
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis import Case
@@ -20,6 +19,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from support.clients import Caller
 
 CHECKS = [
     not_a_server_error,

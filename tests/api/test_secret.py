@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 from sqlmodel import select
+from support.processes import inherited_env
 
 from careloop.integrations.egress.destinations import DestinationPolicy
 from careloop.services.db import make_engine, session_scope
@@ -35,7 +36,7 @@ def _no_process_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _env(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARELOOP_")}
+    env = inherited_env()
     return {**env, **values}
 
 

@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from conftest import BASE_URL, make_caller
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from starlette.responses import PlainTextResponse
+from support.clients import BASE_URL, make_caller
 
 from careloop.integrations.egress.destinations import DestinationPolicy
 from careloop.services.app import create_app

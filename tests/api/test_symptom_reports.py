@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import BASE_URL, Caller, phq9
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.provenance import Provenance
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from fhirpathpy import evaluate
+from support.clients import BASE_URL, Caller
+from support.reports import phq9
 
 ITEM9 = "44260-8"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Caller
 from fhir.resources.R4B.encounter import Encounter
+from support.clients import Caller
 
 SESSION = {
     "patient": {"system": "https://app.example/patients", "value": "t-1"},

@@ -6,14 +6,12 @@ import ipaddress
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Iterator
-from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
+from support.smtp import SmtpServer
 
 from careloop.integrations.channels import (
     DeliveryResult,
@@ -46,63 +44,12 @@ EXPECTED_BODY = (
 )
 
 
-@dataclass
-class Collector:
-    """aiosmtpd handler: records accepted mail, or answers with a configured reply."""
-
-    rcpt_reply: str | None = None
-    data_reply: str | None = None
-    messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if self.rcpt_reply:
-            return self.rcpt_reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.data_reply:
-            return self.data_reply
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 Message accepted for delivery"
-
-
-class LoopbackController(Controller):
-    """Serves on a socket bound up front to 127.0.0.1 port 0."""
-
-    def __init__(self, handler: Collector) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        super().__init__(handler, hostname="127.0.0.1", port=self._sock.getsockname()[1])
-
-    def _create_server(self) -> Awaitable[Any]:
-        return self.loop.create_server(self._factory_invoker, sock=self._sock)
-
-
-@dataclass
-class SmtpServer:
-    collector: Collector
-    config: SmtpConfig
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    collector = Collector()
-    controller = LoopbackController(collector)
-    controller.start()  # returns once the server has greeted a probe connection
-    try:
-        yield SmtpServer(collector, SmtpConfig("127.0.0.1", controller.port, SENDER, timeout=WAIT))
-    finally:
-        controller.stop()
-
-
 def _send(config: SmtpConfig, **kwargs: Any) -> DeliveryResult:
     return send_alert_email(config, LOOPBACK_ALLOWED, TO, ALERT_ID, "critical", LINK, **kwargs)
 
 
 def test_alert_email_arrives_with_only_the_given_fields(smtp: SmtpServer) -> None:
-    result = _send(smtp.config)
+    result = _send(smtp.config(SENDER, WAIT))
 
     assert result == DeliveryResult(
         ok=True, retryable=False, status_code=250, error=None, retry_after=None
@@ -174,7 +121,7 @@ def test_smtp_rejections_are_classified_by_code(
     setattr(smtp.collector, f"{stage}_reply", reply)
     code = int(reply[:3])
 
-    result = _send(smtp.config)
+    result = _send(smtp.config(SENDER, WAIT))
 
     assert result == DeliveryResult(
         ok=False, retryable=retryable, status_code=code, error=f"smtp-{code}", retry_after=None
@@ -183,7 +130,7 @@ def test_smtp_rejections_are_classified_by_code(
 
 
 def test_starttls_required_but_not_offered_is_final(smtp: SmtpServer) -> None:
-    config = SmtpConfig(smtp.config.host, smtp.config.port, SENDER, starttls=True, timeout=WAIT)
+    config = SmtpConfig(smtp.host, smtp.port, SENDER, starttls=True, timeout=WAIT)
     result = _send(config)
     assert (result.ok, result.retryable, result.error) == (False, False, "smtp-unsupported")
     assert smtp.collector.messages == []
@@ -244,7 +191,7 @@ def test_fields_that_could_carry_anything_else_are_refused(
     with pytest.raises(InvalidAlertEmail) as refused:
         build_alert_email(SENDER, **fields)
 
-    result = send_alert_email(smtp.config, LOOPBACK_ALLOWED, **fields)
+    result = send_alert_email(smtp.config(SENDER, WAIT), LOOPBACK_ALLOWED, **fields)
 
     assert refused.value.reason.startswith("invalid-")
     assert result == DeliveryResult(
@@ -277,7 +224,7 @@ def _resolving(answers: list[list[str]]) -> Any:
 
 def test_production_refuses_smtp_without_tls_before_connecting(smtp: SmtpServer) -> None:
     production = DestinationPolicy.create(production=True, allow="127.0.0.1")
-    result = send_alert_email(smtp.config, production, TO, ALERT_ID, "critical", LINK)
+    result = send_alert_email(smtp.config(SENDER, WAIT), production, TO, ALERT_ID, "critical", LINK)
     assert (result.ok, result.retryable, result.error) == (False, False, "destination-tls-required")
     assert smtp.collector.messages == []
 
@@ -294,7 +241,7 @@ def test_smtp_connects_to_the_checked_address_under_the_name(smtp: SmtpServer) -
     policy = DestinationPolicy.create(
         production=False, allow="127.0.0.0/8", resolver=_resolving([["127.0.0.1"]])
     )
-    config = SmtpConfig("mail.careloop-test.example", smtp.config.port, SENDER, timeout=WAIT)
+    config = SmtpConfig("mail.careloop-test.example", smtp.port, SENDER, timeout=WAIT)
     result = send_alert_email(config, policy, TO, ALERT_ID, "critical", LINK)
     assert result.ok, result
     assert len(smtp.collector.messages) == 1
@@ -306,7 +253,7 @@ def test_an_smtp_name_rebinding_to_loopback_is_refused_when_connecting(smtp: Smt
         allow_loopback=False,
         resolver=_resolving([["93.184.215.14"], ["127.0.0.1"]]),
     )
-    config = SmtpConfig("mail.careloop-test.example", smtp.config.port, SENDER, timeout=WAIT)
+    config = SmtpConfig("mail.careloop-test.example", smtp.port, SENDER, timeout=WAIT)
     result = send_alert_email(config, policy, TO, ALERT_ID, "critical", LINK)
     assert (result.ok, result.error) == (False, "destination-loopback")
     assert smtp.collector.messages == []

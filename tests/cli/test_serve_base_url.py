@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import phq9
+from support.clients import token_for
+from support.processes import free_port, inherited_env, wait_healthy
+from support.reports import phq9
 from webhook_receiver import webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret
@@ -63,20 +62,14 @@ def test_serve_in_production_without_base_url_exits_with_a_message(tmp_path: Pat
 
 
 def _clean_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARELOOP_")}
+    env = inherited_env()
     return env | {"CARELOOP_DATA_DIR": str(data_dir)}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """``careloop serve`` on a free port, with no CARELOOP_BASE_URL, from a scratch directory."""
-    port = _free_port()
+    port = free_port()
     env = _clean_env(tmp_path)
     server = subprocess.Popen(
         [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -87,15 +80,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     )
     origin = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:  # serve migrates, then listens: poll its health (bounded)
-            try:
-                if httpx.get(f"{origin}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None
-            time.sleep(0.1)
+        wait_healthy(origin, server)
         yield origin, env
     finally:
         server.terminate()
@@ -126,12 +111,7 @@ def test_every_link_names_the_port_serve_binds(served: tuple[str, dict[str, str]
             capture_output=True,
         )
         credentials = json.loads(created.stdout)
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": credentials["client_id"],
-            "client_secret": credentials["client_secret"],
-        }
-        token = http.post("/oauth/token", data=form).json()["access_token"]
+        token = token_for(http, credentials["client_id"], credentials["client_secret"])
         claims = _claims(token)
         assert claims["iss"] == origin and claims["aud"] == origin
 

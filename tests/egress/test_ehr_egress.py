@@ -6,40 +6,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from conftest import BASE_URL, Caller, make_caller, phq9
 from ehr_server import TestEHR
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import select
+from support.clients import BASE_URL, Caller, make_caller
+from support.consents import deny_all_consent
+from support.ehr import connect_ehr
+from support.reports import phq9
 
 from careloop.services.app import create_app
 from careloop.services.audit.models import AuditRecord
-from careloop.services.common.egress import destination_policy
 from careloop.services.db import session_scope
-from careloop.services.ehr.service import add_connection
 from careloop.services.settings import Settings
 from careloop.services.tenancy.models import Tenant
 from careloop.workflows.inline import run_pending
 
 APP_SYSTEM = "https://app.example/patients"
 SCOPES = "system/*.cruds"
-DENY_ALL = {
-    "resourceType": "Consent",
-    "status": "active",
-    "scope": {
-        "coding": [
-            {
-                "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                "code": "patient-privacy",
-            }
-        ]
-    },
-    "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-    "policyRule": {
-        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]
-    },
-    "provision": {"type": "deny"},
-}
 
 
 @dataclass
@@ -66,18 +50,7 @@ def world(settings: Settings, engine: Engine) -> Iterator[World]:
     fast = settings.model_copy(update={"ehr_timeout_seconds": 2.0, "ehr_circuit_failures": 100})
     with TestEHR() as ehr, TestClient(create_app(fast, engine), base_url=BASE_URL) as api:
         caller = make_caller(api, engine)
-        client_id = f"careloop-{caller.tenant}"
-        ehr.register_client(client_id, SCOPES, jwks=api.get("/.well-known/jwks.json").json())
-        with session_scope(engine) as session:
-            add_connection(
-                session,
-                "hospital",
-                ehr.base_url,
-                client_id,
-                SCOPES,
-                caller.tenant,
-                destinations=destination_policy(fast),
-            )
+        connect_ehr(api, engine, fast, caller, ehr, SCOPES)
         yield World(caller, ehr, engine, fast)
 
 
@@ -94,7 +67,7 @@ def test_a_consent_denial_stops_the_identifier_search_and_is_audited(world: Worl
     patient = report.json()["patient"]
     consent = world.caller.post(
         "/fhir/Consent",
-        json={**DENY_ALL, "patient": {"reference": patient}},
+        json=deny_all_consent(patient),
         headers={"Content-Type": "application/fhir+json"},
     )
     assert consent.status_code == 201, consent.text

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BASE_URL, Caller, make_caller
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from support.clients import BASE_URL, Caller, make_caller
 
 from careloop.services.app import create_app
 from careloop.services.settings import Environment, Settings

@@ -10,10 +10,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import uvicorn
-from conftest import BASE_URL, make_caller, phq9
 from ehr_server import TestEHR
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from support.clients import BASE_URL, make_caller
+from support.ehr import connect_ehr
+from support.reports import phq9
 
 from careloop.integrations.ehr.smart import tokens
 from careloop.services.app import create_app
@@ -37,26 +39,19 @@ def launched(settings: Settings, engine: Engine) -> Iterator[tuple[TestClient, T
     """
     with TestEHR() as ehr, TestClient(create_app(settings, engine), base_url=BASE_URL) as api:
         caller = make_caller(api, engine)
-        client_id = f"careloop-{caller.tenant}"
-        ehr.register_client(
-            client_id, "system/*.cruds", jwks=api.get("/.well-known/jwks.json").json()
-        )
         ehr.register_app(
             f"app-{caller.tenant}", [f"{BASE_URL}/launch/callback"], APP_SCOPES, SECRET
         )
-        with session_scope(engine) as session:
-            add_connection(
-                session,
-                "hospital",
-                ehr.base_url,
-                client_id,
-                "system/*.cruds",
-                caller.tenant,
-                launch_client_id=f"app-{caller.tenant}",
-                launch_client_secret=SECRET,
-                secret_key=settings.secret_key,
-                destinations=destination_policy(settings),
-            )
+        connect_ehr(
+            api,
+            engine,
+            settings,
+            caller,
+            ehr,
+            launch_client_id=f"app-{caller.tenant}",
+            launch_client_secret=SECRET,
+            secret_key=settings.secret_key,
+        )
         chart = ehr.seed(
             {
                 "resourceType": "Patient",

@@ -16,12 +16,6 @@ SYSTEM = "urn:careloop:test"
 
 
 @pytest.fixture
-def ehr() -> Iterator[TestEHR]:
-    with TestEHR() as server:
-        yield server
-
-
-@pytest.fixture
 def fhir(ehr: TestEHR) -> Iterator[httpx.Client]:
     token = issue_token(ehr, "system/*.cruds")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}

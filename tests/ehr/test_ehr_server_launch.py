@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,17 +17,11 @@ APP_SCOPES = "launch launch/patient openid fhirUser offline_access user/*.rs pat
 
 
 @pytest.fixture
-def ehr() -> Iterator[TestEHR]:
-    with TestEHR() as server:
-        server.register_app("careloop-app", [REDIRECT], APP_SCOPES)
-        server.register_app("careloop-conf", [REDIRECT], APP_SCOPES, client_secret="s3cret")
-        yield server
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10, trust_env=False, follow_redirects=False) as client:
-        yield client
+def ehr(ehr: TestEHR) -> TestEHR:
+    """The test EHR with careloop registered as a public and a confidential launch app."""
+    ehr.register_app("careloop-app", [REDIRECT], APP_SCOPES)
+    ehr.register_app("careloop-conf", [REDIRECT], APP_SCOPES, client_secret="s3cret")
+    return ehr
 
 
 @pytest.fixture

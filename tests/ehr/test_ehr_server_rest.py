@@ -16,12 +16,6 @@ Client = Callable[[str], httpx.Client]
 
 
 @pytest.fixture
-def ehr() -> Iterator[TestEHR]:
-    with TestEHR() as server:
-        yield server
-
-
-@pytest.fixture
 def client_for(ehr: TestEHR) -> Iterator[Client]:
     """Make HTTP clients authorised with the given scopes."""
     opened: list[httpx.Client] = []

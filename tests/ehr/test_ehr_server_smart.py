@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -33,16 +32,10 @@ def ec() -> ECKey:
 
 
 @pytest.fixture
-def ehr(rsa: RSAKey, ec: ECKey) -> Iterator[TestEHR]:
-    with TestEHR() as server:
-        server.register_client("careloop", "system/*.cruds", jwks=public_jwks(rsa, ec))
-        yield server
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10, trust_env=False) as client:
-        yield client
+def ehr(ehr: TestEHR, rsa: RSAKey, ec: ECKey) -> TestEHR:
+    """The test EHR with careloop registered as a backend client of both keys."""
+    ehr.register_client("careloop", "system/*.cruds", jwks=public_jwks(rsa, ec))
+    return ehr
 
 
 def request_token(

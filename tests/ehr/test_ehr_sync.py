@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import BASE_URL, Caller, make_caller, phq9
 from ehr_server import Fault, TestEHR
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from support.clients import BASE_URL, Caller, make_caller
+from support.ehr import connect_ehr
+from support.reports import phq9
 
 from careloop.services.app import create_app
-from careloop.services.common.egress import destination_policy
 from careloop.services.db import session_scope
-from careloop.services.ehr.service import add_connection
 from careloop.services.settings import Settings
 from careloop.workflows.inline import run_pending
 
@@ -60,19 +60,7 @@ def world(settings: Settings, engine: Engine) -> Iterator[World]:
     fast = settings.model_copy(update={"ehr_timeout_seconds": 1.0, "ehr_circuit_failures": 100})
     with TestEHR() as ehr, TestClient(create_app(fast, engine), base_url=BASE_URL) as api:
         caller = make_caller(api, engine)
-        jwks = api.get("/.well-known/jwks.json").json()
-        client_id = f"careloop-{caller.tenant}"
-        ehr.register_client(client_id, SCOPES, jwks=jwks)
-        with session_scope(engine) as session:
-            add_connection(
-                session,
-                "hospital",
-                ehr.base_url,
-                client_id,
-                SCOPES,
-                caller.tenant,
-                destinations=destination_policy(fast),
-            )
+        connect_ehr(api, engine, fast, caller, ehr, SCOPES)
         yield World(api, caller, ehr, engine, fast, "hospital")
 
 
@@ -320,18 +308,7 @@ def test_short_lived_tokens_are_renewed_before_they_expire(
         TestClient(create_app(fast, engine), base_url=BASE_URL) as api,
     ):
         caller = make_caller(api, engine)
-        client_id = f"careloop-{caller.tenant}"
-        ehr.register_client(client_id, SCOPES, jwks=api.get("/.well-known/jwks.json").json())
-        with session_scope(engine) as session:
-            add_connection(
-                session,
-                "hospital",
-                ehr.base_url,
-                client_id,
-                SCOPES,
-                caller.tenant,
-                destinations=destination_policy(fast),
-            )
+        connect_ehr(api, engine, fast, caller, ehr, SCOPES)
         ehr.seed(
             {"resourceType": "Patient", "identifier": [{"system": APP_SYSTEM, "value": "short"}]}
         )

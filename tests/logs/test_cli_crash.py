@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from support.processes import inherited_env
 
 CANARY = "CANARY-cli-0815"
 
 
 def _careloop(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CARELOOP_")}
+    clean = inherited_env()
     clean.update({"CARELOOP_DATA_DIR": str(tmp_path), **env})
     return subprocess.run(
         [sys.executable, "-m", "careloop.services.cli", *args],

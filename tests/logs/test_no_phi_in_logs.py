@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -29,9 +28,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from conftest import _drop_pg_database, _pg_database
 from ehr_server import Fault, TestEHR
 from sqlalchemy import text
+from support.clients import token_for
+from support.databases import fresh_pg_database
+from support.processes import free_port, inherited_env
 from webhook_receiver import Receiver, webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret
@@ -65,12 +66,6 @@ END $$ LANGUAGE plpgsql;
 CREATE TRIGGER careloop_test_refuse_alert BEFORE INSERT ON alert
   FOR EACH ROW EXECUTE FUNCTION careloop_test_refuse_alert();
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait(condition: Callable[[], object], what: str, timeout: float = 60.0) -> Any:
@@ -136,23 +131,21 @@ class Processes:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL database of this test's own, migrated, with the refusing triggers."""
-    name = f"careloop_logs_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{secrets.token_hex(4)}"
-    url = _pg_database(name)
-    engine = make_engine(url, pool_size=1)
-    upgrade(engine)
-    with engine.begin() as connection:
-        connection.execute(text(TRIGGERS))
-    engine.dispose()
-    yield url
-    _drop_pg_database(name)
+    with fresh_pg_database("logs") as url:
+        engine = make_engine(url, pool_size=1)
+        upgrade(engine)
+        with engine.begin() as connection:
+            connection.execute(text(TRIGGERS))
+        engine.dispose()
+        yield url
 
 
 @contextmanager
 def careloop_processes(pg_url: str, tmp_path: Path) -> Iterator[tuple[Processes, str]]:
     """``careloop serve``, ``careloop worker`` and ``careloop beat`` at DEBUG, on Redis."""
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARELOOP_")}
+    env = inherited_env()
     env.update(
         {
             "CARELOOP_ENVIRONMENT": "test",
@@ -211,14 +204,7 @@ def _app(processes: Processes, http: httpx.Client, tenant: str) -> App:
     credentials = processes.cli(
         "clients", "create", "app", "--scope", "system/*.cruds", "--tenant", tenant
     )
-    token = http.post(
-        "/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": credentials["client_id"],
-            "client_secret": credentials["client_secret"],
-        },
-    ).json()["access_token"]
+    token = token_for(http, credentials["client_id"], credentials["client_secret"])
     return App(http, {"Authorization": f"Bearer {token}"})
 
 

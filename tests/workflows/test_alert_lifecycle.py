@@ -6,14 +6,15 @@ broker tests run the same flow through real Redis and RabbitMQ workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import Caller, phq9
 from sqlalchemy import Engine, update
 from sqlmodel import select
+from support.clients import Caller
+from support.consents import deny_all_consent
+from support.reports import phq9
 from webhook_receiver import Receiver, webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret
@@ -27,20 +28,6 @@ from careloop.workflows.models import DeadTask
 from careloop.workflows.tasks import escalate_due
 
 ITEM9 = [0, 0, 0, 0, 0, 0, 0, 0, 1]
-
-
-@pytest.fixture
-def oncall(caller: Caller) -> Iterator[Receiver]:
-    """A verified webhook receiver registered as the tenant's on-call channel."""
-    with webhook_receiver(generate_webhook_secret()) as receiver:
-        route = {
-            "recipient": "oncall",
-            "channel": "webhook",
-            "address": receiver.url,
-            "secret": receiver.secret,
-        }
-        assert caller.post("/v1/notification-routes", json=route).status_code == 201
-        yield receiver
 
 
 @pytest.fixture
@@ -296,29 +283,7 @@ def test_consent_denial_blocks_notifications_and_is_audited(
     caller: Caller, oncall: Receiver, drain: Any, engine: Engine
 ) -> None:
     patient = _report(caller, [0] * 9, 1)
-    _post(
-        caller,
-        {
-            "resourceType": "Consent",
-            "status": "active",
-            "scope": {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                        "code": "patient-privacy",
-                    }
-                ]
-            },
-            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-            "patient": {"reference": patient},
-            "policyRule": {
-                "coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}
-                ]
-            },
-            "provision": {"type": "deny"},
-        },
-    )
+    _post(caller, deny_all_consent(patient))
     _report(caller, ITEM9, 2)
     drain()
     [alert] = _alerts(caller)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,10 +18,13 @@ from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from conftest import BASE_URL, _drop_pg_database, _pg_database, make_caller, phq9
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import select
+from support.clients import BASE_URL, make_caller
+from support.databases import fresh_pg_database
+from support.processes import start_careloop, stop
+from support.reports import phq9
 from webhook_receiver import Receiver, webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret
@@ -49,15 +51,11 @@ QUEUE = f"careloop-test-{os.getpid()}-{secrets.token_hex(4)}"
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
     """A PostgreSQL database of this module's own (workers in other processes reach it)."""
-    name = (
-        f"careloop_brokers_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{secrets.token_hex(4)}"
-    )
-    url = _pg_database(name)
-    engine = make_engine(url, pool_size=2)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    _drop_pg_database(name)
+    with fresh_pg_database("brokers") as url:
+        engine = make_engine(url, pool_size=2)
+        upgrade(engine)
+        engine.dispose()
+        yield url
 
 
 @pytest.fixture(params=sorted(BROKERS))
@@ -137,40 +135,8 @@ def test_report_to_signed_webhook_through_the_broker(api: TestClient, engine: En
 def _worker(
     settings: Settings, crash_at: str | None, beat: bool = False
 ) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "CARELOOP_DATABASE_URL": settings.resolved_database_url,
-        "CARELOOP_BROKER_URL": settings.broker_url,
-        "CARELOOP_QUEUE": settings.queue,
-        "CARELOOP_DATA_DIR": str(settings.data_dir),
-        "CARELOOP_ENVIRONMENT": "test",
-        "CARELOOP_SECRET_KEY": settings.secret_key,
-        "CARELOOP_BASE_URL": settings.base_url,
-    }
-    env.pop("CARELOOP_CRASH_AT", None)
-    if crash_at:
-        env["CARELOOP_CRASH_AT"] = crash_at
-    args = [
-        sys.executable,
-        "-m",
-        "careloop.services.cli",
-        "worker",
-        "--pool",
-        "solo",
-        "--concurrency",
-        "1",
-        "--loglevel",
-        "WARNING",
-    ]
-    if beat:
-        args.append("--beat")
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        process.wait(timeout=30)
+    command = ["worker", "--pool", "solo", "--concurrency", "1", "--loglevel", "WARNING"]
+    return start_careloop(settings, [*command, "--beat"] if beat else command, crash_at=crash_at)
 
 
 @pytest.mark.parametrize(
@@ -196,9 +162,9 @@ def test_a_killed_worker_neither_loses_nor_repeats_the_alert(
                     if crash_at != "after-send":
                         receiver.wait_for(1)
                 finally:
-                    _stop(survivor)
+                    stop(survivor)
             finally:
-                _stop(doomed)
+                stop(doomed)
             with session_scope(engine) as session:
                 alerts = _tenant_rows(session, Alert, caller.tenant)
                 notifications = _tenant_rows(session, Notification, caller.tenant)

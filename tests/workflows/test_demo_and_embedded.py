@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
-from conftest import Caller, phq9
 from sqlalchemy import Engine
+from support.clients import Caller, token_for
+from support.processes import free_port, inherited_env, wait_healthy
+from support.reports import phq9
+from support.smtp import SmtpServer
 from webhook_receiver import webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret
@@ -34,32 +30,9 @@ def test_demo_produces_the_expected_alerts(settings: Settings, engine: Engine) -
     assert len({a["patient"] for a in alerts}) == 3  # the stable patient has none
 
 
-class _Collector(Message):  # type: ignore[misc]
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[object] = []
-
-    def handle_message(self, message: object) -> None:
-        self.messages.append(message)
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[str, int, _Collector]]:
-    """A real SMTP server (aiosmtpd) on loopback."""
-    handler = _Collector()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield "127.0.0.1", port, handler
-    controller.stop()
-
-
 def test_email_alert_carries_a_link_and_no_phi(
-    caller: Caller, engine: Engine, settings: Settings, smtp: tuple[str, int, _Collector]
+    caller: Caller, engine: Engine, settings: Settings, smtp: SmtpServer
 ) -> None:
-    host, port, handler = smtp
     practitioner = caller.post("/fhir/Practitioner", json={"resourceType": "Practitioner"}).json()
     doctor = f"Practitioner/{practitioner['id']}"
     route = {"recipient": doctor, "channel": "email", "address": "dr@clinic.example"}
@@ -83,27 +56,21 @@ def test_email_alert_carries_a_link_and_no_phi(
             note="private words",
         ),
     )
-    mail_settings = settings.model_copy(update={"smtp_host": host, "smtp_port": port})
+    mail_settings = settings.model_copy(update={"smtp_host": smtp.host, "smtp_port": smtp.port})
     run_pending(engine, mail_settings)
-    [message] = handler.messages
+    [message] = smtp.collector.emails()
     text = str(message)
     alert = caller.get("/v1/alerts").json()["alerts"][0]
-    assert message["To"] == "dr@clinic.example"  # type: ignore[index]
+    assert message["To"] == "dr@clinic.example"
     assert f"/v1/alerts/{alert['id']}" in text
     for phi in ("secret-mrn-4711", "private words", "44260-8", patient["patient"]):
         assert phi not in text
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_serve_alone_alerts_end_to_end(tmp_path: Path) -> None:
     """`careloop serve` on a fresh data dir: SQLite, embedded broker and worker, no services."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARELOOP_")}
+    port = free_port()
+    env = inherited_env()
     env.update(
         {"CARELOOP_DATA_DIR": str(tmp_path), "CARELOOP_BASE_URL": f"http://127.0.0.1:{port}"}
     )
@@ -119,15 +86,7 @@ def test_serve_alone_alerts_end_to_end(tmp_path: Path) -> None:
             webhook_receiver(generate_webhook_secret()) as receiver,
             httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
         ):
-            deadline = time.monotonic() + 60
-            while True:  # serve migrates, then listens: poll its health (bounded)
-                try:
-                    if http.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline and server.poll() is None
-                time.sleep(0.1)
+            wait_healthy(f"http://127.0.0.1:{port}", server)
             subprocess.run(
                 [*cli, "notify", "add-webhook", receiver.url, "--secret", receiver.secret],
                 env=env,
@@ -141,14 +100,7 @@ def test_serve_alone_alerts_end_to_end(tmp_path: Path) -> None:
                 capture_output=True,
             )
             credentials = json.loads(created.stdout)
-            token = http.post(
-                "/oauth/token",
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": credentials["client_id"],
-                    "client_secret": credentials["client_secret"],
-                },
-            ).json()["access_token"]
+            token = token_for(http, credentials["client_id"], credentials["client_secret"])
             response = http.post(
                 "/v1/symptom-reports",
                 json=phq9("e2e", [0] * 8 + [1]),

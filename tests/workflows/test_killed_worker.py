@@ -13,7 +13,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,10 +20,13 @@ from typing import Any
 
 import pytest
 from amqp.exceptions import ChannelError
-from conftest import BASE_URL, Caller, _drop_pg_database, _pg_database, make_caller, phq9
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
+from support.clients import BASE_URL, Caller, make_caller
+from support.databases import fresh_pg_database
+from support.processes import start_careloop, stop
+from support.reports import phq9
 from webhook_receiver import Receiver, webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret
@@ -57,14 +59,11 @@ FIGURES: list[str] = []
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
     """A PostgreSQL database of this module's own (workers in other processes reach it)."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"careloop_killed_{worker}_{secrets.token_hex(4)}"
-    url = _pg_database(name)
-    engine = make_engine(url, pool_size=2)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    _drop_pg_database(name)
+    with fresh_pg_database("killed") as url:
+        engine = make_engine(url, pool_size=2)
+        upgrade(engine)
+        engine.dispose()
+        yield url
     for line in FIGURES:
         print(line)
 
@@ -101,44 +100,9 @@ def engine(readme_settings: Settings) -> Iterator[Engine]:
     eng.dispose()
 
 
-def _careloop(
-    settings: Settings, command: list[str], log: Path, crash_at: str | None = None
-) -> subprocess.Popen[bytes]:
-    """``careloop <command>`` in its own process, configured like the test, logging to ``log``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARELOOP_")}
-    env |= {
-        "CARELOOP_DATABASE_URL": settings.resolved_database_url,
-        "CARELOOP_BROKER_URL": settings.broker_url,
-        "CARELOOP_QUEUE": settings.queue,
-        "CARELOOP_DATA_DIR": str(settings.data_dir),
-        "CARELOOP_ENVIRONMENT": "test",
-        "CARELOOP_SECRET_KEY": settings.secret_key,
-        "CARELOOP_BASE_URL": settings.base_url,
-    }
-    if crash_at:
-        env["CARELOOP_CRASH_AT"] = crash_at
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "careloop.services.cli", *command],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
 def _worker(settings: Settings, log: Path, crash_at: str | None = None) -> subprocess.Popen[bytes]:
     # `careloop worker` as the README runs it (threads, concurrency 4), logging at INFO.
-    return _careloop(settings, ["worker", "--loglevel", "INFO"], log, crash_at)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    return start_careloop(settings, ["worker", "--loglevel", "INFO"], log, crash_at)
 
 
 def _wait(condition: Callable[[], bool], timeout: float, what: str) -> float:
@@ -217,7 +181,7 @@ def test_a_dead_worker_never_loses_or_long_delays_an_alert(
                 receiver.secret,
                 destinations=DestinationPolicy.create(production=False),
             )
-        beat = _careloop(settings, ["beat", "--loglevel", "INFO"], logs["beat"])
+        beat = start_careloop(settings, ["beat", "--loglevel", "INFO"], logs["beat"])
         crash_at = "outbox-task-start" if death == "crash-at-task-start" else None
         doomed = _worker(settings, logs["doomed"], crash_at)
         survivor: subprocess.Popen[bytes] | None = None
@@ -264,7 +228,7 @@ def test_a_dead_worker_never_loses_or_long_delays_an_alert(
         finally:
             for process in (survivor, doomed, beat):
                 if process is not None:
-                    _stop(process)
+                    stop(process)
 
         with Session(engine) as session:
             alerts = session.exec(select(Alert).where(Alert.tenant_id == tenant_id)).all()

@@ -7,7 +7,6 @@ and on PostgreSQL a relay skips the messages another relay, or a running task, h
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 import time
@@ -18,12 +17,13 @@ from typing import Any
 
 import pytest
 from alembic import command
-from conftest import Caller, _drop_pg_database, _pg_database, phq9
 from sqlalchemy import Engine, text, update
 from sqlmodel import Session, select
-from webhook_receiver import webhook_receiver
+from support.clients import Caller
+from support.databases import create_pg_database, drop_pg_database, fresh_pg_database
+from support.reports import phq9
+from webhook_receiver import Receiver
 
-from careloop.integrations.channels import generate_webhook_secret
 from careloop.services.db import make_engine, session_scope, utcnow
 from careloop.services.migrate import alembic_config, upgrade
 from careloop.services.settings import Settings
@@ -216,12 +216,11 @@ def test_concurrent_relays_publish_each_message_once(engine: Engine) -> None:
 @pytest.fixture(scope="module")
 def pg_engine() -> Iterator[Engine]:
     """A PostgreSQL database of this module's own, for row-lock behaviour."""
-    name = f"careloop_lease_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{secrets.token_hex(4)}"
-    eng = make_engine(_pg_database(name), pool_size=5)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
-    _drop_pg_database(name)
+    with fresh_pg_database("lease") as url:
+        eng = make_engine(url, pool_size=5)
+        upgrade(eng)
+        yield eng
+        eng.dispose()
 
 
 def test_on_postgresql_a_relay_skips_what_another_relay_holds(pg_engine: Engine) -> None:
@@ -366,7 +365,7 @@ def test_migration_completes_dispatched_messages_and_keeps_the_rest_due(
         url, name = f"sqlite:///{tmp_path / 'upgrade.db'}", None
     else:
         name = f"careloop_upgrade_{secrets.token_hex(4)}"
-        url = _pg_database(name)
+        url = create_pg_database(name)
     eng = make_engine(url, pool_size=2)
     try:
         config = alembic_config()
@@ -393,7 +392,7 @@ def test_migration_completes_dispatched_messages_and_keeps_the_rest_due(
     finally:
         eng.dispose()
         if name:
-            _drop_pg_database(name)
+            drop_pg_database(name)
 
 
 def _tenant_messages(engine: Engine, tenant: str) -> list[OutboxMessage]:
@@ -404,31 +403,24 @@ def _tenant_messages(engine: Engine, tenant: str) -> list[OutboxMessage]:
 
 
 def test_the_inline_runner_completes_each_message_with_its_work(
-    caller: Caller, engine: Engine, settings: Settings
+    caller: Caller, engine: Engine, settings: Settings, oncall: Receiver
 ) -> None:
-    with webhook_receiver(generate_webhook_secret()) as receiver:
-        route = {
-            "recipient": "oncall",
-            "channel": "webhook",
-            "address": receiver.url,
-            "secret": receiver.secret,
-        }
-        assert caller.post("/v1/notification-routes", json=route).status_code == 201
-        receiver.status = 503  # the first delivery fails, retryably
-        response = caller.post("/v1/symptom-reports", json=phq9("inline-1", [0] * 8 + [1]))
-        assert response.status_code == 201
-        run_pending(engine, settings)
-        evaluated, delivery = _tenant_messages(engine, caller.tenant)
-        assert evaluated.task == "observation.evaluate_urgent" and evaluated.outcome == "done"
-        # The failed delivery stays open until its backoff and lease have passed.
-        assert delivery.task == "notification.deliver" and delivery.completed_at is None
-        assert (delivery.available_at - utcnow()).total_seconds() > 9
-        run_pending(engine, settings)  # not due yet: not retried
-        assert _tenant_messages(engine, caller.tenant)[1].attempts == delivery.attempts == 1
-        assert receiver.deliveries == []
-        receiver.status = 200
-        with session_scope(engine) as session:  # as if the backoff had passed
-            postpone(session, delivery.id, 0)
-        run_pending(engine, settings)
-        assert len(receiver.wait_for(1)) == 1
+    receiver = oncall
+    receiver.status = 503  # the first delivery fails, retryably
+    response = caller.post("/v1/symptom-reports", json=phq9("inline-1", [0] * 8 + [1]))
+    assert response.status_code == 201
+    run_pending(engine, settings)
+    evaluated, delivery = _tenant_messages(engine, caller.tenant)
+    assert evaluated.task == "observation.evaluate_urgent" and evaluated.outcome == "done"
+    # The failed delivery stays open until its backoff and lease have passed.
+    assert delivery.task == "notification.deliver" and delivery.completed_at is None
+    assert (delivery.available_at - utcnow()).total_seconds() > 9
+    run_pending(engine, settings)  # not due yet: not retried
+    assert _tenant_messages(engine, caller.tenant)[1].attempts == delivery.attempts == 1
+    assert receiver.deliveries == []
+    receiver.status = 200
+    with session_scope(engine) as session:  # as if the backoff had passed
+        postpone(session, delivery.id, 0)
+    run_pending(engine, settings)
+    assert len(receiver.wait_for(1)) == 1
     assert [m.outcome for m in _tenant_messages(engine, caller.tenant)] == ["done", "done"]
