@@ -5,6 +5,7 @@ from ``/proc``, the worker's task log, percentiles and times."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -502,10 +503,8 @@ def cpu_by_group(
 # --------------------------------------------------------------------------------------------
 # The worker's task log and the stages of a task's way (from marks in wall-clock seconds)
 
-LOG_LINE = re.compile(
-    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/[^\]]*\] Task (\S+)\[(outbox-\d+)\] "
-    r"(received|succeeded in ([0-9.e+-]+)s|retry)"
-)
+TASK_EVENT = re.compile(r"^Task (\S+)\[(outbox-\d+)\] (received|succeeded in ([0-9.e+-]+)s|retry)")
+"""Celery's lines about one task, as the ``event`` of careloop's JSON log lines."""
 
 
 @dataclass
@@ -524,15 +523,19 @@ class TaskLog:
 
     @classmethod
     def parse(cls, path: Path) -> TaskLog:
-        """Read the worker's INFO log (timestamps in local time, milliseconds)."""
+        """Read the worker's INFO log (JSON lines, ``time`` in UTC)."""
         log = cls()
         with contextlib.suppress(OSError):
             for line in path.read_text(errors="replace").splitlines():
-                match = LOG_LINE.match(line)
-                if not match:
+                try:
+                    record = json.loads(line)
+                except ValueError:
                     continue
-                stamp, task, task_id, what, runtime = match.groups()
-                at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                match = TASK_EVENT.match(str(record.get("event", "")))
+                if not match or "time" not in record:
+                    continue
+                task, task_id, what, runtime = match.groups()
+                at = datetime.fromisoformat(record["time"].replace("Z", "+00:00")).timestamp()
                 if what == "received":
                     log.received.setdefault(task_id, at)
                     log.last_received[task_id] = at
