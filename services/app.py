@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Engine
-from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -33,6 +32,7 @@ from careloop.services.launch.frame_ancestors import EhrOrigins
 from careloop.services.reports.endpoints import router as reports_router
 from careloop.services.settings import Settings, get_settings
 from careloop.services.telehealth.endpoints import router as telehealth_router
+from careloop.services.unit_of_work import OutboxHandoff
 
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
 
@@ -59,24 +59,16 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     )
 
 
-def outbox_relay(settings: Settings, engine: Engine) -> Callable[[Session], None]:
-    """Publish what a request's unit of work put in the outbox, off the request thread."""
-    from careloop.workflows.celery_app import configure_celery
-    from careloop.workflows.outbox import Leases, pending_ids
-    from careloop.workflows.relay_thread import RelayThread
-    from careloop.workflows.tasks import publish
+def create_app(
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    outbox_handoff: OutboxHandoff | None = None,
+) -> FastAPI:
+    """A careloop API application for ``settings`` (default: from the environment).
 
-    configure_celery(settings)
-    relay_thread = RelayThread(engine, publish, Leases.from_settings(settings))
-
-    def after_commit(session: Session) -> None:
-        relay_thread.submit(pending_ids(session))
-
-    return after_commit
-
-
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
-    """A careloop API application for ``settings`` (default: from the environment)."""
+    ``outbox_handoff`` takes the outbox messages each request commits (the relay to the broker,
+    see ``careloop.workflows.web``); without it they wait for beat's relay.
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -97,8 +89,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.rate_limits = RateLimits.from_settings(settings)
     app.state.engine = engine or make_engine(settings.resolved_database_url, settings.db_pool_size)
-    if settings.relay_after_commit:
-        app.state.after_commit = outbox_relay(settings, app.state.engine)
+    app.state.outbox_handoff = outbox_handoff
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

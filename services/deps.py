@@ -12,9 +12,9 @@ from sqlmodel import Session
 
 from careloop.services.auth.tokens import InvalidToken, Principal, verify_token
 from careloop.services.common.errors import ApiError, Issue
-from careloop.services.common.idempotency import AFTER_COMMIT
 from careloop.services.common.rate_limit import RateLimits, too_many_requests
 from careloop.services.settings import Settings
+from careloop.services.unit_of_work import hand_off_to
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -32,11 +32,9 @@ def get_app_engine(request: Request) -> Engine:
 def get_session(
     request: Request, engine: Annotated[Engine, Depends(get_app_engine)]
 ) -> Iterator[Session]:
-    """A session for one request; services commit their own unit of work."""
+    """A session for one request; its unit of work commits with ``unit_of_work.commit``."""
     with Session(engine, expire_on_commit=False) as session:
-        after_commit = getattr(request.app.state, "after_commit", None)
-        if after_commit is not None:
-            session.info[AFTER_COMMIT] = after_commit
+        hand_off_to(session, getattr(request.app.state, "outbox_handoff", None))
         yield session
 
 

@@ -8,6 +8,7 @@ from careloop.services.alerts.models import (
     DeliveryAttempt,
     Notification,
     NotificationRoute,
+    ProcessedReading,
 )
 from careloop.services.audit.models import AuditRecord
 from careloop.services.common.models import IdempotencyRecord
@@ -21,12 +22,12 @@ from careloop.services.ehr.models import (
 )
 from careloop.services.keys.models import SigningKey
 from careloop.services.launch.models import ClinicianSession, LaunchState
+from careloop.services.outbox.models import DeadTask, OutboxMessage
 from careloop.services.patients.models import PatientIdentifier
 from careloop.services.reports.models import SymptomReport
 from careloop.services.store.models import FhirResource, FhirResourceHistory, SearchToken
 from careloop.services.telehealth.models import TelehealthSessionRow
 from careloop.services.tenancy.models import AppClient, Tenant, UsedAssertion
-from careloop.workflows.models import DeadTask, OutboxMessage, ProcessedReading
 
 metadata = SQLModel.metadata
 

@@ -35,10 +35,10 @@ from support.clients import BASE_URL, Caller, make_caller
 from support.databases import fresh_pg_database
 from support.smtp import SmtpServer, smtp_server
 
-from careloop.services.app import create_app
 from careloop.services.db import make_engine
 from careloop.services.migrate import upgrade
 from careloop.services.settings import Environment, Settings
+from careloop.workflows.web import create_app
 
 
 def pytest_configure(config: pytest.Config) -> None:

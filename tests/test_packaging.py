@@ -38,4 +38,8 @@ def test_wheel_holds_every_file_git_knows(tmp_path: Path) -> None:
     assert not [n for n in names if n.endswith(".pyc") or "__pycache__" in n]
     # Nothing from outside the code folders (tests, bench) is shipped as careloop code.
     shipped = {n for n in names if n.startswith("careloop/")}
-    assert shipped - expected <= {"careloop/__init__.py", "careloop/py.typed"}
+    assert shipped - expected <= {
+        "careloop/__init__.py",
+        "careloop/__main__.py",
+        "careloop/py.typed",
+    }

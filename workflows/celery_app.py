@@ -5,10 +5,10 @@ from __future__ import annotations
 from celery import Celery
 from kombu.entity import Queue
 
-from careloop.services.common.task_names import TaskName
 from careloop.services.settings import Settings, get_settings
 from careloop.workflows.outbox import URGENT_TASKS
 from careloop.workflows.task_logging import quiet_polling_logs
+from careloop.workflows.task_names import TaskName
 
 RELAY_SECONDS = 2.0
 ESCALATION_SECONDS = 15.0

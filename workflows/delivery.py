@@ -27,12 +27,12 @@ from careloop.integrations.egress import (
 from careloop.services.alerts.models import Alert, DeliveryAttempt, Notification
 from careloop.services.alerts.service import alert_json
 from careloop.services.common.egress import destination_policy, egress_client
-from careloop.services.common.task_names import TaskName
 from careloop.services.db import utcnow
+from careloop.services.ehr.pushes import resources_changed
+from careloop.services.outbox.events import EventType
+from careloop.services.outbox.models import DeadTask
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
-from careloop.workflows.ehr.schedule import resources_changed
-from careloop.workflows.models import DeadTask
 
 
 def crash_point(name: str) -> None:
@@ -196,7 +196,7 @@ def deliver_notification(
     session.add(notification)
     session.add(
         DeadTask(
-            task=TaskName.NOTIFICATION_DELIVER,
+            task=EventType.NOTIFICATION_REQUESTED,
             payload=orjson.dumps({"notification_id": notification.id}).decode(),
             error=f"delivery failed: {result.error or result.status_code}",
             attempts=notification.attempts,

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from careloop.services.alerts.models import Alert
+from careloop.services.alerts.models import Alert, ProcessedReading
 from careloop.services.alerts.service import apply_firing
-from careloop.services.common.task_names import TaskName
-from careloop.services.settings import Settings, get_settings
+from careloop.services.settings import Settings
 from careloop.services.store.models import FhirResource
 from careloop.services.store.repository import ResourceStore
 from careloop.workflows.context import load_context
-from careloop.workflows.models import ProcessedReading
-from careloop.workflows.outbox import enqueue
-from careloop.workflows.rules.engine import (
-    PatientContext,
-    evaluate_reading,
-    missed_checkin,
-    reading_from,
-)
+from careloop.workflows.rules.engine import evaluate_reading, missed_checkin, reading_from
 from careloop.workflows.rules.program import DEFAULT_PROGRAM, Program, load_program
 
 log = logging.getLogger("careloop.evaluation")
@@ -33,25 +24,6 @@ _R = FhirResource.__table__  # type: ignore[attr-defined]
 def program_for(settings: Settings) -> Program:
     """The care program in force."""
     return load_program(settings.care_program or DEFAULT_PROGRAM)
-
-
-def may_be_critical(observation: dict[str, Any]) -> bool:
-    """Whether a reading fires a critical rule on its own (no history needed to know it)."""
-    firings = evaluate_reading(program_for(get_settings()), observation, PatientContext())
-    return any(f.severity == "critical" for f in firings)
-
-
-def readings_created(session: Session, tenant_id: str, observations: list[dict[str, Any]]) -> None:
-    """Schedule evaluation of new Observations, in the caller's transaction.
-
-    A reading that is critical by itself (PHQ-9 item 9 above 0) goes to the urgent queue, so it
-    never waits behind routine readings.
-    """
-    for observation in observations:
-        payload = {"tenant_id": tenant_id, "observation_id": observation["id"]}
-        urgent = may_be_critical(observation)
-        task = TaskName.OBSERVATION_EVALUATE_URGENT if urgent else TaskName.OBSERVATION_EVALUATE
-        enqueue(session, tenant_id, task, payload)
 
 
 def evaluate_observation(

@@ -1,10 +1,12 @@
-"""What each outbox message does: the one registry of handlers.
+"""What each outbox event sets off: the one registry of reactions and their handlers.
 
-The Celery tasks (``workflows.tasks``) and the inline runner (``workflows.inline``) both look a
-message's task name up here, so they run the same code. A handler takes the unit of work's
-session, the settings and the message's keyword arguments, does the work in that session and
-says whether the message is done; the caller completes or postpones the message in the same
-transaction.
+An event (``services.outbox.events``) is reacted to by a task (``EVENT_TASKS``; the router in
+``workflows.routing`` picks among a reading's two), and each task runs its handler
+(``HANDLERS``). The Celery tasks (``workflows.tasks``) and the inline runner
+(``workflows.inline``) both look the task up here, so they run the same code. A handler takes
+the unit of work's session, the settings and the message's keyword arguments, does the work in
+that session and says whether the message is done; the caller completes or postpones the
+message in the same transaction.
 """
 
 from __future__ import annotations
@@ -18,15 +20,16 @@ from sqlmodel import Session
 
 from careloop.integrations.ehr.fhir_client import EhrError
 from careloop.integrations.ehr.smart import SmartError
-from careloop.services.common.task_names import TaskName
-from careloop.services.db import session_scope
 from careloop.services.ehr.models import EhrConnection
+from careloop.services.outbox.events import EventType
 from careloop.services.settings import Settings
+from careloop.services.unit_of_work import session_scope
 from careloop.workflows.delivery import deliver_notification
 from careloop.workflows.ehr.circuit import CircuitOpen, connection_failed
 from careloop.workflows.ehr.pull import pull
 from careloop.workflows.ehr.push import push_to_ehr
 from careloop.workflows.evaluation import evaluate_observation
+from careloop.workflows.task_names import TaskName
 
 MAX_RETRIES = 8
 """How often a task is retried after a transient failure (a database or broker error)."""
@@ -111,6 +114,19 @@ HANDLERS: Mapping[str, Handler] = MappingProxyType(
     }
 )
 """Every outbox task, by name."""
+
+EVENT_TASKS: Mapping[EventType, tuple[TaskName, ...]] = MappingProxyType(
+    {
+        # Routine; urgent when the reading is critical by itself (see workflows.routing).
+        EventType.READING_CREATED: (
+            TaskName.OBSERVATION_EVALUATE,
+            TaskName.OBSERVATION_EVALUATE_URGENT,
+        ),
+        EventType.RESOURCES_CHANGED: (TaskName.EHR_PUSH,),
+        EventType.NOTIFICATION_REQUESTED: (TaskName.NOTIFICATION_DELIVER,),
+    }
+)
+"""The task that reacts to each event."""
 
 
 def record_ehr_failure(

@@ -11,15 +11,26 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from careloop.services.db import session_scope
 from careloop.services.settings import Settings
+from careloop.services.unit_of_work import session_scope
 from careloop.workflows.handlers import EHR_FAILURES, HANDLERS, record_ehr_failure
-from careloop.workflows.outbox import Leases, complete, message_id, postpone, relay, start
+from careloop.workflows.outbox import (
+    Leases,
+    Router,
+    complete,
+    message_id,
+    postpone,
+    relay,
+    start,
+)
+from careloop.workflows.routing import router_for
 
 TAKE = 10_000
 
 
-def _take_due(engine: Engine, leases: Leases) -> list[tuple[int, str, dict[str, Any]]]:
+def _take_due(
+    engine: Engine, leases: Leases, route: Router
+) -> list[tuple[int, str, dict[str, Any]]]:
     """Claim the due outbox messages, as the relay does, but to run here instead of publishing."""
     taken: list[tuple[int, str, dict[str, Any]]] = []
 
@@ -28,7 +39,7 @@ def _take_due(engine: Engine, leases: Leases) -> list[tuple[int, str, dict[str, 
         assert message is not None
         taken.append((message, task, kwargs))
 
-    relay(engine, collect, limit=TAKE, leases=leases)
+    relay(engine, collect, limit=TAKE, leases=leases, route=route)
     return taken
 
 
@@ -40,10 +51,11 @@ def run_pending(engine: Engine, settings: Settings, rounds: int = 10) -> int:
     due again at once, for the next call.
     """
     leases = Leases.from_settings(settings)
+    route = router_for(settings)
     done = 0
     retry: list[int] = []
     for _ in range(rounds):
-        pending = _take_due(engine, leases)
+        pending = _take_due(engine, leases, route)
         if not pending:
             break
         for message, task, kwargs in pending:

@@ -1,4 +1,7 @@
-"""The transactional outbox: record work with the data, relay it to Celery, complete it in the DB.
+"""The outbox's consuming side: relay messages to Celery, complete them in the database.
+
+Services record the messages (``services.outbox``); this module publishes them and keeps the
+books on them.
 
 The database, not the broker, owns completion. A message is open until the task that runs it
 commits its effect and, in the same transaction, marks it completed. Publishing gives it a lease
@@ -11,7 +14,7 @@ delivery of finished work finds the message completed and does nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,14 +23,13 @@ import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlmodel import Session
 
-from careloop.services.common.task_names import TaskName
 from careloop.services.db import utcnow
+from careloop.services.outbox.models import OutboxMessage
 from careloop.services.settings import Settings
-from careloop.workflows.models import OutboxMessage
+from careloop.workflows.task_names import TaskName
 
 log = logging.getLogger("careloop.outbox")
 _O = OutboxMessage.__table__  # type: ignore[attr-defined]
-PENDING_KEY = "careloop_outbox_pending"
 TASK_ID_PREFIX = "outbox-"
 
 URGENT_TASKS = frozenset(
@@ -41,6 +43,14 @@ URGENT_TASKS = frozenset(
 
 Publisher = Callable[[str, dict[str, Any], str], None]
 """Sends one task: (task name, kwargs, task id)."""
+
+Router = Callable[[Connection, Sequence[Any]], list[str]]
+"""The Celery task that runs each claimed message (rows with ``id``, ``task``, ``payload``)."""
+
+
+def by_name(_conn: Connection, rows: Sequence[Any]) -> list[str]:
+    """Each message runs the task it names (work replayed from a dead letter, tests)."""
+    return [row.task for row in rows]
 
 
 @dataclass(frozen=True)
@@ -66,19 +76,6 @@ class Leases:
         """The lease of the ``attempts``-th publication of ``task``."""
         base = self.urgent_seconds if task in URGENT_TASKS else self.routine_seconds
         return float(base * 2 ** min(max(attempts - 1, 0), self.max_doublings))
-
-
-def enqueue(session: Session, tenant_id: str, task: str, kwargs: dict[str, Any]) -> None:
-    """Record ``task(**kwargs)`` to run once the caller's transaction commits."""
-    message = OutboxMessage(tenant_id=tenant_id, task=task, payload=orjson.dumps(kwargs).decode())
-    session.add(message)
-    session.info.setdefault(PENDING_KEY, []).append(message)
-
-
-def pending_ids(session: Session) -> list[int]:
-    """Ids of the outbox messages this session wrote (call after commit), and forget them."""
-    messages: list[OutboxMessage] = session.info.pop(PENDING_KEY, [])
-    return [m.id for m in messages if m.id is not None]
 
 
 def task_id(message_id: int) -> str:
@@ -122,8 +119,11 @@ def relay(
     ids: list[int] | None = None,
     limit: int = 500,
     leases: Leases | None = None,
+    route: Router = by_name,
 ) -> int:
     """Publish due open messages (all the given ones, or the oldest ``limit``); how many.
+
+    ``route`` names the task that reacts to each message (an event's, see ``workflows.routing``).
 
     Each published message gets a lease: unless its task completes it first, it is due again
     when the lease ends. A crash between publishing and committing publishes it again later,
@@ -137,21 +137,22 @@ def relay(
     now = utcnow()
     with engine.begin() as conn:
         rows = _claim(conn, ids, limit, now)
+        tasks = route(conn, rows) if rows else []
         sent: list[dict[str, Any]] = []
         unsent: list[int] = []
-        for row in rows:
+        for row, task in zip(rows, tasks, strict=True):
             if unsent:
                 unsent.append(row.id)
                 continue
             try:
-                publish(row.task, orjson.loads(row.payload), task_id(row.id))
+                publish(task, orjson.loads(row.payload), task_id(row.id))
             except Exception as exc:  # the broker is down: leave the rest for the next relay
                 log.warning(
                     "outbox relay could not publish message %s: %s", row.id, type(exc).__name__
                 )
                 unsent.append(row.id)
                 continue
-            lease = timedelta(seconds=leases.seconds(row.task, row.attempts))
+            lease = timedelta(seconds=leases.seconds(task, row.attempts))
             sent.append({"m_id": row.id, "m_due": now + lease, "m_now": now})
         if sent:
             conn.execute(
@@ -186,6 +187,14 @@ def start(session: Session, message: int | None) -> bool:
     row = session.execute(query).first()
     # A missing row was completed and pruned long ago.
     return row is not None and row.completed_at is None
+
+
+def recorded_name(session: Session, message: int | None) -> str | None:
+    """The name outbox message ``message`` was recorded under (its event type)."""
+    if message is None:
+        return None
+    name = session.execute(select(_O.c.task).where(_O.c.id == message)).scalar_one_or_none()
+    return str(name) if name is not None else None
 
 
 def complete(session: Session, message: int | None, outcome: str = "done") -> None:

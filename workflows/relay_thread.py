@@ -13,7 +13,7 @@ import threading
 
 from sqlalchemy import Engine
 
-from careloop.workflows.outbox import Leases, Publisher, relay
+from careloop.workflows.outbox import Leases, Publisher, Router, by_name, relay
 
 log = logging.getLogger("careloop.outbox")
 BATCH = 500
@@ -22,10 +22,17 @@ BATCH = 500
 class RelayThread:
     """Publishes outbox ids handed to ``submit`` from a daemon thread."""
 
-    def __init__(self, engine: Engine, publish: Publisher, leases: Leases | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        publish: Publisher,
+        leases: Leases | None = None,
+        route: Router = by_name,
+    ) -> None:
         self._engine = engine
         self._publish = publish
         self._leases = leases or Leases()
+        self._route = route
         self._queue: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -52,6 +59,6 @@ class RelayThread:
                 except queue.Empty:
                     break
             try:
-                relay(self._engine, self._publish, ids, leases=self._leases)
+                relay(self._engine, self._publish, ids, leases=self._leases, route=self._route)
             except Exception as exc:  # beat's relay will publish what was missed
                 log.warning("background relay failed (%s); beat will retry", type(exc).__name__)

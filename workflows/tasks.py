@@ -12,7 +12,7 @@ import logging
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,26 +25,28 @@ from sqlmodel import Session, col
 from careloop.integrations.ehr.fhir_client import EhrError
 from careloop.services.alerts.models import Alert
 from careloop.services.alerts.service import escalate
-from careloop.services.common.task_names import TaskName
-from careloop.services.db import session_scope, utcnow
+from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection
+from careloop.services.outbox.models import DeadTask
+from careloop.services.unit_of_work import session_scope
 from careloop.workflows.celery_app import celery_app
 from careloop.workflows.delivery import backoff, crash_point
 from careloop.workflows.ehr.circuit import CircuitOpen
 from careloop.workflows.evaluation import scan_missed_checkins
 from careloop.workflows.handlers import EHR_FAILURES, HANDLERS, MAX_RETRIES, record_ehr_failure
-from careloop.workflows.models import DeadTask
 from careloop.workflows.outbox import (
     Leases,
     complete,
     message_id,
-    pending_ids,
     postpone,
     prune,
+    recorded_name,
     relay,
     start,
 )
+from careloop.workflows.routing import router_for
 from careloop.workflows.runtime import runtime
+from careloop.workflows.task_names import TaskName
 
 log = logging.getLogger("careloop.tasks")
 RELAY_BATCH = 500
@@ -100,17 +102,19 @@ class CareloopTask(Task):  # type: ignore[misc]
     ) -> None:
         """Record the task in the dead-letter table (ids and the error class only)."""
         log.error("task %s (%s) failed for good: %s", self.name, task_id, type(exc).__name__)
+        message = message_id(task_id)
         with session_scope(runtime().engine) as session:
             session.add(
                 DeadTask(
-                    task=self.name,
+                    # What the outbox message recorded (an event), so a replay records it again.
+                    task=recorded_name(session, message) or self.name,
                     payload=orjson.dumps(kwargs or {}).decode(),
                     error=type(exc).__name__,
                     attempts=self.request.retries + 1,
                 )
             )
             # Replayed by hand from the dead letter, never again by the relay.
-            complete(session, message_id(task_id), outcome="dead")
+            complete(session, message, outcome="dead")
 
 
 @dataclass
@@ -122,6 +126,8 @@ class Work:
     """False when the message is completed already (a redelivery): there is nothing to do."""
     done: bool = True
     """Set False when the work is to be retried: the message then stays open."""
+    committed: list[int] = field(default_factory=list)
+    """The outbox messages the work recorded, once committed (published after the crash point)."""
 
 
 @contextmanager
@@ -133,8 +139,9 @@ def unit_of_work(task: Task) -> Iterator[Work]:
     message = message_id(task.request.id)
     if message is not None:
         crash_point("outbox-task-start")
-    with session_scope(runtime().engine) as session:
-        work = Work(session, start(session, message))
+    committed: list[int] = []
+    with session_scope(runtime().engine, committed.extend) as session:
+        work = Work(session, start(session, message), committed=committed)
         yield work
         if work.needed and work.done:
             complete(session, message)
@@ -164,7 +171,7 @@ def outbox_task(name: TaskName) -> Task:
             raise _ehr_retry(self, exc, kwargs["connection_id"]) from exc
         if handler.crash_after is not None:
             crash_point(handler.crash_after)
-        publish_pending(work.session)
+        publish_committed(work.committed)
         if not outcome.done:
             raise self.retry(countdown=outcome.retry_in, max_retries=None)
         return outcome.value
@@ -206,7 +213,7 @@ def escalate_due() -> int:
     rt = runtime()
     now = utcnow()
     count = 0
-    with session_scope(rt.engine) as session:
+    with session_scope(rt.engine, publish_committed) as session:
         query = (
             select(Alert)
             .where(col(Alert.status) == "open", col(Alert.next_escalation_at) <= now)
@@ -218,7 +225,6 @@ def escalate_due() -> int:
         for alert in session.execute(query).scalars().all():
             escalate(session, rt.settings, alert, now)
             count += 1
-    publish_pending(session)
     return count
 
 
@@ -226,9 +232,8 @@ def escalate_due() -> int:
 def checkins_scan() -> int:
     """Open missed check-in alerts."""
     rt = runtime()
-    with session_scope(rt.engine) as session:
+    with session_scope(rt.engine, publish_committed) as session:
         count = scan_missed_checkins(session, rt.settings, utcnow())
-    publish_pending(session)
     return count
 
 
@@ -238,11 +243,12 @@ def relay_outbox() -> int:
     or published but not completed within their lease (a worker died with them)."""
     rt = runtime()
     leases = Leases.from_settings(rt.settings)
-    sent = total = relay(rt.engine, publish, limit=RELAY_BATCH, leases=leases)
+    route = router_for(rt.settings)
+    sent = total = relay(rt.engine, publish, limit=RELAY_BATCH, leases=leases, route=route)
     # A backlog (after a broker outage) drains in full batches until the next beat tick.
     deadline = utcnow() + timedelta(seconds=1)
     while sent == RELAY_BATCH and utcnow() < deadline:
-        sent = relay(rt.engine, publish, limit=RELAY_BATCH, leases=leases)
+        sent = relay(rt.engine, publish, limit=RELAY_BATCH, leases=leases, route=route)
         total += sent
     return total
 
@@ -259,18 +265,17 @@ def publish(task: str, kwargs: dict[str, Any], task_id: str) -> None:
     celery_app.send_task(task, kwargs=kwargs, task_id=task_id)
 
 
-def publish_pending(session: Any) -> None:
-    """Relay what a just-committed unit of work put in the outbox.
+def publish_committed(ids: list[int]) -> None:
+    """Hand-off of a worker's units of work: publish the outbox messages they committed.
 
     Not with ``relay_after_commit`` off: then beat's relay (or, in tests, ``run_pending``) takes
     the work from the outbox, as it does for the API.
     """
-    if not runtime().settings.relay_after_commit:
+    rt = runtime()
+    if not ids or not rt.settings.relay_after_commit:
         return
-    ids = pending_ids(session)
-    if ids:
-        rt = runtime()
-        relay(rt.engine, publish, ids, leases=Leases.from_settings(rt.settings))
+    leases = Leases.from_settings(rt.settings)
+    relay(rt.engine, publish, ids, leases=leases, route=router_for(rt.settings))
 
 
 __all__ = ["backoff"]

@@ -24,6 +24,7 @@ from careloop.services.common.errors import ApiError
 from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
 from careloop.services.common.openapi import errors, json_body, json_ok
 from careloop.services.deps import SessionDep, SettingsDep, require
+from careloop.services.unit_of_work import commit
 
 router = APIRouter(tags=["alerts"], responses=errors(400, 401, 403, 422))
 _ALERT = json_ok("The alert with its explanation")
@@ -218,7 +219,7 @@ def create_route(
         )
     except RouteError as exc:
         raise ApiError.invalid(exc.field, exc.message) from exc
-    session.commit()
+    commit(session)
     return _json(
         {
             "id": route.id,

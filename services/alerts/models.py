@@ -123,3 +123,15 @@ class NotificationRoute(SQLModel, table=True):
     secret: str | None = Field(default=None, max_length=200)
     min_severity: str = Field(default="info", max_length=20)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ProcessedReading(SQLModel, table=True):
+    """An Observation already evaluated: evaluation runs once per reading."""
+
+    __tablename__ = "processed_reading"
+
+    observation_id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(max_length=64)
+    evaluated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    fired: str = Field(default="", max_length=500)
+    """Space-separated ids of the rules that fired."""

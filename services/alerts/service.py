@@ -13,12 +13,12 @@ from careloop.fhir.alerts import map_alert_task, task_id_for
 from careloop.services.alerts.models import Alert, AlertEvent, Notification
 from careloop.services.alerts.routing import Target, targets_for
 from careloop.services.common.errors import ApiError, Issue
-from careloop.services.common.task_names import TaskName
 from careloop.services.db import utcnow
+from careloop.services.ehr.pushes import resources_changed
+from careloop.services.outbox.events import NotificationRequested
+from careloop.services.outbox.record import record
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
-from careloop.workflows.ehr.schedule import resources_changed
-from careloop.workflows.outbox import enqueue
 from careloop.workflows.rules.engine import Firing
 from careloop.workflows.rules.program import severity_rank
 
@@ -72,12 +72,7 @@ def _notify(
             secret=target.secret,
         )
         session.add(notification)
-        enqueue(
-            session,
-            alert.tenant_id,
-            TaskName.NOTIFICATION_DELIVER,
-            {"notification_id": notification.id},
-        )
+        record(session, alert.tenant_id, NotificationRequested(notification.id))
     if targets:
         alert.last_notified_at = now
         _event(

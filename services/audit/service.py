@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from careloop.services.audit.models import AuditRecord
 from careloop.services.auth.tokens import Principal
+from careloop.services.unit_of_work import commit
 
 MAX_ENTITIES = 100
 
@@ -31,4 +32,4 @@ def record_access(
             outcome="success",
         )
     )
-    session.commit()
+    commit(session)

@@ -30,6 +30,7 @@ from careloop.services.common.openapi import (
 )
 from careloop.services.common.rate_limit import RateLimits, too_many_requests
 from careloop.services.deps import SessionDep, SettingsDep
+from careloop.services.unit_of_work import commit
 
 router = APIRouter(tags=["auth"])
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -149,13 +150,13 @@ def token(
     try:
         client = authenticate_client(session, form, authorization, token_url, settings)
     except ClientAuthError as exc:
-        session.commit()
+        commit(session)
         return _oauth_error(401, "invalid_client", str(exc))
     try:
         scope = grant_scopes(form.get("scope"), client.scopes)
     except ScopeError as exc:
         return _oauth_error(400, "invalid_scope", str(exc))
-    session.commit()
+    commit(session)
     access_token = issue_token(
         settings.secret_key,
         settings.base_url,

@@ -1,5 +1,1 @@
-"""The ``careloop`` command line."""
-
-from careloop.services.cli.main import app, main
-
-__all__ = ["app", "main"]
+"""The administrative half of the ``careloop`` command line (see ``careloop.workflows.cli``)."""

@@ -9,9 +9,10 @@ import typer
 from sqlmodel import select
 
 from careloop.services.cli.help import PlainTyper
-from careloop.services.db import get_engine, session_scope
+from careloop.services.db import get_engine
 from careloop.services.migrate import upgrade
 from careloop.services.settings import get_settings
+from careloop.services.unit_of_work import session_scope
 
 ehr = PlainTyper(help="EHR connections over SMART Backend Services.", no_args_is_help=True)
 patients = PlainTyper(help="Patients and their EHR links.", no_args_is_help=True)
@@ -22,13 +23,15 @@ TenantOpt = Annotated[str, typer.Option(help="Tenant (organization) name.")]
 EhrName = Annotated[str, typer.Argument(help="The EHR connection's name, e.g. hospital.")]
 
 
-def _tenant_id(session: object, name: str) -> str:
+def tenant_id_named(session: object, name: str) -> str:
+    """The id of the tenant ``name`` (created if new)."""
     from careloop.services.tenancy.service import get_or_create_tenant
 
     return get_or_create_tenant(session, name).id  # type: ignore[arg-type]
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
+    """Stop the command with ``message`` on stderr and exit status 2."""
     typer.echo(message, err=True)
     raise typer.Exit(2)
 
@@ -55,7 +58,7 @@ def ehr_add(
 
     upgrade(get_engine())
     try:
-        with session_scope() as session:
+        with session_scope(get_engine()) as session:
             connection = add_connection(
                 session,
                 name,
@@ -72,7 +75,7 @@ def ehr_add(
             ensure_keys(session, get_settings().secret_key)
             out = connection_json(connection)
     except ConnectionError_ as exc:
-        _fail(f"{exc.field}: {exc.message}")
+        fail(f"{exc.field}: {exc.message}")
     out["jwks_url"] = get_settings().base_url.rstrip("/") + "/.well-known/jwks.json"
     typer.echo(json.dumps(out))
 
@@ -84,9 +87,9 @@ def ehr_list(tenant: TenantOpt = "default") -> None:
     from careloop.services.ehr.service import connection_json
 
     upgrade(get_engine())
-    with session_scope() as session:
+    with session_scope(get_engine()) as session:
         rows = session.exec(
-            select(EhrConnection).where(EhrConnection.tenant_id == _tenant_id(session, tenant))
+            select(EhrConnection).where(EhrConnection.tenant_id == tenant_id_named(session, tenant))
         ).all()
         if not rows:
             typer.echo("no EHR connections")
@@ -101,12 +104,12 @@ def ehr_status(name: EhrName, tenant: TenantOpt = "default") -> None:
 
     upgrade(get_engine())
     try:
-        with session_scope() as session:
-            connection = find_connection(session, _tenant_id(session, tenant), name)
+        with session_scope(get_engine()) as session:
+            connection = find_connection(session, tenant_id_named(session, tenant), name)
             assert connection is not None
             typer.echo(json.dumps(connection_status(session, connection), indent=2))
     except ConnectionError_ as exc:
-        _fail(exc.message)
+        fail(exc.message)
 
 
 @ehr.command("remove")
@@ -116,52 +119,26 @@ def ehr_remove(name: EhrName, tenant: TenantOpt = "default") -> None:
 
     upgrade(get_engine())
     try:
-        with session_scope() as session:
-            connection = find_connection(session, _tenant_id(session, tenant), name)
+        with session_scope(get_engine()) as session:
+            connection = find_connection(session, tenant_id_named(session, tenant), name)
             assert connection is not None
             remove_connection(session, connection)
     except ConnectionError_ as exc:
-        _fail(exc.message)
+        fail(exc.message)
     typer.echo(json.dumps({"removed": name}))
-
-
-@ehr.command("pull")
-def ehr_pull(name: EhrName, tenant: TenantOpt = "default") -> None:
-    """Read care plans, goals, care teams and Task status from the EHR now."""
-    from careloop.services.ehr.service import ConnectionError_, find_connection
-    from careloop.workflows.ehr.pull import pull
-
-    engine = get_engine()
-    upgrade(engine)
-    try:
-        with session_scope() as session:
-            connection = find_connection(session, _tenant_id(session, tenant), name)
-            assert connection is not None
-            result = pull(session, get_settings(), connection)
-    except ConnectionError_ as exc:
-        _fail(exc.message)
-    typer.echo(
-        json.dumps(
-            {
-                "imported": result.imported,
-                "skipped": result.skipped,
-                "tasks_applied": result.tasks_applied,
-            }
-        )
-    )
 
 
 @ehr.command("failures")
 def ehr_failures(name: EhrName, tenant: TenantOpt = "default") -> None:
     """Writes the EHR refused, with its reasons."""
+    from careloop.services.ehr.failures import failure_json
     from careloop.services.ehr.models import EhrFailure
     from careloop.services.ehr.service import ConnectionError_, find_connection
-    from careloop.workflows.ehr.failures import failure_json
 
     upgrade(get_engine())
     try:
-        with session_scope() as session:
-            connection = find_connection(session, _tenant_id(session, tenant), name)
+        with session_scope(get_engine()) as session:
+            connection = find_connection(session, tenant_id_named(session, tenant), name)
             assert connection is not None
             rows = session.exec(
                 select(EhrFailure).where(EhrFailure.connection_id == connection.id)
@@ -171,7 +148,7 @@ def ehr_failures(name: EhrName, tenant: TenantOpt = "default") -> None:
             for row in rows:
                 typer.echo(json.dumps(failure_json(row)))
     except ConnectionError_ as exc:
-        _fail(exc.message)
+        fail(exc.message)
 
 
 @ehr.command("replay")
@@ -179,14 +156,14 @@ def ehr_replay(
     failure_id: Annotated[int, typer.Argument(help="The failure's id (from ehr failures).")],
 ) -> None:
     """Queue a refused write again, after fixing its cause."""
+    from careloop.services.ehr.failures import replay_failure
     from careloop.services.ehr.models import EhrFailure
-    from careloop.workflows.ehr.failures import replay_failure
 
     upgrade(get_engine())
-    with session_scope() as session:
+    with session_scope(get_engine()) as session:
         failure = session.get(EhrFailure, failure_id)
         if failure is None or failure.replayed_at is not None:
-            _fail(f"no unreplayed failure {failure_id}")
+            fail(f"no unreplayed failure {failure_id}")
         assert failure is not None
         replay_failure(session, failure)
     typer.echo(json.dumps({"replayed": failure_id}))
@@ -200,13 +177,13 @@ def patients_link(
     tenant: TenantOpt = "default",
 ) -> None:
     """Link a patient to an EHR Patient explicitly; waiting data is then written."""
+    from careloop.services.ehr.links import link_manually
     from careloop.services.ehr.service import ConnectionError_, find_connection
-    from careloop.workflows.ehr.linking import link_manually
 
     upgrade(get_engine())
     try:
-        with session_scope() as session:
-            connection = find_connection(session, _tenant_id(session, tenant), ehr_name)
+        with session_scope(get_engine()) as session:
+            connection = find_connection(session, tenant_id_named(session, tenant), ehr_name)
             assert connection is not None
             link_manually(
                 session,
@@ -215,7 +192,7 @@ def patients_link(
                 ehr_patient.removeprefix("Patient/"),
             )
     except ConnectionError_ as exc:
-        _fail(exc.message)
+        fail(exc.message)
     typer.echo(json.dumps({"patient": patient, "ehr_patient": ehr_patient, "state": "linked"}))
 
 
@@ -225,7 +202,7 @@ def keys_rotate(alg: Annotated[str | None, typer.Option(help="RS384 or ES384.")]
     from careloop.services.keys.service import rotate
 
     upgrade(get_engine())
-    with session_scope() as session:
+    with session_scope(get_engine()) as session:
         new = rotate(session, get_settings().secret_key, alg)
         typer.echo(json.dumps({"active": [k.kid for k in new]}))
 
@@ -236,7 +213,7 @@ def keys_list() -> None:
     from careloop.services.keys.models import SigningKey
 
     upgrade(get_engine())
-    with session_scope() as session:
+    with session_scope(get_engine()) as session:
         for row in session.exec(select(SigningKey)).all():
             typer.echo(
                 json.dumps(
@@ -266,11 +243,11 @@ def keys_reencrypt(
 
     previous = old_secret_file.read().strip() if old_secret_file else old_secret
     if not previous:
-        _fail("give --old-secret-file FILE or set CARELOOP_OLD_SECRET_KEY")
+        fail("give --old-secret-file FILE or set CARELOOP_OLD_SECRET_KEY")
         return
     settings = get_settings()
     upgrade(get_engine())
-    with session_scope() as session:
+    with session_scope(get_engine()) as session:
         moved = reencrypt_all(session, previous, settings.secret_key)
         left = unreadable(session, settings.secret_key)
     typer.echo(

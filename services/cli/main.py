@@ -1,10 +1,12 @@
-"""``careloop``: serve, migrate and administer clients."""
+"""The administrative commands of ``careloop``: migrate, clients, keys, alert routes, EHRs.
+
+The commands that run workflows (serve, worker, beat, demo, ``ehr pull``) are added to these by
+``careloop.workflows.cli``, which is the ``careloop`` console script.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -13,15 +15,10 @@ from pydantic import ValidationError
 
 from careloop.services.cli.ehr import ehr, keys, patients
 from careloop.services.cli.help import PlainTyper
-from careloop.services.cli.workers import (
-    beat,
-    start_embedded_worker,
-    stop_embedded_worker,
-    worker,
-)
-from careloop.services.db import get_engine, session_scope
+from careloop.services.db import get_engine
 from careloop.services.migrate import upgrade
 from careloop.services.settings import get_settings
+from careloop.services.unit_of_work import session_scope
 
 app = PlainTyper(
     help="careloop: symptom reports and telehealth in, FHIR R4 out.", no_args_is_help=True
@@ -35,8 +32,6 @@ app.add_typer(tasks, name="tasks")
 app.add_typer(ehr, name="ehr")
 app.add_typer(patients, name="patients")
 app.add_typer(keys, name="keys")
-app.command()(worker)
-app.command()(beat)
 
 
 @app.command()
@@ -44,70 +39,6 @@ def migrate() -> None:
     """Bring the database to the newest schema."""
     upgrade(get_engine())
     typer.echo("database is at the newest schema")
-
-
-def _check_stored_secrets() -> None:
-    from careloop.services.keys.rekey import StoredSecretsError, check_stored_secrets
-
-    try:
-        with session_scope() as session:
-            check_stored_secrets(session, get_settings())
-    except StoredSecretsError as exc:
-        typer.echo(f"careloop: {exc}", err=True)
-        raise typer.Exit(2) from exc
-
-
-def _use_base_url_of(host: str, port: int) -> None:
-    # Through the environment, so uvicorn's worker processes and the embedded worker and beat
-    # (which build alert links) see the same base URL as this process.
-    from careloop.services.cli.base_url import BaseUrlError, derive_base_url
-
-    try:
-        url, warning = derive_base_url(get_settings(), host, port)
-    except BaseUrlError as exc:
-        typer.echo(f"careloop serve: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    if warning:
-        logging.getLogger("careloop.serve").warning(warning)
-    os.environ["CARELOOP_BASE_URL"] = url
-    get_settings.cache_clear()
-    logging.getLogger("careloop.serve").info("public base URL %s", url)
-
-
-@app.command()
-def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(help="API worker processes.")] = 1,
-) -> None:
-    """Run the API (migrating the database first)."""
-    import uvicorn
-
-    from careloop.services.logs import configure_logging, logging_config
-
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format, "api")
-    _use_base_url_of(host, port)
-    settings = get_settings()
-    upgrade(get_engine())
-    _check_stored_secrets()
-    embedded = None if get_settings().broker_url else start_embedded_worker()
-    try:
-        uvicorn.run(
-            "careloop.services.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            # uvicorn applies this in every API process: its loggers go through the redaction
-            # layer; its access log stays off (careloop.access logs route templates instead).
-            log_config=logging_config(settings.log_level, settings.log_format, "api"),
-            log_level=settings.log_level.lower(),
-            access_log=False,
-        )
-    finally:
-        if embedded is not None:
-            stop_embedded_worker(embedded)
 
 
 def _check_jwks_url(url: str) -> None:
@@ -141,7 +72,7 @@ def create_client_cmd(
     if jwks_url is not None:
         _check_jwks_url(jwks_url)
     try:
-        with session_scope() as session:
+        with session_scope(get_engine()) as session:
             new = create_client(session, name, scope, tenant, jwks=jwks, jwks_url=jwks_url)
     except ScopeError as exc:
         typer.echo(str(exc), err=True)
@@ -166,7 +97,7 @@ def list_clients(
     from careloop.services.tenancy.models import AppClient
 
     upgrade(get_engine())
-    with session_scope() as session:
+    with session_scope(get_engine()) as session:
         query = select(AppClient).order_by(col(AppClient.created_at), col(AppClient.client_id))
         if tenant is not None:
             query = query.where(AppClient.tenant_id == tenant)
@@ -195,7 +126,7 @@ def revoke_client(
     from careloop.services.tenancy.models import AppClient
 
     upgrade(get_engine())
-    with session_scope() as session:
+    with session_scope(get_engine()) as session:
         client = session.get(AppClient, client_id)
         if client is None:
             typer.echo(f"no app client {client_id}", err=True)
@@ -203,18 +134,6 @@ def revoke_client(
         client.active = False
         session.add(client)
     typer.echo(json.dumps({"revoked": client_id}))
-
-
-@app.command()
-def demo() -> None:
-    """Seed synthetic patients, a care team and a week of reports; show the alerts produced."""
-    from careloop.services.cli.demo import print_alerts, run_demo
-
-    engine = get_engine()
-    upgrade(engine)
-    alerts = run_demo(get_settings(), engine)
-    typer.echo("Seeded 4 synthetic patients, a care team of 2 and 28 daily reports.")
-    print_alerts(alerts)
 
 
 @notify.command("add-webhook")
@@ -233,7 +152,7 @@ def add_webhook(
 
     upgrade(get_engine())
     try:
-        with session_scope() as session:
+        with session_scope(get_engine()) as session:
             tenant_id = get_or_create_tenant(session, tenant).id
             route = add_route(
                 session,
@@ -262,7 +181,7 @@ def list_routes(
     from careloop.services.alerts.models import NotificationRoute
 
     upgrade(get_engine())
-    with session_scope() as session:
+    with session_scope(get_engine()) as session:
         query = select(NotificationRoute).order_by(
             col(NotificationRoute.created_at), col(NotificationRoute.id)
         )
@@ -291,7 +210,7 @@ def remove_route(
     from careloop.services.alerts.models import NotificationRoute
 
     upgrade(get_engine())
-    with session_scope() as session:
+    with session_scope(get_engine()) as session:
         route = session.get(NotificationRoute, route_id)
         if route is None:
             typer.echo(f"no notification route {route_id}", err=True)
@@ -305,10 +224,10 @@ def dead_tasks() -> None:
     """List tasks that failed their last try (ids and error classes only)."""
     from sqlmodel import select
 
-    from careloop.workflows.models import DeadTask
+    from careloop.services.outbox.models import DeadTask
 
     upgrade(get_engine())
-    with session_scope() as session:
+    with session_scope(get_engine()) as session:
         rows = session.exec(select(DeadTask).where(DeadTask.replayed_at == None)).all()  # noqa: E711
         if not rows:
             typer.echo("no dead tasks")
@@ -332,11 +251,11 @@ def replay_task(
     dead_id: Annotated[int, typer.Argument(help="The dead task's id (from tasks dead).")],
 ) -> None:
     """Run a dead task again (after fixing its cause)."""
-    from careloop.workflows.deadletter import DeadTaskError, replay
+    from careloop.services.outbox.deadletter import DeadTaskError, replay
 
     upgrade(get_engine())
     try:
-        with session_scope() as session:
+        with session_scope(get_engine()) as session:
             replay(session, dead_id)
     except DeadTaskError as exc:
         typer.echo(str(exc), err=True)
@@ -356,10 +275,10 @@ def _configuration_errors(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    """Entry point of the ``careloop`` console script."""
+def run(cli: typer.Typer) -> None:
+    """Run the command line ``cli``, reporting configuration errors and crashes without PHI."""
     try:
-        app()
+        cli()
     except ValidationError as exc:
         if exc.title != "Settings":
             raise

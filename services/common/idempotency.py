@@ -13,11 +13,9 @@ from starlette.responses import Response
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.models import IdempotencyRecord
-from careloop.workflows.outbox import PENDING_KEY
+from careloop.services.unit_of_work import commit, rollback
 
 MAX_ATTEMPTS = 4
-AFTER_COMMIT = "careloop_after_commit"
-"""Key in ``session.info`` of a callable run after a successful commit (outbox relay)."""
 
 
 @dataclass(frozen=True)
@@ -38,14 +36,6 @@ def result_response(result: ApiResult, media_type: str = "application/json") -> 
 def body_hash(body: bytes) -> str:
     """A fingerprint of a request body."""
     return hashlib.sha256(body).hexdigest()
-
-
-def commit(session: Session) -> None:
-    """Commit, then run the after-commit hook (the outbox relay)."""
-    session.commit()
-    after_commit = session.info.get(AFTER_COMMIT)
-    if after_commit is not None:
-        after_commit(session)
 
 
 def run_unit_of_work(
@@ -98,14 +88,10 @@ def run_unit_of_work(
                         location=result.location,
                     )
                 )
-            session.commit()
-            after_commit = session.info.get(AFTER_COMMIT)
-            if after_commit is not None:
-                after_commit(session)
+            commit(session)
             return result
         except IntegrityError:
-            session.rollback()
-            session.info.pop(PENDING_KEY, None)  # that attempt's outbox rows are gone
+            rollback(session)  # with that attempt's outbox messages
             if attempt == MAX_ATTEMPTS - 1:
                 # Still racing other writers after several rounds: nothing was written, and a
                 # retry is safe, so say so rather than fail.
@@ -115,7 +101,6 @@ def run_unit_of_work(
                     {"Retry-After": "1"},
                 ) from None
         except BaseException:
-            session.rollback()
-            session.info.pop(PENDING_KEY, None)
+            rollback(session)
             raise
     raise AssertionError("unreachable")

@@ -16,6 +16,8 @@ from careloop.services.common.egress import destination_policy
 from careloop.services.common.errors import ApiError
 from careloop.services.common.openapi import errors, json_body, json_ok
 from careloop.services.deps import AdminDep, SessionDep, SettingsDep
+from careloop.services.ehr.failures import failure_json
+from careloop.services.ehr.links import link_manually
 from careloop.services.ehr.models import EhrFailure
 from careloop.services.ehr.service import (
     ConnectionError_,
@@ -27,8 +29,7 @@ from careloop.services.ehr.service import (
 )
 from careloop.services.store.repository import ResourceStore
 from careloop.services.tenancy.models import Tenant
-from careloop.workflows.ehr.failures import failure_json
-from careloop.workflows.ehr.linking import link_manually
+from careloop.services.unit_of_work import commit
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=errors(400, 401, 403, 422))
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
@@ -99,7 +100,7 @@ def create(
         )
     except ConnectionError_ as exc:
         raise ApiError.invalid(exc.field, exc.message) from exc
-    session.commit()
+    commit(session)
     return _json(connection_json(connection), 201)
 
 
@@ -137,7 +138,7 @@ def status(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Re
 def remove(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Response:
     """Deactivate the connection (its history is kept)."""
     remove_connection(session, _find(session, principal.tenant_id, name))
-    session.commit()
+    commit(session)
     return Response(status_code=204)
 
 
@@ -170,7 +171,7 @@ def link(body: BodyDep, principal: AdminDep, session: SessionDep) -> Response:
     result = link_manually(
         session, connection, patient_id, data.ehr_patient.removeprefix("Patient/")
     )
-    session.commit()
+    commit(session)
     return _json(
         {
             "ehr": data.ehr,

@@ -24,12 +24,13 @@ from careloop.services.fhirapi.inputs import (
     if_match_version,
     if_none_exist_identifier,
 )
+from careloop.services.outbox.events import ReadingCreated
+from careloop.services.outbox.record import record
 from careloop.services.patients.models import PatientIdentifier
 from careloop.services.reports.schemas import PatientRef, SymptomReportIn
 from careloop.services.reports.service import ingest_reports
 from careloop.services.store.indexing import index_problems
 from careloop.services.store.repository import ResourceStore, StoredResource, VersionConflict
-from careloop.workflows.evaluation import readings_created
 
 _P = PatientIdentifier.__table__  # type: ignore[attr-defined]
 MANAGED = ("CarePlan", "Goal", "CareTeam", "Practitioner", "PractitionerRole", "Consent")
@@ -123,7 +124,7 @@ def create_observation(
         resource["id"], [f"Observation/{resource['id']}"], utcnow(), principal.client_id, patient_id
     )
     stored = store.create_many([resource, provenance])
-    readings_created(session, principal.tenant_id, [resource])
+    record(session, principal.tenant_id, ReadingCreated(principal.tenant_id, resource["id"]))
     return WriteResult(stored[0], True)
 
 

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from careloop.services.common.openapi import errors, json_ok
 from careloop.services.deps import SessionDep, SettingsDep
 from careloop.services.keys.service import ensure_keys, published
+from careloop.services.unit_of_work import commit
 
 router = APIRouter(tags=["keys"])
 
@@ -24,7 +25,7 @@ def jwks(session: SessionDep, settings: SettingsDep) -> Response:
     """Active keys plus rotated ones still within their grace period."""
     ensure_keys(session, settings.secret_key)
     body = published(session, timedelta(hours=settings.key_grace_hours))
-    session.commit()
+    commit(session)
     return Response(
         orjson.dumps(body),
         media_type="application/json",

@@ -12,10 +12,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import ECKey, RSAKey
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from careloop.services.db import utcnow
 from careloop.services.keys.models import SigningKey
+from careloop.services.unit_of_work import session_scope
 
 ALGORITHMS = ("RS384", "ES384")
 
@@ -80,9 +82,10 @@ def signing_key(session: Session, secret_key: str, alg: str) -> RSAKey | ECKey:
     """
     row = _active_key(session, alg)
     if row is None:
-        with Session(session.get_bind()) as own:
+        engine = session.get_bind()
+        assert isinstance(engine, Engine)
+        with session_scope(engine) as own:
             ensure_keys(own, secret_key)
-            own.commit()
         row = _active_key(session, alg)
         assert row is not None
     try:

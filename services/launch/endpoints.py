@@ -23,6 +23,7 @@ from careloop.services.launch.service import (
     complete,
 )
 from careloop.services.settings import Settings
+from careloop.services.unit_of_work import commit
 
 _PAGE: dict[str, Any] = {HTML: {"schema": {"type": "string"}}}
 _REDIRECT: dict[int | str, dict[str, Any]] = {
@@ -59,7 +60,7 @@ def _start(
         target = begin(session, settings, iss, launch, browser)
     except LaunchError as exc:
         return _error(exc)
-    session.commit()
+    commit(session)
     response = RedirectResponse(target.url, status_code=302)
     response.set_cookie(
         name,
@@ -146,9 +147,9 @@ def callback(
         session.rollback()  # the state stays for the browser that started the launch
         return _error(exc, 403)
     except LaunchError as exc:
-        session.commit()  # the used state stays consumed
+        commit(session)  # the used state stays consumed
         return _error(exc)
-    session.commit()
+    commit(session)
     target = f"/app/patients/{clinician.patient_id}" if clinician.patient_id else "/app/unlinked"
     response = RedirectResponse(target, status_code=302)
     response.set_cookie(

@@ -19,12 +19,13 @@ from careloop.fhir.reports import ReportContext, map_rating_report, map_scored_r
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import Issue
 from careloop.services.db import utcnow
+from careloop.services.ehr.pushes import resources_changed
+from careloop.services.outbox.events import ReadingCreated
+from careloop.services.outbox.record import record
 from careloop.services.patients.service import create_patients, find_patients
 from careloop.services.reports.models import SymptomReport
 from careloop.services.reports.schemas import SCORED, SymptomReportIn
 from careloop.services.store.repository import ResourceStore
-from careloop.workflows.ehr.schedule import resources_changed
-from careloop.workflows.evaluation import readings_created
 
 _S = SymptomReport.__table__  # type: ignore[attr-defined]
 CLOCK_SKEW = timedelta(minutes=5)
@@ -186,9 +187,11 @@ def ingest_reports(
     store.create_many(resources)
     if rows:
         session.execute(_S.insert(), rows)
-    readings_created(
-        session, principal.tenant_id, [r for r in resources if r["resourceType"] == "Observation"]
-    )
+    for resource in resources:
+        if resource["resourceType"] == "Observation":
+            record(
+                session, principal.tenant_id, ReadingCreated(principal.tenant_id, resource["id"])
+            )
     by_patient: dict[str, list[str]] = {}
     for row in rows:
         by_patient.setdefault(row["patient_id"], []).extend(row["resources"].split())

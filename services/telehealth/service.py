@@ -13,11 +13,11 @@ from careloop.fhir.provenance import map_provenance
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.db import utcnow
+from careloop.services.ehr.pushes import resources_changed
 from careloop.services.patients.service import create_patients, find_patients
 from careloop.services.store.repository import ResourceStore
 from careloop.services.telehealth.models import TelehealthSessionRow
 from careloop.services.telehealth.schemas import SessionIn, SessionPatch
-from careloop.workflows.ehr.schedule import resources_changed
 
 FINAL_STATUSES = {"finished", "cancelled"}
 

@@ -274,8 +274,8 @@ def test_every_read_is_audited_with_ids_only(caller: Caller, engine: Any) -> Non
     from sqlmodel import select
 
     from careloop.services.audit.models import AuditRecord
-    from careloop.services.db import session_scope
     from careloop.services.tenancy.models import Tenant
+    from careloop.services.unit_of_work import session_scope
 
     created = caller.post("/v1/symptom-reports", json=phq9("audit-me")).json()
     observation = next(r for r in created["resources"] if r.startswith("Observation/"))

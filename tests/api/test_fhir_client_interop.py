@@ -13,10 +13,10 @@ from fhirpy import SyncFHIRClient
 from sqlalchemy import Engine
 from support.reports import phq9
 
-from careloop.services.app import create_app
-from careloop.services.db import session_scope
 from careloop.services.settings import Settings
 from careloop.services.tenancy.service import create_client
+from careloop.services.unit_of_work import session_scope
+from careloop.workflows.web import create_app
 
 
 @pytest.fixture

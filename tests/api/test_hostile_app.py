@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 from support.clients import BASE_URL, Caller, make_caller
 from support.reports import phq9
 
-from careloop.services.db import session_scope
 from careloop.services.tenancy.service import create_client
+from careloop.services.unit_of_work import session_scope
 from careloop.workflows.inline import run_pending
 
 DEEP = 200

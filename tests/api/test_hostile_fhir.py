@@ -17,9 +17,9 @@ from sqlalchemy import Engine, func, select
 from support.clients import Caller
 from support.reports import phq9
 
-from careloop.services.db import session_scope
 from careloop.services.store.models import FhirResource, SearchToken
 from careloop.services.tenancy.models import Tenant
+from careloop.services.unit_of_work import session_scope
 from careloop.workflows.inline import run_pending
 
 LONG = "x" * 400

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from support.clients import BASE_URL, make_caller
 
-from careloop.services.app import create_app
 from careloop.services.settings import Settings
+from careloop.workflows.web import create_app
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -27,11 +27,12 @@ from schemathesis.specs.openapi.checks import (
 from support.clients import BASE_URL, token_for
 from support.databases import fresh_pg_database
 
-from careloop.services.app import create_app
-from careloop.services.db import make_engine, session_scope
+from careloop.services.db import make_engine
 from careloop.services.migrate import upgrade
 from careloop.services.settings import Environment, Settings
 from careloop.services.tenancy.service import create_client
+from careloop.services.unit_of_work import session_scope
+from careloop.workflows.web import create_app
 
 SCOPES = "system/*.cruds careloop/admin"
 MAX_EXAMPLES = 100

@@ -16,7 +16,7 @@ from sqlmodel import select
 from support.processes import inherited_env
 
 from careloop.integrations.egress.destinations import DestinationPolicy
-from careloop.services.db import make_engine, session_scope
+from careloop.services.db import make_engine
 from careloop.services.ehr.models import EhrConnection
 from careloop.services.ehr.service import add_connection
 from careloop.services.keys.models import SigningKey
@@ -24,8 +24,9 @@ from careloop.services.keys.rekey import StoredSecretsError, check_stored_secret
 from careloop.services.keys.service import create_key, decrypt_secret, signing_key
 from careloop.services.migrate import upgrade
 from careloop.services.settings import LEGACY_DEV_SECRET, Environment, Settings
+from careloop.services.unit_of_work import session_scope
 
-CLI = [sys.executable, "-m", "careloop.services.cli"]
+CLI = [sys.executable, "-m", "careloop"]
 
 
 @pytest.fixture(autouse=True)

@@ -13,11 +13,11 @@ from starlette.responses import PlainTextResponse
 from support.clients import BASE_URL, make_caller
 
 from careloop.integrations.egress.destinations import DestinationPolicy
-from careloop.services.app import create_app
 from careloop.services.common.security_headers import ContentSecurityPolicy
-from careloop.services.db import session_scope
 from careloop.services.ehr.service import add_connection
 from careloop.services.settings import Settings
+from careloop.services.unit_of_work import session_scope
+from careloop.workflows.web import create_app
 
 
 def _allowing(host: str) -> DestinationPolicy:

@@ -13,10 +13,10 @@ import typer.main
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
-from careloop.services.app import create_app
-from careloop.services.cli.main import app
 from careloop.services.db import get_engine
 from careloop.services.settings import get_settings
+from careloop.workflows.cli.main import app
+from careloop.workflows.web import create_app
 
 Run = Callable[..., Result]
 

@@ -20,7 +20,7 @@ from careloop.integrations.channels import generate_webhook_secret
 from careloop.services.cli.base_url import BaseUrlError, derive_base_url
 from careloop.services.settings import Environment, Settings
 
-CLI = [sys.executable, "-m", "careloop.services.cli"]
+CLI = [sys.executable, "-m", "careloop"]
 
 
 def _settings(**values: object) -> Settings:

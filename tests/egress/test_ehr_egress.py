@@ -15,12 +15,12 @@ from support.consents import deny_all_consent
 from support.ehr import connect_ehr
 from support.reports import phq9
 
-from careloop.services.app import create_app
 from careloop.services.audit.models import AuditRecord
-from careloop.services.db import session_scope
 from careloop.services.settings import Settings
 from careloop.services.tenancy.models import Tenant
+from careloop.services.unit_of_work import session_scope
 from careloop.workflows.inline import run_pending
+from careloop.workflows.web import create_app
 
 APP_SYSTEM = "https://app.example/patients"
 SCOPES = "system/*.cruds"

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from support.clients import BASE_URL, Caller, make_caller
 
-from careloop.services.app import create_app
 from careloop.services.settings import Environment, Settings
+from careloop.workflows.web import create_app
 
 INTERNAL = [
     "https://127.0.0.1/hook",
@@ -118,7 +118,7 @@ def _cli(tmp_path: Path, *args: str, allow: str = "") -> subprocess.CompletedPro
         "CARELOOP_EGRESS_ALLOW": allow,
     }
     return subprocess.run(
-        [sys.executable, "-m", "careloop.services.cli", *args],
+        [sys.executable, "-m", "careloop", *args],
         env=env,
         cwd=tmp_path,
         capture_output=True,

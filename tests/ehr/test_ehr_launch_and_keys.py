@@ -18,13 +18,13 @@ from support.ehr import connect_ehr
 from support.reports import phq9
 
 from careloop.integrations.ehr.smart import tokens
-from careloop.services.app import create_app
 from careloop.services.common.egress import destination_policy
-from careloop.services.db import session_scope
 from careloop.services.ehr.service import add_connection
 from careloop.services.keys.service import rotate
 from careloop.services.settings import Settings
+from careloop.services.unit_of_work import session_scope
 from careloop.workflows.inline import run_pending
+from careloop.workflows.web import create_app
 
 APP_SYSTEM = "https://app.example/patients"
 APP_SCOPES = "launch launch/patient openid fhirUser patient/Patient.rs patient/Observation.rs"

@@ -15,10 +15,10 @@ from support.clients import BASE_URL, Caller, make_caller
 from support.ehr import connect_ehr
 from support.reports import phq9
 
-from careloop.services.app import create_app
-from careloop.services.db import session_scope
 from careloop.services.settings import Settings
+from careloop.services.unit_of_work import session_scope
 from careloop.workflows.inline import run_pending
+from careloop.workflows.web import create_app
 
 APP_SYSTEM = "https://app.example/patients"
 SCOPES = "system/*.cruds"
@@ -183,8 +183,8 @@ def test_refused_write_is_kept_with_the_reason_and_replayed(world: World) -> Non
         SCOPES,
         jwks=world.api.get("/.well-known/jwks.json").json(),
     )
+    from careloop.services.ehr.failures import replay_failure
     from careloop.services.ehr.models import EhrFailure
-    from careloop.workflows.ehr.failures import replay_failure
 
     with session_scope(world.engine) as session:
         row = session.get(EhrFailure, failure["id"])

@@ -15,7 +15,7 @@ def _careloop(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPro
     clean = inherited_env()
     clean.update({"CARELOOP_DATA_DIR": str(tmp_path), **env})
     return subprocess.run(
-        [sys.executable, "-m", "careloop.services.cli", *args],
+        [sys.executable, "-m", "careloop", *args],
         env=clean,
         capture_output=True,
         text=True,

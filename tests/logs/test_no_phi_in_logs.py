@@ -39,7 +39,7 @@ from careloop.integrations.channels import generate_webhook_secret
 from careloop.services.db import make_engine
 from careloop.services.migrate import upgrade
 
-CLI = [sys.executable, "-m", "careloop.services.cli"]
+CLI = [sys.executable, "-m", "careloop"]
 APP_SYSTEM = "https://app.example/patients"
 ITEM9 = [0, 0, 0, 0, 0, 0, 0, 0, 2]
 # A database error the API cannot have foreseen: reports whose app_report_id starts "refuse-"

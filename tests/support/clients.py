@@ -10,8 +10,8 @@ import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from careloop.services.db import session_scope
 from careloop.services.tenancy.service import create_client
+from careloop.services.unit_of_work import session_scope
 
 ALL_SCOPES = "system/*.cruds"
 BASE_URL = "http://testserver"

@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from careloop.services.common.egress import destination_policy
-from careloop.services.db import session_scope
 from careloop.services.ehr.service import add_connection
 from careloop.services.settings import Settings
+from careloop.services.unit_of_work import session_scope
 from support.clients import Caller
 
 

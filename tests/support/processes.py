@@ -63,7 +63,7 @@ def start_careloop(
     settings: Settings, command: list[str], log: Path | None = None, crash_at: str | None = None
 ) -> subprocess.Popen[bytes]:
     """``careloop <command>`` in its own process, logging to ``log`` (discarded without one)."""
-    args = [sys.executable, "-m", "careloop.services.cli", *command]
+    args = [sys.executable, "-m", "careloop", *command]
     env = careloop_env(settings, crash_at)
     if log is None:
         return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -20,11 +20,12 @@ from webhook_receiver import Receiver, webhook_receiver
 from careloop.integrations.channels import generate_webhook_secret
 from careloop.services.alerts.models import Alert, Notification
 from careloop.services.audit.models import AuditRecord
-from careloop.services.db import session_scope, utcnow
+from careloop.services.db import utcnow
+from careloop.services.outbox.models import DeadTask
 from careloop.services.settings import Settings
+from careloop.services.unit_of_work import session_scope
 from careloop.workflows.evaluation import scan_missed_checkins
 from careloop.workflows.inline import run_pending
-from careloop.workflows.models import DeadTask
 from careloop.workflows.tasks import escalate_due
 
 ITEM9 = [0, 0, 0, 0, 0, 0, 0, 0, 1]
@@ -311,7 +312,7 @@ def caller_tenant_id(session: Any, caller: Caller) -> str:
 def test_failing_webhook_retries_then_dead_letters_and_replays(
     caller: Caller, oncall: Receiver, drain: Any, engine: Engine, settings: Settings
 ) -> None:
-    from careloop.workflows.deadletter import replay
+    from careloop.services.outbox.deadletter import replay
     from careloop.workflows.delivery import deliver_notification
 
     oncall.status = 503

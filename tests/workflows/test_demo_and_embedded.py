@@ -16,8 +16,8 @@ from support.smtp import SmtpServer
 from webhook_receiver import webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret
-from careloop.services.cli.demo import run_demo
 from careloop.services.settings import Settings
+from careloop.workflows.cli.demo import run_demo
 from careloop.workflows.inline import run_pending
 
 
@@ -74,7 +74,7 @@ def test_serve_alone_alerts_end_to_end(tmp_path: Path) -> None:
     env.update(
         {"CARELOOP_DATA_DIR": str(tmp_path), "CARELOOP_BASE_URL": f"http://127.0.0.1:{port}"}
     )
-    cli = [sys.executable, "-m", "careloop.services.cli"]
+    cli = [sys.executable, "-m", "careloop"]
     server = subprocess.Popen(
         [*cli, "serve", "--port", str(port)],
         env=env,

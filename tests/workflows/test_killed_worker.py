@@ -31,16 +31,17 @@ from webhook_receiver import Receiver, webhook_receiver
 
 from careloop.integrations.channels import generate_webhook_secret
 from careloop.integrations.egress.destinations import DestinationPolicy
-from careloop.services.alerts.models import Alert, Notification
+from careloop.services.alerts.models import Alert, Notification, ProcessedReading
 from careloop.services.alerts.routes_service import add_route
-from careloop.services.app import create_app
-from careloop.services.db import make_engine, session_scope
+from careloop.services.db import make_engine
 from careloop.services.migrate import upgrade
+from careloop.services.outbox.models import DeadTask, OutboxMessage
 from careloop.services.settings import Environment, Settings
 from careloop.services.tenancy.service import get_or_create_tenant
+from careloop.services.unit_of_work import session_scope
 from careloop.workflows import runtime
 from careloop.workflows.celery_app import celery_app, configure_celery, urgent_queue
-from careloop.workflows.models import DeadTask, OutboxMessage, ProcessedReading
+from careloop.workflows.web import create_app
 
 BROKERS = {
     # A Redis database of its own: kombu keeps one index of unacknowledged messages per database,

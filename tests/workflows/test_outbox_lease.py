@@ -24,19 +24,19 @@ from support.databases import create_pg_database, drop_pg_database, fresh_pg_dat
 from support.reports import phq9
 from webhook_receiver import Receiver
 
-from careloop.services.db import make_engine, session_scope, utcnow
+from careloop.services.db import make_engine, utcnow
 from careloop.services.migrate import alembic_config, upgrade
+from careloop.services.outbox.models import DeadTask, OutboxMessage
+from careloop.services.outbox.record import record_message
 from careloop.services.settings import Settings
 from careloop.services.tenancy.service import get_or_create_tenant
+from careloop.services.unit_of_work import session_scope
 from careloop.workflows import runtime
 from careloop.workflows.inline import run_pending
-from careloop.workflows.models import DeadTask, OutboxMessage
 from careloop.workflows.outbox import (
     Leases,
     complete,
-    enqueue,
     message_id,
-    pending_ids,
     postpone,
     prune,
     relay,
@@ -88,10 +88,11 @@ class Sent:
 
 
 def _enqueue(engine: Engine, count: int = 1, task: str = ROUTINE) -> list[int]:
-    with session_scope(engine) as session:
+    committed: list[int] = []
+    with session_scope(engine, committed.extend) as session:
         for n in range(count):
-            enqueue(session, TENANT, task, {"n": n})
-    return pending_ids(session)
+            record_message(session, TENANT, task, {"n": n})
+    return committed
 
 
 def _row(engine: Engine, message: int) -> OutboxMessage:
@@ -138,8 +139,8 @@ def test_a_message_whose_lease_ran_out_is_published_again(engine: Engine) -> Non
     [message] = _enqueue(engine, task=URGENT)
     leases = Leases(urgent_seconds=0.3, routine_seconds=60)
     sent = Sent()
+    first = time.monotonic()  # the lease starts inside the call: no later than this
     assert relay(engine, sent, [message], leases=leases) == 1
-    first = time.monotonic()
     assert relay(engine, sent, [message], leases=leases) == 0  # still leased
     _until(lambda: relay(engine, sent, [message], leases=leases) == 1)
     assert time.monotonic() - first >= 0.3
@@ -411,9 +412,9 @@ def test_the_inline_runner_completes_each_message_with_its_work(
     assert response.status_code == 201
     run_pending(engine, settings)
     evaluated, delivery = _tenant_messages(engine, caller.tenant)
-    assert evaluated.task == "observation.evaluate_urgent" and evaluated.outcome == "done"
+    assert evaluated.task == "reading.created" and evaluated.outcome == "done"
     # The failed delivery stays open until its backoff and lease have passed.
-    assert delivery.task == "notification.deliver" and delivery.completed_at is None
+    assert delivery.task == "notification.requested" and delivery.completed_at is None
     assert (delivery.available_at - utcnow()).total_seconds() > 9
     run_pending(engine, settings)  # not due yet: not retried
     assert _tenant_messages(engine, caller.tenant)[1].attempts == delivery.attempts == 1

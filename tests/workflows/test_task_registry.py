@@ -7,10 +7,10 @@ inline runner run; these checks keep the names, the Celery app and the registry 
 from __future__ import annotations
 
 import careloop.workflows.tasks  # noqa: F401  (registers the tasks, as a worker does)
-from careloop.services.common.task_names import TaskName
 from careloop.workflows.celery_app import celery_app
 from careloop.workflows.handlers import HANDLERS
 from careloop.workflows.outbox import URGENT_TASKS
+from careloop.workflows.task_names import TaskName
 
 OUTBOX_TASKS = {
     TaskName.OBSERVATION_EVALUATE,

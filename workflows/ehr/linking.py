@@ -1,4 +1,4 @@
-"""Linking careloop patients to EHR Patients: by identifier search, or by hand."""
+"""Linking careloop patients to EHR Patients by identifier search (by hand: ``services.ehr``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from sqlmodel import Session, select
 from careloop.integrations.egress import Disclosure
 from careloop.integrations.ehr.fhir_client import FhirClient
 from careloop.services.db import utcnow
-from careloop.services.ehr.models import EhrConnection, EhrWrite, PatientLink
+from careloop.services.ehr.models import EhrConnection, PatientLink
 from careloop.services.patients.models import PatientIdentifier
-from careloop.workflows.ehr.schedule import schedule_push
 
 
 def _identifiers(session: Session, tenant_id: str, patient_id: str) -> list[tuple[str, str]]:
@@ -52,32 +51,4 @@ def resolve_link(
     link.method = "identifier"
     link.updated_at = utcnow()
     session.add(link)
-    return link
-
-
-def link_manually(
-    session: Session, connection: EhrConnection, patient_id: str, ehr_patient_id: str
-) -> PatientLink:
-    """Link a patient to an EHR Patient by hand, and schedule what was waiting for it."""
-    link = session.get(PatientLink, (connection.id, patient_id)) or PatientLink(
-        connection_id=connection.id, patient_id=patient_id, state="linked"
-    )
-    link.state, link.ehr_patient_id, link.method = "linked", ehr_patient_id, "manual"
-    link.updated_at = utcnow()
-    session.add(link)
-    waiting = session.exec(
-        select(EhrWrite).where(
-            EhrWrite.connection_id == connection.id,
-            EhrWrite.patient_id == patient_id,
-            EhrWrite.state != "written",
-        )
-    ).all()
-    if waiting:
-        schedule_push(
-            session,
-            connection.tenant_id,
-            connection.id,
-            patient_id,
-            [w.reference for w in waiting],
-        )
     return link

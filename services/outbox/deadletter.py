@@ -1,4 +1,4 @@
-"""Replaying dead tasks through the outbox, so a replay is as reliable as the first run."""
+"""Replaying dead letters through the outbox, so a replay is as reliable as the first run."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import orjson
 from sqlmodel import Session
 
 from careloop.services.alerts.models import Notification
-from careloop.services.common.task_names import TaskName
 from careloop.services.db import utcnow
-from careloop.workflows.models import DeadTask
-from careloop.workflows.outbox import enqueue
+from careloop.services.outbox.events import EventType
+from careloop.services.outbox.models import DeadTask
+from careloop.services.outbox.record import record_message
 
 
 class DeadTaskError(ValueError):
@@ -17,7 +17,7 @@ class DeadTaskError(ValueError):
 
 
 def replay(session: Session, dead_id: int) -> None:
-    """Queue the dead task again; a failed notification becomes pending with fresh attempts."""
+    """Record the dead work again; a failed notification becomes pending with fresh attempts."""
     dead = session.get(DeadTask, dead_id, with_for_update=True)
     if dead is None:
         raise DeadTaskError(f"no dead task {dead_id}")
@@ -25,13 +25,13 @@ def replay(session: Session, dead_id: int) -> None:
         raise DeadTaskError(f"dead task {dead_id} was replayed at {dead.replayed_at.isoformat()}")
     payload = orjson.loads(dead.payload)
     tenant_id = str(payload.get("tenant_id", ""))
-    if dead.task == TaskName.NOTIFICATION_DELIVER:
+    if dead.task == EventType.NOTIFICATION_REQUESTED:
         notification = session.get(Notification, payload["notification_id"], with_for_update=True)
         if notification is not None and notification.status == "failed":
             notification.status = "pending"
             notification.attempts = 0
             tenant_id = notification.tenant_id
             session.add(notification)
-    enqueue(session, tenant_id, dead.task, payload)
+    record_message(session, tenant_id, dead.task, payload)
     dead.replayed_at = utcnow()
     session.add(dead)

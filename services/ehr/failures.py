@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite
-from careloop.workflows.ehr.schedule import schedule_push
+from careloop.services.ehr.pushes import schedule_push
 
 
 def failure_json(failure: EhrFailure) -> dict[str, Any]:

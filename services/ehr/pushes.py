@@ -1,28 +1,23 @@
-"""Scheduling EHR pushes: which ``ehr.push`` tasks to enqueue when careloop's resources change."""
+"""Recording that careloop resources are to go to the connected EHRs."""
 
 from __future__ import annotations
 
 from sqlmodel import Session
 
-from careloop.services.common.task_names import TaskName
 from careloop.services.ehr.service import active_connection_ids
-from careloop.workflows.outbox import enqueue
+from careloop.services.outbox.events import ResourcesChanged
+from careloop.services.outbox.record import record
 
 
 def schedule_push(
     session: Session, tenant_id: str, connection_id: str, patient_id: str, references: list[str]
 ) -> None:
-    """Enqueue one push of ``references`` (``Type/id``) for a patient into one EHR."""
-    payload = {
-        "connection_id": connection_id,
-        "patient_id": patient_id,
-        "references": references,
-    }
-    enqueue(session, tenant_id, TaskName.EHR_PUSH, payload)
+    """Record that one EHR is to get ``references`` (``Type/id``) of a patient."""
+    record(session, tenant_id, ResourcesChanged(connection_id, patient_id, tuple(references)))
 
 
 def resources_changed(session: Session, tenant_id: str, by_patient: dict[str, list[str]]) -> None:
-    """Schedule writing careloop resources (``Type/id`` per patient) into every connected EHR."""
+    """Record that every connected EHR is to get these resources (``Type/id`` per patient)."""
     if not by_patient:
         return
     for connection_id in active_connection_ids(session, tenant_id):

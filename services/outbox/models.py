@@ -1,4 +1,4 @@
-"""Tables of the workflow machinery: the outbox, dead letters and processed readings."""
+"""Tables of the outbox: open and completed messages, and dead letters."""
 
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ class OutboxMessage(SQLModel, table=True):
     )
     tenant_id: str = Field(max_length=64)
     task: str = Field(max_length=100)
+    """The event type (``EventType``), or the name of work replayed from a dead letter."""
     payload: str = Field(sa_column=Column(Text, nullable=False))
-    """JSON keyword arguments of the task: ids only."""
+    """The event's fields as JSON: ids only."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     available_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     """When the relay may publish it (again): at once, or when its last lease ends."""
@@ -62,21 +63,10 @@ class DeadTask(SQLModel, table=True):
         default=None, sa_column=Column(SeqType, primary_key=True, autoincrement=True)
     )
     task: str = Field(max_length=100)
+    """The outbox message's name (an event type), or the Celery task's for beat's work."""
     payload: str = Field(sa_column=Column(Text, nullable=False))
     error: str = Field(max_length=500)
     """Exception class and a PHI-free reason."""
     attempts: int = 0
     failed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     replayed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-
-
-class ProcessedReading(SQLModel, table=True):
-    """An Observation already evaluated: evaluation runs once per reading."""
-
-    __tablename__ = "processed_reading"
-
-    observation_id: str = Field(primary_key=True, max_length=64)
-    tenant_id: str = Field(max_length=64)
-    evaluated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    fired: str = Field(default="", max_length=500)
-    """Space-separated ids of the rules that fired."""

@@ -14,12 +14,14 @@ from sqlmodel import select
 from careloop.services.alerts.models import Alert
 from careloop.services.auth.scopes import Grant, parse_scopes
 from careloop.services.auth.tokens import Principal
-from careloop.services.db import session_scope, utcnow
+from careloop.services.db import get_engine, utcnow
 from careloop.services.fhirapi.writes import create_managed
+from careloop.services.migrate import upgrade
 from careloop.services.reports.schemas import SymptomReportIn
 from careloop.services.reports.service import ingest_reports
-from careloop.services.settings import Settings
+from careloop.services.settings import Settings, get_settings
 from careloop.services.tenancy.service import create_client, get_or_create_tenant
+from careloop.services.unit_of_work import session_scope
 from careloop.workflows.inline import run_pending
 
 SYSTEM = "https://demo.careloop.example/patients"
@@ -138,3 +140,12 @@ def print_alerts(alerts: list[dict[str, Any]]) -> None:
             f"{explanation['title']}: values {explanation['values']}, threshold "
             f"{explanation['threshold']} ({explanation['source']}), seen {alert['occurrences']}x"
         )
+
+
+def demo() -> None:
+    """Seed synthetic patients, a care team and a week of reports; show the alerts produced."""
+    engine = get_engine()
+    upgrade(engine)
+    alerts = run_demo(get_settings(), engine)
+    typer.echo("Seeded 4 synthetic patients, a care team of 2 and 28 daily reports.")
+    print_alerts(alerts)

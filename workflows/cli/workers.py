@@ -136,7 +136,7 @@ def start_embedded_worker() -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "careloop.services.cli",
+            "careloop",
             "worker",
             "--beat",
             "--pool",

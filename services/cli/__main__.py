@@ -1,5 +1,0 @@
-"""``python -m careloop.services.cli``: the same as the ``careloop`` command."""
-
-from careloop.services.cli.main import main
-
-main()

@@ -1,0 +1,55 @@
+"""The unit of work: one transaction, committed in one place, its outbox handed on.
+
+Every write in careloop commits through ``commit`` (a request's session, or ``session_scope``
+elsewhere). After the commit the ids of the outbox messages the transaction recorded go to the
+session's hand-off (the relay that publishes them), so a reaction starts without waiting for
+beat's relay; without a hand-off they wait for it, and nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from careloop.services.outbox.record import forget_pending, pending_ids
+
+OutboxHandoff = Callable[[list[int]], None]
+"""Takes the ids of the outbox messages a transaction committed (to publish them)."""
+
+_HANDOFF = "careloop_outbox_handoff"
+
+
+def hand_off_to(session: Session, handoff: OutboxHandoff | None) -> None:
+    """Give what ``session`` commits to the outbox to ``handoff`` (None: beat's relay takes it)."""
+    session.info[_HANDOFF] = handoff
+
+
+def commit(session: Session) -> None:
+    """Commit ``session``'s transaction, then hand its outbox messages on."""
+    session.commit()
+    ids = pending_ids(session)
+    handoff: OutboxHandoff | None = session.info.get(_HANDOFF)
+    if handoff is not None and ids:
+        handoff(ids)
+
+
+def rollback(session: Session) -> None:
+    """Roll ``session``'s transaction back, with the outbox messages it recorded."""
+    session.rollback()
+    forget_pending(session)
+
+
+@contextmanager
+def session_scope(engine: Engine, handoff: OutboxHandoff | None = None) -> Iterator[Session]:
+    """A unit of work outside a request: commits on success, rolls back on error."""
+    with Session(engine, expire_on_commit=False) as session:
+        hand_off_to(session, handoff)
+        try:
+            yield session
+            commit(session)
+        except BaseException:
+            rollback(session)
+            raise

@@ -1,0 +1,1 @@
+"""The ``careloop`` command line: the administrative commands plus those that run workflows."""

@@ -1,0 +1,21 @@
+"""The ``careloop`` console script: ``services``' commands and the ones that run workflows."""
+
+from __future__ import annotations
+
+from careloop.services.cli.ehr import ehr
+from careloop.services.cli.main import app, run
+from careloop.workflows.cli.demo import demo
+from careloop.workflows.cli.ehr_pull import ehr_pull
+from careloop.workflows.cli.serve import serve
+from careloop.workflows.cli.workers import beat, worker
+
+app.command()(serve)
+app.command()(worker)
+app.command()(beat)
+app.command()(demo)
+ehr.command("pull")(ehr_pull)
+
+
+def main() -> None:
+    """Entry point of the ``careloop`` console script (and ``python -m careloop``)."""
+    run(app)

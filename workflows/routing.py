@@ -1,0 +1,76 @@
+"""Which Celery task reacts to each outbox message, and on which queue it waits.
+
+An event names what happened; its reaction is a task (``workflows.handlers.EVENT_TASKS``). A new
+reading goes to the urgent queue when it fires a critical rule by itself (PHQ-9 item 9 above 0,
+no history needed to know it), so it never waits behind routine readings; the decision is made
+here, when the message is published, so recording a reading needs no knowledge of the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select
+
+from careloop.services.outbox.events import EventType
+from careloop.services.settings import Settings
+from careloop.services.store.models import FhirResource
+from careloop.workflows.evaluation import program_for
+from careloop.workflows.handlers import EVENT_TASKS
+from careloop.workflows.outbox import Router
+from careloop.workflows.rules.engine import PatientContext, evaluate_reading
+from careloop.workflows.rules.program import Program
+
+_R = FhirResource.__table__  # type: ignore[attr-defined]
+
+
+def critical_by_itself(program: Program, observation: dict[str, Any]) -> bool:
+    """Whether a reading fires a critical rule on its own (no history needed to know it)."""
+    firings = evaluate_reading(program, observation, PatientContext())
+    return any(f.severity == "critical" for f in firings)
+
+
+def _observations(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
+    if not ids:
+        return {}
+    query = select(_R.c.id, _R.c.content).where(
+        _R.c.resource_type == "Observation", _R.c.id.in_(ids)
+    )
+    return {row.id: orjson.loads(row.content) for row in conn.execute(query)}
+
+
+def event_router(program: Program) -> Router:
+    """The router of outbox messages under ``program``: events to their reactions' tasks.
+
+    A message that names no event (work replayed from a dead letter) runs the task it names.
+    """
+
+    def route(conn: Connection, rows: Sequence[Any]) -> list[str]:
+        payloads = [orjson.loads(row.payload) for row in rows]
+        readings = [
+            str(payload.get("observation_id", ""))
+            for row, payload in zip(rows, payloads, strict=True)
+            if row.task == EventType.READING_CREATED
+        ]
+        observations = _observations(conn, readings)
+
+        def task(row: Any, payload: dict[str, Any]) -> str:
+            if row.task == EventType.READING_CREATED:
+                routine, urgent = EVENT_TASKS[EventType.READING_CREATED]
+                observation = observations.get(str(payload.get("observation_id", "")))
+                critical = observation is not None and critical_by_itself(program, observation)
+                return urgent if critical else routine
+            if row.task in EVENT_TASKS:
+                return EVENT_TASKS[EventType(row.task)][0]
+            return str(row.task)
+
+        return [task(row, payload) for row, payload in zip(rows, payloads, strict=True)]
+
+    return route
+
+
+def router_for(settings: Settings) -> Router:
+    """The router under the care program of ``settings``."""
+    return event_router(program_for(settings))
