@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from careloop.services.alerts.models import Alert
 from careloop.services.alerts.service import apply_firing
+from careloop.services.alerts.vocabulary import Severity
 from careloop.services.common.task_names import TaskName
 from careloop.services.settings import Settings, get_settings
 from careloop.services.store.models import FhirResource
@@ -38,7 +39,7 @@ def program_for(settings: Settings) -> Program:
 def may_be_critical(observation: dict[str, Any]) -> bool:
     """Whether a reading fires a critical rule on its own (no history needed to know it)."""
     firings = evaluate_reading(program_for(get_settings()), observation, PatientContext())
-    return any(f.severity == "critical" for f in firings)
+    return any(f.severity == Severity.CRITICAL for f in firings)
 
 
 def readings_created(session: Session, tenant_id: str, observations: list[dict[str, Any]]) -> None:
