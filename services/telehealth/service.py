@@ -16,10 +16,10 @@ from careloop.services.db import utcnow
 from careloop.services.patients.service import create_patients, find_patients
 from careloop.services.store.repository import ResourceStore
 from careloop.services.telehealth.models import TelehealthSessionRow
-from careloop.services.telehealth.schemas import SessionIn, SessionPatch
+from careloop.services.telehealth.schemas import SessionIn, SessionPatch, Status
 from careloop.workflows.ehr.schedule import resources_changed
 
-FINAL_STATUSES = {"finished", "cancelled"}
+FINAL_STATUSES: frozenset[Status] = frozenset({"finished", "cancelled"})
 
 
 def _encounter(row: TelehealthSessionRow) -> dict[str, Any]:
