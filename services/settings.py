@@ -11,6 +11,7 @@ from limits import parse_many
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from careloop.services.alerts.vocabulary import Severity
 from careloop.services.secret_file import SecretFileError, load_or_create_secret
 
 LEGACY_DEV_SECRET = "dev-insecure-change-me"
@@ -219,11 +220,12 @@ class Settings(BaseSettings):
 
     def escalation_minutes(self, severity: str) -> float | None:
         """Minutes an alert of ``severity`` may stay unacknowledged before it escalates."""
-        return {
-            "critical": self.escalation_critical_minutes,
-            "high": self.escalation_high_minutes,
-            "warning": self.escalation_warning_minutes,
-        }.get(severity)
+        minutes: dict[str, float | None] = {
+            Severity.CRITICAL: self.escalation_critical_minutes,
+            Severity.HIGH: self.escalation_high_minutes,
+            Severity.WARNING: self.escalation_warning_minutes,
+        }
+        return minutes.get(severity)
 
     @property
     def resolved_broker_url(self) -> str:

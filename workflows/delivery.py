@@ -26,6 +26,7 @@ from careloop.integrations.egress import (
 )
 from careloop.services.alerts.models import Alert, DeliveryAttempt, Notification
 from careloop.services.alerts.service import alert_json
+from careloop.services.alerts.vocabulary import Channel, NotificationStatus
 from careloop.services.common.egress import destination_policy, egress_client
 from careloop.services.db import utcnow
 from careloop.services.ehr.pushes import resources_changed
@@ -93,7 +94,7 @@ def _transfer(
 ) -> DeliveryResult:
     """One attempt. A webhook gets consent and audit from the egress client per request; any
     other channel from ``send`` (the audit names the recipient's domain, never the address)."""
-    if notification.channel == "webhook":
+    if notification.channel == Channel.WEBHOOK:
         return deliver_webhook(
             http,
             notification.address,
@@ -113,7 +114,7 @@ def _transfer(
 
 
 def _other_channel(notification: Notification, alert: Alert, settings: Settings) -> DeliveryResult:
-    if notification.channel == "email":
+    if notification.channel == Channel.EMAIL:
         if not settings.smtp_host:
             return DeliveryResult(False, False, None, "smtp-not-configured", None)
         link = f"{settings.base_url.rstrip('/')}/v1/alerts/{alert.id}"
@@ -140,7 +141,7 @@ def deliver_notification(
     notification = session.exec(
         select(Notification).where(Notification.id == notification_id).with_for_update()
     ).first()
-    if notification is None or notification.status != "pending":
+    if notification is None or notification.status != NotificationStatus.PENDING:
         return DeliveryOutcome(True)
     alert = session.get(Alert, notification.alert_id)
     assert alert is not None
@@ -152,7 +153,7 @@ def deliver_notification(
     try:
         result = _transfer(http, notification, alert, settings, disclosure)
     except EgressBlocked:
-        notification.status = "blocked"
+        notification.status = NotificationStatus.BLOCKED
         session.add(notification)
         return DeliveryOutcome(True)
     crash_point("after-send")
@@ -168,7 +169,7 @@ def deliver_notification(
     )
     if result.ok:
         now = utcnow()
-        notification.status = "delivered"
+        notification.status = NotificationStatus.DELIVERED
         notification.delivered_at = now
         communication = map_alert_communication(
             notification.id,
@@ -192,7 +193,7 @@ def deliver_notification(
     if result.retryable and notification.attempts < settings.delivery_max_attempts:
         session.add(notification)
         return DeliveryOutcome(False, backoff(notification.attempts, result.retry_after))
-    notification.status = "failed"
+    notification.status = NotificationStatus.FAILED
     session.add(notification)
     session.add(
         DeadTask(

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
+from careloop.services.alerts.vocabulary import Severity
 from careloop.services.outbox.events import EventType
 from careloop.services.settings import Settings
 from careloop.services.store.models import FhirResource
@@ -29,7 +30,7 @@ _R = FhirResource.__table__  # type: ignore[attr-defined]
 def critical_by_itself(program: Program, observation: dict[str, Any]) -> bool:
     """Whether a reading fires a critical rule on its own (no history needed to know it)."""
     firings = evaluate_reading(program, observation, PatientContext())
-    return any(f.severity == "critical" for f in firings)
+    return any(f.severity == Severity.CRITICAL for f in firings)
 
 
 def _observations(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:

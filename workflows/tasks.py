@@ -25,6 +25,7 @@ from sqlmodel import Session, col
 from careloop.integrations.ehr.fhir_client import EhrError
 from careloop.services.alerts.models import Alert
 from careloop.services.alerts.service import escalate
+from careloop.services.alerts.vocabulary import AlertStatus
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection
 from careloop.services.outbox.models import DeadTask
@@ -216,7 +217,7 @@ def escalate_due() -> int:
     with session_scope(rt.engine, publish_committed) as session:
         query = (
             select(Alert)
-            .where(col(Alert.status) == "open", col(Alert.next_escalation_at) <= now)
+            .where(col(Alert.status) == AlertStatus.OPEN, col(Alert.next_escalation_at) <= now)
             .order_by(col(Alert.next_escalation_at))
             .limit(200)
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -16,6 +16,7 @@ from starlette.responses import Response
 from careloop.services.alerts.models import Alert
 from careloop.services.alerts.routes_service import RouteError, add_route
 from careloop.services.alerts.service import acknowledge, alert_json, get_alert, resolve
+from careloop.services.alerts.vocabulary import AlertStatus, Channel, Severity
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.body import RawBody, parse_as, read_json_body
 from careloop.services.common.constrained import Text200, Text4000, Uri2000
@@ -64,10 +65,10 @@ class RouteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     recipient: str = Field(max_length=200, pattern=rf"^(oncall|Practitioner/{FHIR_ID})$")
-    channel: Literal["webhook", "email"]
+    channel: Channel
     address: Annotated[Uri2000, Field(min_length=3)]
     secret: str | None = Field(default=None, max_length=200, pattern=r"^whsec_[A-Za-z0-9+/=]+$")
-    min_severity: Literal["info", "warning", "high", "critical"] = "info"
+    min_severity: Severity = Severity.INFO
 
     @field_validator("secret")
     @classmethod
@@ -103,7 +104,7 @@ def list_alerts(
     principal: CanRead,
     session: SessionDep,
     settings: SettingsDep,
-    status: Annotated[Literal["open", "acknowledged", "resolved"] | None, Query()] = None,
+    status: Annotated[AlertStatus | None, Query()] = None,
     patient: Annotated[
         str | None, Query(max_length=100, pattern=rf"^(Patient/)?{FHIR_ID}$")
     ] = None,

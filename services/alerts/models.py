@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
+from careloop.services.alerts.vocabulary import AlertStatus, NotificationStatus, Severity
 from careloop.services.db import UTCDateTime, utcnow
 from careloop.services.store.models import SeqType
 
@@ -22,8 +23,8 @@ class Alert(SQLModel, table=True):
             "patient_id",
             "rule_id",
             unique=True,
-            sqlite_where=text("status != 'resolved'"),
-            postgresql_where=text("status != 'resolved'"),
+            sqlite_where=text(f"status != '{AlertStatus.RESOLVED}'"),
+            postgresql_where=text(f"status != '{AlertStatus.RESOLVED}'"),
         ),
         Index("ix_alert_escalation", "status", "next_escalation_at"),
         Index("ix_alert_tenant_status", "tenant_id", "status", "opened_at"),
@@ -34,9 +35,9 @@ class Alert(SQLModel, table=True):
     patient_id: str = Field(max_length=64)
     rule_id: str = Field(max_length=100)
     severity: str = Field(max_length=20)
-    """critical | high | warning | info"""
-    status: str = Field(default="open", max_length=20)
-    """open | acknowledged | resolved"""
+    """A ``Severity``."""
+    status: str = Field(default=AlertStatus.OPEN, max_length=20)
+    """An ``AlertStatus``."""
     observation_id: str | None = Field(default=None, max_length=64)
     explanation: str = Field(sa_column=Column(Text, nullable=False))
     """JSON: rule, values, threshold and where the threshold came from."""
@@ -65,6 +66,7 @@ class AlertEvent(SQLModel, table=True):
     )
     alert_id: str = Field(max_length=64, index=True)
     kind: str = Field(max_length=30)
+    """An ``AlertEventKind``."""
     actor: str | None = Field(default=None, max_length=200)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -79,15 +81,15 @@ class Notification(SQLModel, table=True):
     tenant_id: str = Field(max_length=64)
     alert_id: str = Field(max_length=64, index=True)
     event: str = Field(max_length=30)
-    """opened | updated | escalated"""
+    """A ``NotificationEvent``."""
     channel: str = Field(max_length=20)
-    """webhook | email"""
+    """A ``Channel``."""
     recipient: str = Field(max_length=200)
     """Practitioner/{id} or oncall"""
     address: str = Field(max_length=2000)
     secret: str | None = Field(default=None, max_length=200)
-    status: str = Field(default="pending", max_length=20)
-    """pending | delivered | failed | blocked"""
+    status: str = Field(default=NotificationStatus.PENDING, max_length=20)
+    """A ``NotificationStatus``."""
     attempts: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -119,9 +121,11 @@ class NotificationRoute(SQLModel, table=True):
     tenant_id: str = Field(max_length=64, index=True)
     recipient: str = Field(max_length=200)
     channel: str = Field(max_length=20)
+    """A ``Channel``."""
     address: str = Field(max_length=2000)
     secret: str | None = Field(default=None, max_length=200)
-    min_severity: str = Field(default="info", max_length=20)
+    min_severity: str = Field(default=Severity.INFO, max_length=20)
+    """A ``Severity``."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

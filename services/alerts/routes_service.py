@@ -10,10 +10,8 @@ from careloop.integrations.channels import generate_webhook_secret
 from careloop.integrations.egress import DestinationPolicy, DestinationRefused
 from careloop.services.alerts.models import NotificationRoute
 from careloop.services.alerts.routing import ONCALL
+from careloop.services.alerts.vocabulary import Channel, Severity
 from careloop.services.common.errors import FieldError
-from careloop.workflows.rules.program import SEVERITIES
-
-CHANNELS = ("webhook", "email")
 
 
 class RouteError(FieldError):
@@ -27,7 +25,7 @@ def add_route(
     channel: str,
     address: str,
     secret: str | None = None,
-    min_severity: str = "info",
+    min_severity: str = Severity.INFO,
     *,
     destinations: DestinationPolicy,
 ) -> NotificationRoute:
@@ -38,11 +36,11 @@ def add_route(
     """
     if recipient != ONCALL and not recipient.startswith("Practitioner/"):
         raise RouteError("recipient", "recipient is 'oncall' or Practitioner/{id}")
-    if channel not in CHANNELS:
-        raise RouteError("channel", f"channel is one of {', '.join(CHANNELS)}")
-    if min_severity not in SEVERITIES:
-        raise RouteError("min_severity", f"min_severity is one of {', '.join(SEVERITIES)}")
-    if channel == "webhook":
+    if not Channel.has(channel):
+        raise RouteError("channel", f"channel is one of {', '.join(Channel)}")
+    if not Severity.has(min_severity):
+        raise RouteError("min_severity", f"min_severity is one of {', '.join(Severity)}")
+    if channel == Channel.WEBHOOK:
         if len(address) > 2000 or not address.startswith(("https://", "http://")):
             raise RouteError("address", "a webhook address is an http(s) URL")
         try:
@@ -60,7 +58,7 @@ def add_route(
         recipient=recipient,
         channel=channel,
         address=address,
-        secret=secret if channel == "webhook" else None,
+        secret=secret if channel == Channel.WEBHOOK else None,
         min_severity=min_severity,
     )
     session.add(route)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from careloop.services.alerts.models import NotificationRoute
+from careloop.services.alerts.vocabulary import severity_rank
 from careloop.services.store.repository import ResourceStore
-from careloop.workflows.rules.program import severity_rank
 
 ONCALL = "oncall"
 

@@ -10,8 +10,16 @@ import orjson
 from sqlmodel import Session, col, select
 
 from careloop.fhir.alerts import map_alert_task, task_id_for
+from careloop.services.alerts.firing import Firing
 from careloop.services.alerts.models import Alert, AlertEvent, Notification
 from careloop.services.alerts.routing import Target, targets_for
+from careloop.services.alerts.vocabulary import (
+    AlertEventKind,
+    AlertStatus,
+    NotificationEvent,
+    Severity,
+    severity_rank,
+)
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.db import utcnow
 from careloop.services.ehr.pushes import resources_changed
@@ -19,11 +27,11 @@ from careloop.services.outbox.events import NotificationRequested
 from careloop.services.outbox.record import record
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
-from careloop.workflows.rules.engine import Firing
-from careloop.workflows.rules.program import severity_rank
 
 
-def _event(session: Session, alert: Alert, kind: str, actor: str | None, **detail: Any) -> None:
+def _event(
+    session: Session, alert: Alert, kind: AlertEventKind, actor: str | None, **detail: Any
+) -> None:
     session.add(
         AlertEvent(alert_id=alert.id, kind=kind, actor=actor, detail=orjson.dumps(detail).decode())
     )
@@ -58,7 +66,7 @@ def _sync_task(store: ResourceStore, alert: Alert, owner: str | None, create: bo
 
 
 def _notify(
-    session: Session, alert: Alert, event: str, targets: list[Target], now: datetime
+    session: Session, alert: Alert, event: NotificationEvent, targets: list[Target], now: datetime
 ) -> int:
     for target in targets:
         notification = Notification(
@@ -78,7 +86,7 @@ def _notify(
         _event(
             session,
             alert,
-            "notified",
+            AlertEventKind.NOTIFIED,
             None,
             event=event,
             recipients=sorted({t.recipient for t in targets}),
@@ -112,7 +120,7 @@ def apply_firing(
             Alert.tenant_id == tenant_id,
             Alert.patient_id == patient_id,
             Alert.rule_id == firing.rule_id,
-            Alert.status != "resolved",
+            Alert.status != AlertStatus.RESOLVED,
         )
         .with_for_update()
     ).first()
@@ -133,12 +141,14 @@ def apply_firing(
             task_id=task_id_for(alert_id),
         )
         session.add(alert)
-        _event(session, alert, "opened", None, observation=observation_id)
+        _event(session, alert, AlertEventKind.OPENED, None, observation=observation_id)
         targets, owner = targets_for(session, store, patient_id, alert.severity, 0)
-        if firing.severity == "critical" or not _recently_notified(session, settings, alert, now):
-            _notify(session, alert, "opened", targets, now)
+        if firing.severity == Severity.CRITICAL or not _recently_notified(
+            session, settings, alert, now
+        ):
+            _notify(session, alert, NotificationEvent.OPENED, targets, now)
         else:
-            _event(session, alert, "suppressed", None, reason="suppression window")
+            _event(session, alert, AlertEventKind.SUPPRESSED, None, reason="suppression window")
         session.flush()
         _sync_task(store, alert, owner, create=True)
         return alert
@@ -148,18 +158,18 @@ def apply_firing(
     alert.explanation = explanation
     alert.occurrences += 1
     alert.updated_at = now
-    if raised and alert.status == "open":
+    if raised and alert.status == AlertStatus.OPEN:
         alert.next_escalation_at = _next_escalation(settings, alert.severity, now)
-    _event(session, alert, "updated", None, observation=observation_id, raised=raised)
+    _event(session, alert, AlertEventKind.UPDATED, None, observation=observation_id, raised=raised)
     if (
-        alert.severity == "critical"
+        alert.severity == Severity.CRITICAL
         or raised
         or not _recently_notified(session, settings, alert, now)
     ):
         targets, _ = targets_for(session, store, patient_id, alert.severity, 0)
-        _notify(session, alert, "updated", targets, now)
+        _notify(session, alert, NotificationEvent.UPDATED, targets, now)
     else:
-        _event(session, alert, "suppressed", None, reason="suppression window")
+        _event(session, alert, AlertEventKind.SUPPRESSED, None, reason="suppression window")
     session.add(alert)
     session.flush()
     _sync_task(store, alert, None, create=False)
@@ -194,17 +204,17 @@ def get_alert(session: Session, tenant_id: str, alert_id: str, lock: bool = Fals
 def acknowledge(session: Session, tenant_id: str, alert_id: str, actor: str) -> Alert:
     """Someone owns the follow-up: escalation stops, the Task is accepted."""
     alert = get_alert(session, tenant_id, alert_id, lock=True)
-    if alert.status == "resolved":
+    if alert.status == AlertStatus.RESOLVED:
         raise ApiError(409, [Issue("business-rule", "the alert is already resolved", "status")])
-    if alert.status == "acknowledged":
+    if alert.status == AlertStatus.ACKNOWLEDGED:
         return alert
     now = utcnow()
-    alert.status = "acknowledged"
+    alert.status = AlertStatus.ACKNOWLEDGED
     alert.acknowledged_by = actor
     alert.acknowledged_at = now
     alert.updated_at = now
     alert.next_escalation_at = None
-    _event(session, alert, "acknowledged", actor)
+    _event(session, alert, AlertEventKind.ACKNOWLEDGED, actor)
     session.add(alert)
     session.flush()
     owner = actor if actor.startswith("Practitioner/") else None
@@ -215,18 +225,18 @@ def acknowledge(session: Session, tenant_id: str, alert_id: str, actor: str) -> 
 def resolve(session: Session, tenant_id: str, alert_id: str, actor: str, note: str | None) -> Alert:
     """The follow-up is done: the alert closes and its Task completes."""
     alert = get_alert(session, tenant_id, alert_id, lock=True)
-    if alert.status == "resolved":
+    if alert.status == AlertStatus.RESOLVED:
         return alert
     now = utcnow()
     if alert.acknowledged_at is None:
         alert.acknowledged_by, alert.acknowledged_at = actor, now
-    alert.status = "resolved"
+    alert.status = AlertStatus.RESOLVED
     alert.resolved_by = actor
     alert.resolved_at = now
     alert.resolution_note = note
     alert.updated_at = now
     alert.next_escalation_at = None
-    _event(session, alert, "resolved", actor)
+    _event(session, alert, AlertEventKind.RESOLVED, actor)
     session.add(alert)
     session.flush()
     _sync_task(ResourceStore(session, tenant_id), alert, None, create=False)
@@ -243,12 +253,12 @@ def escalate(session: Session, settings: Settings, alert: Alert, now: datetime) 
     _event(
         session,
         alert,
-        "escalated",
+        AlertEventKind.ESCALATED,
         None,
         level=alert.escalation_level,
         recipients=sorted({t.recipient for t in targets}),
     )
-    _notify(session, alert, "escalated", targets, now)
+    _notify(session, alert, NotificationEvent.ESCALATED, targets, now)
     alert.updated_at = now
     if alert.escalation_level >= settings.max_escalation_levels:
         alert.next_escalation_at = None

@@ -9,6 +9,7 @@ from sqlmodel import Session
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite
 from careloop.services.ehr.pushes import schedule_push
+from careloop.services.ehr.vocabulary import WriteState
 
 
 def failure_json(failure: EhrFailure) -> dict[str, Any]:
@@ -30,8 +31,8 @@ def replay_failure(session: Session, failure: EhrFailure) -> None:
     assert connection is not None
     for reference in failure.references.split():
         row = session.get(EhrWrite, (failure.connection_id, reference))
-        if row is not None and row.state == "failed":
-            row.state = "waiting"
+        if row is not None and row.state == WriteState.FAILED:
+            row.state = WriteState.WAITING
             session.add(row)
     schedule_push(
         session,

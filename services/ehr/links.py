@@ -7,6 +7,7 @@ from sqlmodel import Session, select
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, EhrWrite, PatientLink
 from careloop.services.ehr.pushes import schedule_push
+from careloop.services.ehr.vocabulary import LinkMethod, LinkState, WriteState
 
 
 def link_manually(
@@ -14,16 +15,18 @@ def link_manually(
 ) -> PatientLink:
     """Link a patient to an EHR Patient by hand, and schedule what was waiting for it."""
     link = session.get(PatientLink, (connection.id, patient_id)) or PatientLink(
-        connection_id=connection.id, patient_id=patient_id, state="linked"
+        connection_id=connection.id, patient_id=patient_id, state=LinkState.LINKED
     )
-    link.state, link.ehr_patient_id, link.method = "linked", ehr_patient_id, "manual"
+    link.state = LinkState.LINKED
+    link.ehr_patient_id = ehr_patient_id
+    link.method = LinkMethod.MANUAL
     link.updated_at = utcnow()
     session.add(link)
     waiting = session.exec(
         select(EhrWrite).where(
             EhrWrite.connection_id == connection.id,
             EhrWrite.patient_id == patient_id,
-            EhrWrite.state != "written",
+            EhrWrite.state != WriteState.WRITTEN,
         )
     ).all()
     if waiting:

@@ -8,6 +8,7 @@ from sqlalchemy import Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from careloop.services.db import UTCDateTime, utcnow
+from careloop.services.ehr.vocabulary import LinkMethod
 from careloop.services.store.models import SeqType
 
 
@@ -46,10 +47,10 @@ class PatientLink(SQLModel, table=True):
     connection_id: str = Field(primary_key=True, max_length=64)
     patient_id: str = Field(primary_key=True, max_length=64)
     state: str = Field(max_length=20)
-    """linked | unlinked (no match) | ambiguous (several matches)"""
+    """A ``LinkState``."""
     ehr_patient_id: str | None = Field(default=None, max_length=64)
-    method: str = Field(default="identifier", max_length=20)
-    """identifier | manual"""
+    method: str = Field(default=LinkMethod.IDENTIFIER, max_length=20)
+    """A ``LinkMethod``."""
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -64,7 +65,7 @@ class EhrWrite(SQLModel, table=True):
     """``Type/id`` in careloop."""
     patient_id: str = Field(max_length=64)
     state: str = Field(max_length=20)
-    """waiting (patient not linked) | written | failed"""
+    """A ``WriteState``."""
     ehr_reference: str | None = Field(default=None, max_length=140)
     version_synced: int = 0
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -13,6 +13,7 @@ from careloop.integrations.egress import DestinationPolicy, DestinationRefused
 from careloop.services.auth.scopes import ScopeError, parse_scopes
 from careloop.services.common.errors import FieldError
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite, PatientLink
+from careloop.services.ehr.vocabulary import LinkState, WriteState
 from careloop.services.keys.service import ALGORITHMS, encrypt_secret
 from careloop.services.tenancy.service import get_or_create_tenant
 
@@ -131,14 +132,16 @@ def connection_status(session: Session, connection: EhrConnection) -> dict[str, 
         return int(session.exec(select(func.count()).select_from(model).where(*where)).one())
 
     links = {
-        state: count(
+        state.value: count(
             PatientLink, PatientLink.connection_id == connection.id, PatientLink.state == state
         )
-        for state in ("linked", "unlinked", "ambiguous")
+        for state in LinkState
     }
     writes = {
-        state: count(EhrWrite, EhrWrite.connection_id == connection.id, EhrWrite.state == state)
-        for state in ("written", "waiting", "failed")
+        state.value: count(
+            EhrWrite, EhrWrite.connection_id == connection.id, EhrWrite.state == state
+        )
+        for state in WriteState
     }
     failures = count(
         EhrFailure, EhrFailure.connection_id == connection.id, col(EhrFailure.replayed_at).is_(None)

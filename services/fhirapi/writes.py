@@ -418,6 +418,7 @@ def update_task_status(
     from careloop.fhir.alerts import ALERT_STATUS
     from careloop.services.alerts.models import Alert
     from careloop.services.alerts.service import acknowledge, resolve
+    from careloop.services.alerts.vocabulary import AlertStatus
 
     check_scope(principal, "Task", "u")
     resource = _validated(body, "Task")
@@ -436,9 +437,9 @@ def update_task_status(
         raise ApiError.invalid(
             "Task.owner.reference", f"must be at most {_ACTOR_LENGTH} characters"
         )
-    if target == "acknowledged":
+    if target == AlertStatus.ACKNOWLEDGED:
         acknowledge(session, principal.tenant_id, alert.id, actor)
-    elif target == "resolved":
+    elif target == AlertStatus.RESOLVED:
         notes = resource.get("note") or [{}]
         resolve(session, principal.tenant_id, alert.id, actor, notes[-1].get("text"))
     stored = ResourceStore(session, principal.tenant_id).read("Task", rid)

@@ -10,6 +10,7 @@ from sqlmodel import select
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from careloop.services.alerts.models import Alert
+from careloop.services.alerts.vocabulary import AlertStatus
 from careloop.services.common.openapi import HTML, errors, outcome
 from careloop.services.db import utcnow
 from careloop.services.deps import SessionDep, SettingsDep
@@ -191,7 +192,7 @@ def patient_page(
         select(Alert).where(
             Alert.tenant_id == clinician.tenant_id,
             Alert.patient_id == patient_id,
-            Alert.status != "resolved",
+            Alert.status != AlertStatus.RESOLVED,
         )
     ).all()
     items = "".join(

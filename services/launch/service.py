@@ -20,6 +20,7 @@ from careloop.integrations.egress import DestinationRefused, EgressClient
 from careloop.services.common.egress import egress_client
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, PatientLink
+from careloop.services.ehr.vocabulary import LinkState
 from careloop.services.keys.service import decrypt_secret
 from careloop.services.launch.models import ClinicianSession, LaunchState
 from careloop.services.settings import Settings
@@ -192,7 +193,7 @@ def complete(
             select(PatientLink).where(
                 PatientLink.connection_id == connection.id,
                 PatientLink.ehr_patient_id == ehr_patient,
-                PatientLink.state == "linked",
+                PatientLink.state == LinkState.LINKED,
             )
         ).first()
     clinician = ClinicianSession(

@@ -6,6 +6,7 @@ import orjson
 from sqlmodel import Session
 
 from careloop.services.alerts.models import Notification
+from careloop.services.alerts.vocabulary import NotificationStatus
 from careloop.services.db import utcnow
 from careloop.services.outbox.events import EventType
 from careloop.services.outbox.models import DeadTask
@@ -27,8 +28,8 @@ def replay(session: Session, dead_id: int) -> None:
     tenant_id = str(payload.get("tenant_id", ""))
     if dead.task == EventType.NOTIFICATION_REQUESTED:
         notification = session.get(Notification, payload["notification_id"], with_for_update=True)
-        if notification is not None and notification.status == "failed":
-            notification.status = "pending"
+        if notification is not None and notification.status == NotificationStatus.FAILED:
+            notification.status = NotificationStatus.PENDING
             notification.attempts = 0
             tenant_id = notification.tenant_id
             session.add(notification)

@@ -17,9 +17,9 @@ from careloop.services.ehr.pushes import resources_changed
 from careloop.services.patients.service import create_patients, find_patients
 from careloop.services.store.repository import ResourceStore
 from careloop.services.telehealth.models import TelehealthSessionRow
-from careloop.services.telehealth.schemas import SessionIn, SessionPatch
+from careloop.services.telehealth.schemas import SessionIn, SessionPatch, Status
 
-FINAL_STATUSES = {"finished", "cancelled"}
+FINAL_STATUSES: frozenset[Status] = frozenset({"finished", "cancelled"})
 
 
 def _encounter(row: TelehealthSessionRow) -> dict[str, Any]:

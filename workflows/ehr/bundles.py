@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from careloop.services.ehr.models import EhrWrite
+from careloop.services.ehr.vocabulary import WriteState
 from careloop.services.store.repository import StoredResource
 
 CARELOOP_SID = "https://careloop.io/fhir/sid/"
@@ -64,7 +65,7 @@ def bundle_entries(stored: list[StoredResource], written: dict[str, EhrWrite]) -
         if item.resource_type == "Provenance" or ident is None:
             # R4 Provenance has no identifier: update-as-create on careloop's stable id.
             request = {"method": "PUT", "url": f"{item.resource_type}/{item.id}"}
-        elif previous is not None and previous.state == "written":
+        elif previous is not None and previous.state == WriteState.WRITTEN:
             request = {
                 "method": "PUT",
                 "url": f"{item.resource_type}?identifier={ident[0]}|{ident[1]}",

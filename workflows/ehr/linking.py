@@ -8,6 +8,7 @@ from careloop.integrations.egress import Disclosure
 from careloop.integrations.ehr.fhir_client import FhirClient
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, PatientLink
+from careloop.services.ehr.vocabulary import LinkMethod, LinkState
 from careloop.services.patients.models import PatientIdentifier
 
 
@@ -30,7 +31,7 @@ def resolve_link(
     patient's identifiers to the EHR, so it passes consent and audit (EgressBlocked).
     """
     link = session.get(PatientLink, (connection.id, patient_id))
-    if link is not None and link.state == "linked":
+    if link is not None and link.state == LinkState.LINKED:
         return link
     matches: set[str] = set()
     for system, value in _identifiers(session, connection.tenant_id, patient_id):
@@ -45,10 +46,12 @@ def resolve_link(
             if resource.get("resourceType") == "Patient" and resource.get("id"):
                 matches.add(str(resource["id"]))
     if link is None:
-        link = PatientLink(connection_id=connection.id, patient_id=patient_id, state="unlinked")
-    link.state = {0: "unlinked", 1: "linked"}.get(len(matches), "ambiguous")
+        link = PatientLink(
+            connection_id=connection.id, patient_id=patient_id, state=LinkState.UNLINKED
+        )
+    link.state = {0: LinkState.UNLINKED, 1: LinkState.LINKED}.get(len(matches), LinkState.AMBIGUOUS)
     link.ehr_patient_id = next(iter(matches)) if len(matches) == 1 else None
-    link.method = "identifier"
+    link.method = LinkMethod.IDENTIFIER
     link.updated_at = utcnow()
     session.add(link)
     return link

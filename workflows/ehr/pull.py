@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from careloop.integrations.ehr.fhir_client import FhirClient
 from careloop.services.ehr.models import EhrConnection, EhrCursor, EhrImport, PatientLink
+from careloop.services.ehr.vocabulary import LinkState
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
 from careloop.workflows.ehr.circuit import check_circuit
@@ -76,7 +77,7 @@ def pull(session: Session, settings: Settings, connection: EhrConnection) -> Pul
     store = ResourceStore(session, connection.tenant_id)
     links = session.exec(
         select(PatientLink).where(
-            PatientLink.connection_id == connection.id, PatientLink.state == "linked"
+            PatientLink.connection_id == connection.id, PatientLink.state == LinkState.LINKED
         )
     ).all()
     refs = {f"Patient/{link.ehr_patient_id}": f"Patient/{link.patient_id}" for link in links}

@@ -12,6 +12,7 @@ from careloop.integrations.ehr.fhir_client import EhrError
 from careloop.integrations.ehr.smart import SmartError
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite, PatientLink
+from careloop.services.ehr.vocabulary import LinkState, PushState, WriteState
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore, StoredResource
 from careloop.workflows.ehr.bundles import bundle_entries, location_reference, transaction_bundle
@@ -27,8 +28,7 @@ class PushResult:
     """What a push did: written references, or why nothing was written."""
 
     written: list[str]
-    state: str
-    """written | waiting | nothing | blocked | rejected"""
+    state: PushState
 
 
 def push(
@@ -54,7 +54,7 @@ def push(
                 reason=str(exc),
             )
         )
-        return PushResult([], "rejected")
+        return PushResult([], PushState.REJECTED)
 
 
 def _push(
@@ -87,27 +87,27 @@ def _push(
         s
         for s in stored
         if s.reference not in written
-        or written[s.reference].state != "written"
+        or written[s.reference].state != WriteState.WRITTEN
         or written[s.reference].version_synced < s.version_id
     ]
     if not todo:
-        return PushResult([], "nothing")
+        return PushResult([], PushState.NOTHING)
     with ehr_client(session, settings, connection) as client:
         try:
             link = resolve_link(session, client, connection, patient_id)
         except EgressBlocked:
-            return PushResult([], "blocked")
-        if link.state != "linked" or link.ehr_patient_id is None:
+            return PushResult([], PushState.BLOCKED)
+        if link.state != LinkState.LINKED or link.ehr_patient_id is None:
             for item in todo:
-                _mark(session, connection, patient_id, item, "waiting", None, written)
-            return PushResult([], "waiting")
+                _mark(session, connection, patient_id, item, WriteState.WAITING, None, written)
+            return PushResult([], PushState.WAITING)
         all_written = {
             w.reference: w
             for w in session.exec(
                 select(EhrWrite).where(
                     EhrWrite.connection_id == connection.id,
                     EhrWrite.patient_id == patient_id,
-                    EhrWrite.state == "written",
+                    EhrWrite.state == WriteState.WRITTEN,
                 )
             ).all()
         }
@@ -117,7 +117,7 @@ def _push(
         try:
             response = client.request("POST", "", bundle, disclosure=disclosure)
         except EgressBlocked:
-            return PushResult([], "blocked")
+            return PushResult([], PushState.BLOCKED)
         except EhrError as exc:
             if exc.transient:
                 raise
@@ -131,21 +131,21 @@ def _push(
                 )
             )
             for item in todo:
-                _mark(session, connection, patient_id, item, "failed", None, written)
+                _mark(session, connection, patient_id, item, WriteState.FAILED, None, written)
             log.warning(
                 "EHR %s refused a write for patient %s (%s)",
                 connection.name,
                 patient_id,
                 exc.status,
             )
-            return PushResult([], "rejected")
+            return PushResult([], PushState.REJECTED)
     result = []
     for entry, answer in zip(entries, response.get("entry", []), strict=False):
         location = (answer.get("response") or {}).get("location", "")
         ehr_ref = location_reference(location) if location else None
-        _mark(session, connection, patient_id, entry.stored, "written", ehr_ref, written)
+        _mark(session, connection, patient_id, entry.stored, WriteState.WRITTEN, ehr_ref, written)
         result.append(entry.stored.reference)
-    return PushResult(result, "written")
+    return PushResult(result, PushState.WRITTEN)
 
 
 def push_to_ehr(
@@ -154,13 +154,13 @@ def push_to_ehr(
     connection_id: str,
     patient_id: str,
     references: list[str],
-) -> str:
+) -> PushState:
     """The ``ehr.push`` task's unit of work: push, and close the circuit on success."""
     # Pushes to one EHR run in parallel; pushes for one patient take turns on the patient's link
     # row, so two versions of a resource are never conditionally created at the same moment.
     connection = session.get(EhrConnection, connection_id)
     if connection is None or not connection.active:
-        return "inactive"
+        return PushState.INACTIVE
     session.get(PatientLink, (connection_id, patient_id), with_for_update=True)
     result = push(session, settings, connection, patient_id, references)
     if connection.consecutive_failures or connection.circuit_open_until is not None:
@@ -174,7 +174,7 @@ def _mark(
     connection: EhrConnection,
     patient_id: str,
     item: StoredResource,
-    state: str,
+    state: WriteState,
     ehr_reference: str | None,
     known: dict[str, EhrWrite],
 ) -> None:
@@ -187,7 +187,7 @@ def _mark(
     row.state = state
     if ehr_reference:
         row.ehr_reference = ehr_reference
-    if state == "written":
+    if state == WriteState.WRITTEN:
         row.version_synced = item.version_id
     row.updated_at = utcnow()
     known[item.reference] = row

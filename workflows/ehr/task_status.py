@@ -9,6 +9,7 @@ from sqlmodel import Session
 from careloop.fhir.identifiers import business_identifier
 from careloop.services.alerts.models import Alert
 from careloop.services.alerts.service import acknowledge, resolve
+from careloop.services.alerts.vocabulary import AlertStatus
 from careloop.services.ehr.models import EhrConnection
 
 
@@ -25,12 +26,16 @@ def apply_task_status(
         if alert_id is None:
             continue
         alert = session.get(Alert, alert_id)
-        if alert is None or alert.tenant_id != connection.tenant_id or alert.status == "resolved":
+        if (
+            alert is None
+            or alert.tenant_id != connection.tenant_id
+            or alert.status == AlertStatus.RESOLVED
+        ):
             continue
         owner = (task.get("owner") or {}).get("reference")
         actor = f"ehr:{connection.name}" + (f":{owner}" if owner else "")
         status = task.get("status")
-        if status in ("accepted", "in-progress") and alert.status == "open":
+        if status in ("accepted", "in-progress") and alert.status == AlertStatus.OPEN:
             acknowledge(session, connection.tenant_id, alert.id, actor)
             applied += 1
         elif status == "completed":

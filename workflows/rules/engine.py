@@ -8,7 +8,9 @@ from typing import Any
 
 from fhirpathpy import evaluate as fhirpath
 
-from careloop.workflows.rules.program import Program, Rule, severity_rank
+from careloop.services.alerts.firing import Firing
+from careloop.services.alerts.vocabulary import severity_rank
+from careloop.workflows.rules.program import Program, Rule
 
 
 @dataclass(frozen=True)
@@ -46,29 +48,6 @@ class PatientContext:
     goals: dict[str, GoalTarget] = field(default_factory=dict)
     checkin_interval_days: float | None = None
     plan_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Firing:
-    """A rule that fired, with what it saw and where its threshold came from."""
-
-    rule_id: str
-    severity: str
-    title: str
-    values: dict[str, Any]
-    threshold: dict[str, Any]
-    source: str
-
-    def explanation(self) -> dict[str, Any]:
-        """The JSON an alert records."""
-        return {
-            "rule": self.rule_id,
-            "title": self.title,
-            "severity": self.severity,
-            "values": self.values,
-            "threshold": self.threshold,
-            "source": self.source,
-        }
 
 
 def _number(value: Any) -> float | None:

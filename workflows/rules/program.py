@@ -8,8 +8,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from careloop.services.alerts.vocabulary import Severity
+
 DEFAULT_PROGRAM = Path(__file__).with_name("default_program.toml")
-SEVERITIES = ("info", "warning", "high", "critical")
 KINDS = (
     "component-above",
     "value-tiers",
@@ -66,11 +67,6 @@ class Program:
         return next((r for r in self.rules if r.id == rule_id), None)
 
 
-def severity_rank(severity: str) -> int:
-    """Higher is more severe."""
-    return SEVERITIES.index(severity)
-
-
 def _rule(data: dict[str, Any]) -> Rule:
     try:
         tiers = tuple(Tier(float(t["at_least"]), str(t["severity"])) for t in data.get("tiers", []))
@@ -96,7 +92,7 @@ def _rule(data: dict[str, Any]) -> Rule:
     if rule.kind not in KINDS:
         raise ProgramError(f"rule {rule.id}: unknown kind {rule.kind!r}")
     for severity in [rule.severity, *(t.severity for t in rule.tiers)]:
-        if severity not in SEVERITIES:
+        if not Severity.has(severity):
             raise ProgramError(f"rule {rule.id}: unknown severity {severity!r}")
     return rule
 
