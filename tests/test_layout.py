@@ -1,0 +1,59 @@
+"""The code folders load under one name only: ``careloop.<folder>``, through relative links."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GUARDED = {
+    "services": "services.alerts.models",
+    "workflows": "workflows.tasks",
+    "integrations": "integrations.channels.webhooks",
+}
+
+
+def _import_from_root(module: str) -> subprocess.CompletedProcess[str]:
+    """Import ``module`` in a fresh interpreter whose ``sys.path`` starts with the repo root."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(
+        [sys.executable, "-c", f"import {module}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("folder", sorted(GUARDED))
+def test_bare_folder_import_fails_with_the_guard_message(folder: str) -> None:
+    result = _import_from_root(GUARDED[folder])
+    assert result.returncode != 0
+    assert f"ImportError: import careloop.{folder}, not {folder}:" in result.stderr
+
+
+@pytest.mark.parametrize("folder", sorted(GUARDED))
+def test_careloop_import_works_from_the_root(folder: str) -> None:
+    result = _import_from_root(f"careloop.{GUARDED[folder]}")
+    assert result.returncode == 0, result.stderr
+
+
+def test_bare_fhir_is_the_fhir_resources_library() -> None:
+    # fhir/ has no __init__.py: the installed regular package `fhir` wins over the folder.
+    assert _import_from_root("fhir.resources.R4B").returncode == 0
+    result = _import_from_root("fhir.alerts")
+    assert "ModuleNotFoundError: No module named 'fhir.alerts'" in result.stderr
+    assert not (ROOT / "fhir" / "__init__.py").exists()
+
+
+@pytest.mark.parametrize("folder", ["services", "fhir", "integrations", "workflows"])
+def test_package_links_are_relative_and_point_at_the_folders(folder: str) -> None:
+    link = ROOT / "careloop" / folder
+    assert link.is_symlink()
+    assert os.readlink(link) == f"../{folder}"
+    assert link.resolve() == ROOT / folder
