@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,19 @@ def test_package_links_are_relative_and_point_at_the_folders(folder: str) -> Non
     assert link.is_symlink()
     assert os.readlink(link) == f"../{folder}"
     assert link.resolve() == ROOT / folder
+
+
+def test_import_contract_layers_the_four_folders_one_way() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    # Without careloop.fhir as a root of its own, grimp would see no module of that folder.
+    assert set(config["root_packages"]) == {"careloop", "careloop.fhir"}
+    assert config.get("exclude_type_checking_imports", False) is False
+    [contract] = [c for c in config["contracts"] if c["type"] == "layers"]
+    layers = [[name.strip() for name in layer.split("|")] for layer in contract["layers"]]
+    assert layers == [
+        ["careloop.workflows"],
+        ["careloop.services"],
+        ["careloop.fhir", "careloop.integrations"],
+    ]
+    assert "ignore_imports" not in contract
+    assert "$(BIN)/lint-imports" in (ROOT / "Makefile").read_text()
