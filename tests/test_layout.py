@@ -60,6 +60,19 @@ def test_package_links_are_relative_and_point_at_the_folders(folder: str) -> Non
     assert link.resolve() == ROOT / folder
 
 
+def test_mypy_refuses_a_code_file_under_its_bare_name() -> None:
+    mypy = Path(sys.executable).parent / "mypy"
+    result = subprocess.run(
+        [str(mypy), "--cache-dir=/dev/null", "services/db.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "run `mypy careloop/services/db.py`" in result.stdout + result.stderr
+
+
 def test_import_contract_layers_the_four_folders_one_way() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     # Without careloop.fhir as a root of its own, grimp would see no module of that folder.
