@@ -28,6 +28,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy careloop
+	$(BIN)/lint-imports
 	$(BIN)/deptry .
 	$(BIN)/python scripts/wheel-smoke
 	$(BIN)/pytest -n 2
@@ -35,10 +36,11 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy careloop
+	$(BIN)/lint-imports
 	$(BIN)/deptry .
 
 bench: install
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) $(VENV).lock data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV).lock data .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

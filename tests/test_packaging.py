@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import zipfile
@@ -31,7 +32,8 @@ def test_wheel_holds_every_file_git_knows(tmp_path: Path) -> None:
         env={**os.environ, "PYTHON": sys.executable},
     )
     [wheel] = tmp_path.glob("careloop-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+    entries = zipfile.ZipFile(wheel).infolist()
+    names = {entry.filename for entry in entries}
     expected = _tracked_code_files()
     assert {n for n in expected if not n.endswith(".py")}, "no data files found: wrong folder?"
     assert expected - names == set()
@@ -43,3 +45,6 @@ def test_wheel_holds_every_file_git_knows(tmp_path: Path) -> None:
         "careloop/__main__.py",
         "careloop/py.typed",
     }
+    # careloop/'s links are stored as the files they point at, and only under careloop/.
+    assert not [e.filename for e in entries if stat.S_ISLNK(e.external_attr >> 16)]
+    assert not [n for n in names if n.split("/")[0] in CODE_FOLDERS]
