@@ -468,7 +468,7 @@ def probe_marks(pg_url: str, probes: list[Probe], log: TaskLog) -> list[dict[str
             row[0]: (f"outbox-{row[1]}", row[2])
             for row in conn.execute(
                 "SELECT payload::jsonb->>'observation_id', id, dispatched_at FROM outbox_message "
-                "WHERE task = 'observation.evaluate' "
+                "WHERE task = 'reading.created' "
                 "AND payload::jsonb->>'observation_id' = ANY(%s)",
                 (obs_ids,),
             )
@@ -494,7 +494,7 @@ def probe_marks(pg_url: str, probes: list[Probe], log: TaskLog) -> list[dict[str
             row[0]: (f"outbox-{row[1]}", row[2])
             for row in conn.execute(
                 "SELECT payload::jsonb->>'notification_id', id, dispatched_at FROM outbox_message "
-                "WHERE task = 'notification.deliver' "
+                "WHERE task = 'notification.requested' "
                 "AND payload::jsonb->>'notification_id' = ANY(%s)",
                 (notification_ids,),
             )
@@ -586,7 +586,7 @@ def evaluation_backlog(pg_url: str) -> tuple[int, int]:
     with psycopg.connect(pg_url) as conn:
         row = conn.execute(
             "SELECT count(*) FILTER (WHERE dispatched_at IS NULL), count(*) "
-            "FROM outbox_message WHERE task = 'observation.evaluate'"
+            "FROM outbox_message WHERE task = 'reading.created'"
         ).fetchone()
         done = conn.execute("SELECT count(*) FROM processed_reading").fetchone()
     assert row is not None and done is not None

@@ -568,7 +568,7 @@ def report_marks(
         }
         push_of: dict[str, tuple[str, float | None]] = {}
         for oid, payload, dispatched in conn.execute(
-            "SELECT id, payload, dispatched_at FROM outbox_message WHERE task = 'ehr.push'"
+            "SELECT id, payload, dispatched_at FROM outbox_message WHERE task = 'resources.changed'"
         ):
             for ref in orjson.loads(payload)["references"]:
                 if ref.startswith("Observation/"):

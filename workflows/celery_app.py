@@ -1,13 +1,16 @@
-"""The Celery app: brokers, reliability settings and the beat schedule."""
+"""The Celery app: brokers, reliability settings and the beat schedule.
+
+The app is configured by whoever runs it (``careloop worker``/``beat``, the API's relay, tests)
+with ``configure_celery(settings)``; importing this module reads no settings.
+"""
 
 from __future__ import annotations
 
 from celery import Celery
 from kombu.entity import Queue
 
-from careloop.services.settings import Settings, get_settings
+from careloop.services.settings import Settings
 from careloop.workflows.outbox import URGENT_TASKS
-from careloop.workflows.task_logging import quiet_polling_logs
 from careloop.workflows.task_names import TaskName
 
 RELAY_SECONDS = 2.0
@@ -19,6 +22,7 @@ POLLING_TASKS = frozenset({TaskName.OUTBOX_RELAY, TaskName.ALERTS_ESCALATE_DUE})
 
 
 celery_app = Celery("careloop", include=["careloop.workflows.tasks"])
+"""Unconfigured until ``configure_celery``: it then knows its broker, queues and schedule."""
 
 
 def urgent_queue(settings: Settings) -> str:
@@ -74,7 +78,3 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
         },
     )
     return app
-
-
-quiet_polling_logs(POLLING_TASKS)
-configure_celery(get_settings())

@@ -27,11 +27,13 @@ def configure(settings: Settings, engine: Engine) -> None:
 
 
 def runtime() -> Runtime:
-    """The configured runtime, by default from the environment."""
-    global _runtime
-    if _runtime is None:
-        from careloop.services.db import get_engine
-        from careloop.services.settings import get_settings
+    """The runtime ``configure`` set for this process.
 
-        _runtime = Runtime(get_settings(), get_engine())
+    There is no default from the environment: a worker process is configured by the command
+    that starts it, and a task run anywhere else without one is a mistake worth an error.
+    """
+    if _runtime is None:
+        raise RuntimeError(
+            "the workflow runtime is not configured: call workflows.runtime.configure first"
+        )
     return _runtime

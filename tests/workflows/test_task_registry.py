@@ -6,8 +6,15 @@ inline runner run; these checks keep the names, the Celery app and the registry 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
 import careloop.workflows.tasks  # noqa: F401  (registers the tasks, as a worker does)
-from careloop.workflows.celery_app import celery_app
+from careloop.services.settings import Settings
+from careloop.workflows.celery_app import celery_app, configure_celery
 from careloop.workflows.handlers import HANDLERS
 from careloop.workflows.outbox import URGENT_TASKS
 from careloop.workflows.task_names import TaskName
@@ -19,6 +26,28 @@ OUTBOX_TASKS = {
     TaskName.EHR_PUSH,
     TaskName.EHR_PULL,
 }
+
+
+@pytest.fixture(autouse=True)
+def _configured(settings: Settings) -> Iterator[None]:
+    """The Celery app as a worker configures it (importing it configures nothing)."""
+    configure_celery(settings)
+    yield
+    celery_app.close()
+
+
+def test_importing_the_workflows_reads_no_settings_and_configures_nothing() -> None:
+    probe = (
+        "import os; os.environ['CARELOOP_BROKER_URL'] = 'redis://unused.example:1/0'\n"
+        "import careloop.workflows.tasks\n"
+        "from careloop.workflows.celery_app import celery_app\n"
+        "from careloop.workflows import runtime\n"
+        "assert celery_app.conf.broker_url is None, celery_app.conf.broker_url\n"
+        "try:\n    runtime.runtime()\nexcept RuntimeError:\n    print('unconfigured')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "unconfigured"
 
 
 def _ours() -> set[str]:

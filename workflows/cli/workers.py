@@ -12,7 +12,11 @@ from typing import Annotated
 
 import typer
 
+from careloop.services.db import get_engine
 from careloop.services.settings import Settings, get_settings
+from careloop.workflows import runtime
+from careloop.workflows.celery_app import POLLING_TASKS, celery_app, configure_celery, urgent_queue
+from careloop.workflows.task_logging import quiet_polling_logs
 
 
 def _tune_embedded_broker(settings: Settings) -> None:
@@ -58,6 +62,7 @@ def _log_through_careloop(process: str, level: str | None) -> str:
 
     setup_logging.connect(keep_careloop_logging, weak=False)
     configure_logging(chosen, settings.log_format, process)
+    quiet_polling_logs(POLLING_TASKS)
     # celery's signal handlers print their notices ("worker: Warm shutdown") on stdout, past
     # logging; write them as redacted lines instead.
     import celery.apps.worker
@@ -82,13 +87,13 @@ def worker(
     ] = False,
 ) -> None:
     """Run a Celery worker on CARELOOP_BROKER_URL (or the embedded SQLite broker)."""
-    from careloop.workflows.celery_app import celery_app, urgent_queue
-
     level = _log_through_careloop("worker", loglevel)
     if exit_with_parent:
         _exit_with_parent()
     settings = get_settings()
     _tune_embedded_broker(settings)
+    configure_celery(settings)
+    runtime.configure(settings, get_engine())
     argv = [
         "--quiet",
         "worker",
@@ -114,11 +119,10 @@ def beat(
     ] = None,
 ) -> None:
     """Run the beat scheduler: outbox relay, escalations and missed check-ins."""
-    from careloop.workflows.celery_app import celery_app
-
     level = _log_through_careloop("beat", loglevel)
     settings = get_settings()
     _tune_embedded_broker(settings)
+    configure_celery(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     celery_app.start(
         [
