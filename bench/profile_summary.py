@@ -19,7 +19,7 @@ REQUEST = ("create_report (", "create_reports_batch (")
 
 STAGES: list[tuple[str, str]] = [
     ("outbox relay: publish to the broker", r"relay \(careloop/workflows/outbox.py:\d+\);publish"),
-    ("outbox relay: select/update outbox rows", r"outbox_relay.<locals>.after_commit"),
+    ("outbox relay: hand-off to the relay thread", r"RelayThread.submit \("),
     (
         "commit",
         r"run_unit_of_work \(careloop/services/common/idempotency.py:\d+\);"
