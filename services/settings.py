@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from careloop.services.alerts.vocabulary import Severity
+from careloop.services.common.origins import origin_of
 from careloop.services.secret_file import SecretFileError, load_or_create_secret
 
 LEGACY_DEV_SECRET = "dev-insecure-change-me"
@@ -127,8 +128,6 @@ class Settings(BaseSettings):
     @field_validator("frame_ancestors")
     @classmethod
     def _origins(cls, value: str) -> str:
-        from careloop.services.common.security_headers import origin_of
-
         for origin in value.split():
             if origin_of(origin) != origin.rstrip("/").lower():
                 raise ValueError(f"not an http(s) origin like https://ehr.example: {origin!r}")

@@ -251,7 +251,7 @@ def replay_task(
     dead_id: Annotated[int, typer.Argument(help="The dead task's id (from tasks dead).")],
 ) -> None:
     """Run a dead task again (after fixing its cause)."""
-    from careloop.services.outbox.deadletter import DeadTaskError, replay
+    from careloop.services.dead_letters import DeadTaskError, replay
 
     upgrade(get_engine())
     try:

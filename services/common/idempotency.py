@@ -5,17 +5,27 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from starlette.responses import Response
 
-from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.models import IdempotencyRecord
 from careloop.services.unit_of_work import commit, rollback
 
 MAX_ATTEMPTS = 4
+
+
+class Caller(Protocol):
+    """Whose keys these are: the calling client of a tenant (an auth ``Principal``)."""
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def client_id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -40,7 +50,7 @@ def body_hash(body: bytes) -> str:
 
 def run_unit_of_work(
     session: Session,
-    principal: Principal,
+    principal: Caller,
     work: Callable[[], ApiResult],
     *,
     body: bytes,

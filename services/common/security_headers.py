@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from careloop.services.common.origins import origin_of
 
 OriginsProvider = Callable[[], Awaitable[Sequence[str]]]
 HSTS = "max-age=31536000"
@@ -28,23 +29,8 @@ DEFAULT_DIRECTIVES: Mapping[str, str] = {
     "object-src": "'none'",
     "form-action": "'self'",
 }
-_HOST = re.compile(r"^[a-z0-9.-]+$|^[0-9a-f:.]+$")
 _DIRECTIVE = re.compile(r"^[a-z-]+$")
 _VALUE = re.compile(r"^[^;,\r\n]*$")
-
-
-def origin_of(url: str) -> str | None:
-    """``scheme://host[:port]`` of an http(s) URL, or None if it is not one (or looks unsafe)."""
-    try:
-        parts = urlsplit(url.strip())
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not host or not _HOST.match(host):
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 class ContentSecurityPolicy:

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from careloop.services.common.security_headers import origin_of
+from careloop.services.common.origins import origin_of
 from careloop.services.ehr.models import EhrConnection
 
 log = logging.getLogger("careloop.launch")

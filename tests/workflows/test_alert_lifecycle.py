@@ -312,7 +312,7 @@ def caller_tenant_id(session: Any, caller: Caller) -> str:
 def test_failing_webhook_retries_then_dead_letters_and_replays(
     caller: Caller, oncall: Receiver, drain: Any, engine: Engine, settings: Settings
 ) -> None:
-    from careloop.services.outbox.deadletter import replay
+    from careloop.services.dead_letters import replay
     from careloop.workflows.delivery import deliver_notification
 
     oncall.status = 503

@@ -16,8 +16,8 @@ import pytest
 from celery.app import trace
 from celery.worker import strategy
 
-import careloop.workflows.celery_app  # noqa: F401  (installs the filter, as every process does)
-from careloop.workflows.task_logging import CELERY_TASK_LOGGERS
+from careloop.workflows.celery_app import POLLING_TASKS
+from careloop.workflows.task_logging import CELERY_TASK_LOGGERS, quiet_polling_logs
 
 
 class Records(logging.Handler):
@@ -38,6 +38,7 @@ class Records(logging.Handler):
 @pytest.fixture(params=[logging.INFO, logging.DEBUG], ids=["info", "debug"])
 def records(request: pytest.FixtureRequest) -> Iterator[tuple[Records, int]]:
     """Celery's task loggers at INFO (as ``--loglevel INFO`` sets) or DEBUG, captured."""
+    quiet_polling_logs(POLLING_TASKS)  # as `careloop worker` and `careloop beat` do
     handler = Records()
     loggers = [logging.getLogger(name) for name in CELERY_TASK_LOGGERS]
     levels = [logger.level for logger in loggers]
