@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,15 +32,8 @@ from careloop.services.outbox.events import EventType
 from careloop.services.outbox.models import DeadTask
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
-
-
-def crash_point(name: str) -> None:
-    """Die here, as a killed worker would, when ``CARELOOP_CRASH_AT`` names this point.
-
-    Used by the fault tests that show a killed worker neither loses nor repeats an alert.
-    """
-    if os.environ.get("CARELOOP_CRASH_AT") == name:
-        os._exit(137)
+from careloop.workflows.backoff import backoff
+from careloop.workflows.faults import crash_point
 
 
 @dataclass(frozen=True)
@@ -51,12 +42,6 @@ class DeliveryOutcome:
 
     done: bool
     retry_in: float | None = None
-
-
-def backoff(attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter, capped at 5 minutes, never sooner than Retry-After."""
-    delay = random.uniform(0.5, 1.0) * min(300.0, 2.0**attempt)
-    return min(300.0, max(delay, retry_after or 0.0))
 
 
 def _payload(notification: Notification, alert: Alert, settings: Settings) -> dict[str, Any]:
