@@ -11,7 +11,6 @@ from limits import parse_many
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from careloop.services.alerts.vocabulary import Severity
 from careloop.services.common.origins import origin_of
 from careloop.services.secret_file import SecretFileError, load_or_create_secret
 
@@ -216,15 +215,6 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'careloop.db').resolve()}"
-
-    def escalation_minutes(self, severity: str) -> float | None:
-        """Minutes an alert of ``severity`` may stay unacknowledged before it escalates."""
-        minutes: dict[str, float | None] = {
-            Severity.CRITICAL: self.escalation_critical_minutes,
-            Severity.HIGH: self.escalation_high_minutes,
-            Severity.WARNING: self.escalation_warning_minutes,
-        }
-        return minutes.get(severity)
 
     @property
     def resolved_broker_url(self) -> str:

@@ -94,8 +94,18 @@ def _notify(
     return len(targets)
 
 
+def escalation_minutes(settings: Settings, severity: str) -> float | None:
+    """Minutes an alert of ``severity`` may stay unacknowledged before it escalates."""
+    minutes: dict[str, float | None] = {
+        Severity.CRITICAL: settings.escalation_critical_minutes,
+        Severity.HIGH: settings.escalation_high_minutes,
+        Severity.WARNING: settings.escalation_warning_minutes,
+    }
+    return minutes.get(severity)
+
+
 def _next_escalation(settings: Settings, severity: str, now: datetime) -> datetime | None:
-    minutes = settings.escalation_minutes(severity)
+    minutes = escalation_minutes(settings, severity)
     return now + timedelta(minutes=minutes) if minutes is not None else None
 
 
