@@ -11,6 +11,7 @@ from limits import parse_many
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from careloop.integrations.egress.destinations import AllowList
 from careloop.services.common.origins import origin_of
 from careloop.services.secret_file import SecretFileError, load_or_create_secret
 
@@ -144,8 +145,6 @@ class Settings(BaseSettings):
     @field_validator("egress_allow")
     @classmethod
     def _parse_egress_allow(cls, value: str) -> str:
-        from careloop.integrations.egress.destinations import AllowList
-
         AllowList.parse(value)  # a malformed entry stops careloop at startup
         return value
 

@@ -18,7 +18,7 @@ from careloop.services.common.openapi import errors, json_body, json_ok
 from careloop.services.deps import AdminDep, SessionDep, SettingsDep
 from careloop.services.ehr.failures import failure_json
 from careloop.services.ehr.links import link_manually
-from careloop.services.ehr.models import EhrFailure
+from careloop.services.ehr.models import EhrConnection, EhrFailure
 from careloop.services.ehr.service import (
     ConnectionError_,
     add_connection,
@@ -111,8 +111,6 @@ def create(
 )
 def list_connections(principal: AdminDep, session: SessionDep) -> Response:
     """The tenant's connections."""
-    from careloop.services.ehr.models import EhrConnection
-
     rows = session.exec(
         select(EhrConnection).where(EhrConnection.tenant_id == principal.tenant_id)
     ).all()

@@ -8,12 +8,17 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
+from sqlmodel import select as sqlmodel_select
 
+from careloop.fhir.alerts import ALERT_STATUS
 from careloop.fhir.identifiers import business_identifier, identifier_kind
 from careloop.fhir.inbound import parse_questionnaire_response
 from careloop.fhir.provenance import map_provenance
 from careloop.fhir.validation import FhirValidationError, validate_resource
+from careloop.services.alerts.models import Alert
+from careloop.services.alerts.service import acknowledge, resolve
+from careloop.services.alerts.vocabulary import AlertStatus
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.db import utcnow
@@ -412,14 +417,6 @@ def update_task_status(
     session: Session, principal: Principal, rid: str, body: Any
 ) -> StoredResource:
     """A clinician's system moved an alert Task: accepted acknowledges, completed resolves."""
-    from sqlmodel import col
-    from sqlmodel import select as sqlmodel_select
-
-    from careloop.fhir.alerts import ALERT_STATUS
-    from careloop.services.alerts.models import Alert
-    from careloop.services.alerts.service import acknowledge, resolve
-    from careloop.services.alerts.vocabulary import AlertStatus
-
     check_scope(principal, "Task", "u")
     resource = _validated(body, "Task")
     alert = session.exec(

@@ -9,6 +9,7 @@ from sqlmodel import Session, select
 
 from careloop.fhir.encounters import TelehealthSession, map_encounter
 from careloop.fhir.errors import MappingError
+from careloop.fhir.identifiers import deterministic_id
 from careloop.fhir.provenance import map_provenance
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import ApiError, Issue
@@ -71,8 +72,6 @@ def _provenance(row: TelehealthSessionRow, principal: Principal, activity: str) 
 
 
 def _provenance_id(row: TelehealthSessionRow) -> str:
-    from careloop.fhir.identifiers import deterministic_id
-
     return deterministic_id(f"{row.id}/v{row.version}", "provenance")
 
 

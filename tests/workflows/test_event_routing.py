@@ -7,14 +7,13 @@ other reading to the routine one; the other events map to their one task.
 from __future__ import annotations
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
 from support.clients import Caller
+from support.outbox import tenant_messages
 from support.reports import phq9
 
 from careloop.services.outbox.events import EventType
 from careloop.services.outbox.models import OutboxMessage
 from careloop.services.settings import Settings
-from careloop.services.tenancy.service import get_or_create_tenant
 from careloop.workflows.handlers import EVENT_TASKS, HANDLERS
 from careloop.workflows.routing import router_for
 from careloop.workflows.task_names import TaskName
@@ -25,20 +24,13 @@ def test_every_event_has_a_reaction_and_every_reaction_a_handler() -> None:
     assert {task for tasks in EVENT_TASKS.values() for task in tasks} <= set(HANDLERS)
 
 
-def _open_messages(engine: Engine, tenant: str) -> list[OutboxMessage]:
-    with Session(engine) as session:
-        tenant_id = get_or_create_tenant(session, tenant).id
-        query = select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id)
-        return list(session.exec(query.order_by(OutboxMessage.id)).all())  # type: ignore[arg-type]
-
-
 def test_readings_are_routed_by_whether_they_are_critical_by_themselves(
     caller: Caller, engine: Engine, settings: Settings
 ) -> None:
     calm = caller.post("/v1/symptom-reports", json=phq9("route-calm", [1] * 8 + [0]))
     risk = caller.post("/v1/symptom-reports", json=phq9("route-risk", [0] * 8 + [1]))
     assert calm.status_code == risk.status_code == 201
-    messages = [m for m in _open_messages(engine, caller.tenant) if m.completed_at is None]
+    messages = [m for m in tenant_messages(engine, caller.tenant) if m.completed_at is None]
     assert [m.task for m in messages] == [EventType.READING_CREATED] * 2
     with engine.connect() as conn:
         tasks = router_for(settings)(conn, messages)

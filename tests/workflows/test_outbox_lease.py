@@ -21,6 +21,7 @@ from sqlalchemy import Engine, text, update
 from sqlmodel import Session, select
 from support.clients import Caller
 from support.databases import create_pg_database, drop_pg_database, fresh_pg_database
+from support.outbox import tenant_messages
 from support.reports import phq9
 from webhook_receiver import Receiver
 
@@ -29,7 +30,6 @@ from careloop.services.migrate import alembic_config, upgrade
 from careloop.services.outbox.models import DeadTask, OutboxMessage
 from careloop.services.outbox.record import record_message
 from careloop.services.settings import Settings
-from careloop.services.tenancy.service import get_or_create_tenant
 from careloop.services.unit_of_work import session_scope
 from careloop.workflows import runtime
 from careloop.workflows.inline import run_pending
@@ -396,13 +396,6 @@ def test_migration_completes_dispatched_messages_and_keeps_the_rest_due(
             drop_pg_database(name)
 
 
-def _tenant_messages(engine: Engine, tenant: str) -> list[OutboxMessage]:
-    with Session(engine) as session:
-        tenant_id = get_or_create_tenant(session, tenant).id
-        query = select(OutboxMessage).where(OutboxMessage.tenant_id == tenant_id)
-        return list(session.exec(query.order_by(OutboxMessage.id)).all())  # type: ignore[arg-type]
-
-
 def test_the_inline_runner_completes_each_message_with_its_work(
     caller: Caller, engine: Engine, settings: Settings, oncall: Receiver
 ) -> None:
@@ -411,17 +404,17 @@ def test_the_inline_runner_completes_each_message_with_its_work(
     response = caller.post("/v1/symptom-reports", json=phq9("inline-1", [0] * 8 + [1]))
     assert response.status_code == 201
     run_pending(engine, settings)
-    evaluated, delivery = _tenant_messages(engine, caller.tenant)
+    evaluated, delivery = tenant_messages(engine, caller.tenant)
     assert evaluated.task == "reading.created" and evaluated.outcome == "done"
     # The failed delivery stays open until its backoff and lease have passed.
     assert delivery.task == "notification.requested" and delivery.completed_at is None
     assert (delivery.available_at - utcnow()).total_seconds() > 9
     run_pending(engine, settings)  # not due yet: not retried
-    assert _tenant_messages(engine, caller.tenant)[1].attempts == delivery.attempts == 1
+    assert tenant_messages(engine, caller.tenant)[1].attempts == delivery.attempts == 1
     assert receiver.deliveries == []
     receiver.status = 200
     with session_scope(engine) as session:  # as if the backoff had passed
         postpone(session, delivery.id, 0)
     run_pending(engine, settings)
     assert len(receiver.wait_for(1)) == 1
-    assert [m.outcome for m in _tenant_messages(engine, caller.tenant)] == ["done", "done"]
+    assert [m.outcome for m in tenant_messages(engine, caller.tenant)] == ["done", "done"]
