@@ -29,6 +29,7 @@ from careloop.services.fhirapi.endpoints import router as fhir_router
 from careloop.services.keys.endpoints import router as keys_router
 from careloop.services.launch.endpoints import router as launch_router
 from careloop.services.launch.frame_ancestors import EhrOrigins
+from careloop.services.outbox.events import ReadingTriage
 from careloop.services.reports.endpoints import router as reports_router
 from careloop.services.settings import Settings, get_settings
 from careloop.services.telehealth.endpoints import router as telehealth_router
@@ -63,11 +64,13 @@ def create_app(
     settings: Settings | None = None,
     engine: Engine | None = None,
     outbox_handoff: OutboxHandoff | None = None,
+    reading_triage: ReadingTriage | None = None,
 ) -> FastAPI:
     """A careloop API application for ``settings`` (default: from the environment).
 
     ``outbox_handoff`` takes the outbox messages each request commits (the relay to the broker,
-    see ``careloop.workflows.web``); without it they wait for beat's relay.
+    see ``careloop.workflows.web``); without it they wait for beat's relay. ``reading_triage``
+    tells a critical reading from a routine one as it is recorded (otherwise the relay does).
     """
     settings = settings or get_settings()
 
@@ -90,6 +93,7 @@ def create_app(
     app.state.rate_limits = RateLimits.from_settings(settings)
     app.state.engine = engine or make_engine(settings.resolved_database_url, settings.db_pool_size)
     app.state.outbox_handoff = outbox_handoff
+    app.state.reading_triage = reading_triage
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

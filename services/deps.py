@@ -34,7 +34,12 @@ def get_session(
 ) -> Iterator[Session]:
     """A session for one request; its unit of work commits with ``unit_of_work.commit``."""
     with Session(engine, expire_on_commit=False) as session:
-        hand_off_to(session, getattr(request.app.state, "outbox_handoff", None))
+        state = request.app.state
+        hand_off_to(
+            session,
+            getattr(state, "outbox_handoff", None),
+            getattr(state, "reading_triage", None),
+        )
         yield session
 
 

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from careloop.services.outbox.record import forget_pending, pending_ids
+from careloop.services.outbox.events import ReadingTriage
+from careloop.services.outbox.record import TRIAGE_KEY, forget_pending, pending_ids
 
 OutboxHandoff = Callable[[list[int]], None]
 """Takes the ids of the outbox messages a transaction committed (to publish them)."""
@@ -22,9 +23,15 @@ OutboxHandoff = Callable[[list[int]], None]
 _HANDOFF = "careloop_outbox_handoff"
 
 
-def hand_off_to(session: Session, handoff: OutboxHandoff | None) -> None:
-    """Give what ``session`` commits to the outbox to ``handoff`` (None: beat's relay takes it)."""
+def hand_off_to(
+    session: Session, handoff: OutboxHandoff | None, triage: ReadingTriage | None = None
+) -> None:
+    """Give what ``session`` commits to the outbox to ``handoff`` (None: beat's relay takes it).
+
+    With ``triage`` the readings it records are triaged at once (otherwise when relayed).
+    """
     session.info[_HANDOFF] = handoff
+    session.info[TRIAGE_KEY] = triage
 
 
 def commit(session: Session) -> None:
@@ -43,10 +50,12 @@ def rollback(session: Session) -> None:
 
 
 @contextmanager
-def session_scope(engine: Engine, handoff: OutboxHandoff | None = None) -> Iterator[Session]:
+def session_scope(
+    engine: Engine, handoff: OutboxHandoff | None = None, triage: ReadingTriage | None = None
+) -> Iterator[Session]:
     """A unit of work outside a request: commits on success, rolls back on error."""
     with Session(engine, expire_on_commit=False) as session:
-        hand_off_to(session, handoff)
+        hand_off_to(session, handoff, triage)
         try:
             yield session
             commit(session)

@@ -69,7 +69,12 @@ class Handler:
 
 
 def _evaluate(
-    session: Session, settings: Settings, *, tenant_id: str, observation_id: str
+    session: Session,
+    settings: Settings,
+    *,
+    tenant_id: str,
+    observation_id: str,
+    urgent: bool | None = None,  # the routing decision, made already
 ) -> Outcome:
     alerts = evaluate_observation(session, settings, tenant_id, observation_id)
     return Outcome([a.id for a in alerts])

@@ -9,13 +9,14 @@ here, when the message is published, so recording a reading needs no knowledge o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
 
 from careloop.services.alerts.vocabulary import Severity
-from careloop.services.outbox.events import EventType
+from careloop.services.outbox.events import EventType, ReadingTriage
 from careloop.services.settings import Settings
 from careloop.services.store.models import FhirResource
 from careloop.workflows.evaluation import program_for
@@ -50,18 +51,21 @@ def event_router(program: Program) -> Router:
 
     def route(conn: Connection, rows: Sequence[Any]) -> list[str]:
         payloads = [orjson.loads(row.payload) for row in rows]
+        # Readings triaged when recorded say so; only the others are loaded and judged here.
         readings = [
             str(payload.get("observation_id", ""))
             for row, payload in zip(rows, payloads, strict=True)
-            if row.task == EventType.READING_CREATED
+            if row.task == EventType.READING_CREATED and not isinstance(payload.get("urgent"), bool)
         ]
         observations = _observations(conn, readings)
 
         def task(row: Any, payload: dict[str, Any]) -> str:
             if row.task == EventType.READING_CREATED:
                 routine, urgent = EVENT_TASKS[EventType.READING_CREATED]
-                observation = observations.get(str(payload.get("observation_id", "")))
-                critical = observation is not None and critical_by_itself(program, observation)
+                critical = payload.get("urgent")
+                if not isinstance(critical, bool):
+                    observation = observations.get(str(payload.get("observation_id", "")))
+                    critical = observation is not None and critical_by_itself(program, observation)
                 return urgent if critical else routine
             if row.task in EVENT_TASKS:
                 return EVENT_TASKS[EventType(row.task)][0]
@@ -70,6 +74,11 @@ def event_router(program: Program) -> Router:
         return [task(row, payload) for row, payload in zip(rows, payloads, strict=True)]
 
     return route
+
+
+def triage_for(settings: Settings) -> ReadingTriage:
+    """The triage of new readings under the care program of ``settings``."""
+    return partial(critical_by_itself, program_for(settings))
 
 
 def router_for(settings: Settings) -> Router:

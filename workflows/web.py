@@ -12,7 +12,7 @@ from careloop.services.unit_of_work import OutboxHandoff
 from careloop.workflows.celery_app import configure_celery
 from careloop.workflows.outbox import Leases
 from careloop.workflows.relay_thread import RelayThread
-from careloop.workflows.routing import router_for
+from careloop.workflows.routing import router_for, triage_for
 from careloop.workflows.tasks import publish
 
 
@@ -34,4 +34,4 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     settings = settings or get_settings()
     engine = engine or make_engine(settings.resolved_database_url, settings.db_pool_size)
     handoff = outbox_relay(settings, engine) if settings.relay_after_commit else None
-    return create_api(settings, engine, handoff)
+    return create_api(settings, engine, handoff, triage_for(settings))

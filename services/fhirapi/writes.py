@@ -29,8 +29,7 @@ from careloop.services.fhirapi.inputs import (
     if_match_version,
     if_none_exist_identifier,
 )
-from careloop.services.outbox.events import ReadingCreated
-from careloop.services.outbox.record import record
+from careloop.services.outbox.record import reading_created
 from careloop.services.patients.models import PatientIdentifier
 from careloop.services.reports.schemas import PatientRef, SymptomReportIn
 from careloop.services.reports.service import ingest_reports
@@ -129,7 +128,7 @@ def create_observation(
         resource["id"], [f"Observation/{resource['id']}"], utcnow(), principal.client_id, patient_id
     )
     stored = store.create_many([resource, provenance])
-    record(session, principal.tenant_id, ReadingCreated(principal.tenant_id, resource["id"]))
+    reading_created(session, principal.tenant_id, resource)
     return WriteResult(stored[0], True)
 
 

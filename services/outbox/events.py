@@ -6,6 +6,7 @@ event's fields as JSON, and never holds PHI (only ids and ``Type/id`` references
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -22,6 +23,11 @@ class EventType(StrEnum):
     """An alert notification was created: it is to be delivered through its channel."""
 
 
+ReadingTriage = Callable[[dict[str, Any]], bool]
+"""Whether a new reading is alert work by itself (it fires a critical rule with no history
+needed); ``workflows`` supplies it, since the rules are theirs."""
+
+
 @dataclass(frozen=True)
 class ReadingCreated:
     """A new Observation of a tenant."""
@@ -29,6 +35,8 @@ class ReadingCreated:
     type: ClassVar[EventType] = EventType.READING_CREATED
     tenant_id: str
     observation_id: str
+    urgent: bool | None = None
+    """Triaged when recorded (the unit of work had a ``ReadingTriage``); None: when relayed."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,13 @@ Event = ReadingCreated | ResourcesChanged | NotificationRequested
 def payload_of(event: Event) -> dict[str, Any]:
     """The event's fields, as stored in its outbox message."""
     if isinstance(event, ReadingCreated):
-        return {"tenant_id": event.tenant_id, "observation_id": event.observation_id}
+        reading: dict[str, Any] = {
+            "tenant_id": event.tenant_id,
+            "observation_id": event.observation_id,
+        }
+        if event.urgent is not None:
+            reading["urgent"] = event.urgent
+        return reading
     if isinstance(event, ResourcesChanged):
         return {
             "connection_id": event.connection_id,

@@ -20,8 +20,7 @@ from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import Issue
 from careloop.services.db import utcnow
 from careloop.services.ehr.pushes import resources_changed
-from careloop.services.outbox.events import ReadingCreated
-from careloop.services.outbox.record import record
+from careloop.services.outbox.record import reading_created
 from careloop.services.patients.service import create_patients, find_patients
 from careloop.services.reports.models import SymptomReport
 from careloop.services.reports.schemas import SCORED, SymptomReportIn
@@ -189,9 +188,7 @@ def ingest_reports(
         session.execute(_S.insert(), rows)
     for resource in resources:
         if resource["resourceType"] == "Observation":
-            record(
-                session, principal.tenant_id, ReadingCreated(principal.tenant_id, resource["id"])
-            )
+            reading_created(session, principal.tenant_id, resource)
     by_patient: dict[str, list[str]] = {}
     for row in rows:
         by_patient.setdefault(row["patient_id"], []).extend(row["resources"].split())

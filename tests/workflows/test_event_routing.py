@@ -6,6 +6,7 @@ other reading to the routine one; the other events map to their one task.
 
 from __future__ import annotations
 
+import orjson
 from sqlalchemy import Engine
 from support.clients import Caller
 from support.outbox import tenant_messages
@@ -32,9 +33,32 @@ def test_readings_are_routed_by_whether_they_are_critical_by_themselves(
     assert calm.status_code == risk.status_code == 201
     messages = [m for m in tenant_messages(engine, caller.tenant) if m.completed_at is None]
     assert [m.task for m in messages] == [EventType.READING_CREATED] * 2
+    # The API's unit of work triaged them as it recorded them ...
+    assert [orjson.loads(m.payload)["urgent"] for m in messages] == [False, True]
     with engine.connect() as conn:
         tasks = router_for(settings)(conn, messages)
     assert tasks == [TaskName.OBSERVATION_EVALUATE, TaskName.OBSERVATION_EVALUATE_URGENT]
+    # ... and without that (a unit of work with no triage) the relay judges the stored reading.
+    for message in messages:
+        message.payload = orjson.dumps(
+            {k: v for k, v in orjson.loads(message.payload).items() if k != "urgent"}
+        ).decode()
+    with engine.connect() as conn:
+        assert router_for(settings)(conn, messages) == tasks
+
+
+def test_a_recorded_triage_is_what_routes_the_reading(engine: Engine, settings: Settings) -> None:
+    rows = [
+        OutboxMessage(
+            tenant_id="t",
+            task=EventType.READING_CREATED,
+            payload=orjson.dumps({"observation_id": "never-stored", "urgent": urgent}).decode(),
+        )
+        for urgent in (True, False)
+    ]
+    with engine.connect() as conn:
+        tasks = router_for(settings)(conn, rows)
+    assert tasks == [TaskName.OBSERVATION_EVALUATE_URGENT, TaskName.OBSERVATION_EVALUATE]
 
 
 def test_other_events_and_replayed_work_run_their_one_task(
