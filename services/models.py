@@ -11,6 +11,8 @@ from careloop.services.alerts.models import (
     ProcessedReading,
 )
 from careloop.services.audit.models import AuditRecord
+from careloop.services.cds.models import CdsClient, CdsUsedJti
+from careloop.services.clinicians.models import Clinician
 from careloop.services.common.models import IdempotencyRecord
 from careloop.services.ehr.models import (
     EhrConnection,
@@ -32,6 +34,9 @@ from careloop.services.tenancy.models import AppClient, Tenant, UsedAssertion
 metadata = SQLModel.metadata
 
 __all__ = [
+    "CdsClient",
+    "CdsUsedJti",
+    "Clinician",
     "ClinicianSession",
     "LaunchState",
     "EhrConnection",

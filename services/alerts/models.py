@@ -47,6 +47,7 @@ class Alert(SQLModel, table=True):
     last_notified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     acknowledged_by: str | None = Field(default=None, max_length=200)
     acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    acknowledgement_note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     resolved_by: str | None = Field(default=None, max_length=200)
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolution_note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

@@ -51,6 +51,8 @@ class PatientLink(SQLModel, table=True):
     ehr_patient_id: str | None = Field(default=None, max_length=64)
     method: str = Field(default=LinkMethod.IDENTIFIER, max_length=20)
     """A ``LinkMethod``."""
+    ehr_label: str | None = Field(default=None, max_length=200)
+    """How the EHR shows the patient (name or MRN), for the clinicians' pages only."""
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

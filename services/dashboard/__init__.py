@@ -1,0 +1,1 @@
+"""The clinicians' dashboard: server-rendered pages (Jinja2), no external assets."""
