@@ -25,6 +25,7 @@ run: install
 ## Install and run the whole test suite (lint, types, tests on SQLite and PostgreSQL).
 test: install
 	bash scripts/services-up
+	bash scripts/chromium-up
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy careloop

@@ -211,8 +211,10 @@ def get_alert(session: Session, tenant_id: str, alert_id: str, lock: bool = Fals
     return alert
 
 
-def acknowledge(session: Session, tenant_id: str, alert_id: str, actor: str) -> Alert:
-    """Someone owns the follow-up: escalation stops, the Task is accepted."""
+def acknowledge(
+    session: Session, tenant_id: str, alert_id: str, actor: str, note: str | None = None
+) -> Alert:
+    """Someone owns the follow-up (with an optional note): escalation stops, Task accepted."""
     alert = get_alert(session, tenant_id, alert_id, lock=True)
     if alert.status == AlertStatus.RESOLVED:
         raise ApiError(409, [Issue("business-rule", "the alert is already resolved", "status")])
@@ -222,6 +224,7 @@ def acknowledge(session: Session, tenant_id: str, alert_id: str, actor: str) -> 
     alert.status = AlertStatus.ACKNOWLEDGED
     alert.acknowledged_by = actor
     alert.acknowledged_at = now
+    alert.acknowledgement_note = note
     alert.updated_at = now
     alert.next_escalation_at = None
     _event(session, alert, AlertEventKind.ACKNOWLEDGED, actor)
@@ -296,8 +299,10 @@ def alert_json(alert: Alert, base_url: str) -> dict[str, Any]:
         "updated_at": alert.updated_at.isoformat(),
         "acknowledged_by": alert.acknowledged_by,
         "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
+        "acknowledgement_note": alert.acknowledgement_note,
         "resolved_by": alert.resolved_by,
         "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "resolution_note": alert.resolution_note,
         "escalation_level": alert.escalation_level,
         "link": f"{base_url.rstrip('/')}/v1/alerts/{alert.id}",
     }
