@@ -39,8 +39,8 @@ async def form_fields(request: Request) -> dict[str, str] | BadForm:
         pairs = parse_qsl(
             body.decode("utf-8"),
             keep_blank_values=True,
-            strict_parsing=False,
             max_num_fields=MAX_FIELDS,
+            errors="strict",
         )
     except (UnicodeDecodeError, ValueError):
         return BadForm("form", "could not be read")
