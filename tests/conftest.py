@@ -21,8 +21,10 @@ from pathlib import Path
 # running there would take the tests' tasks. Whatever reads the process-wide settings (the
 # Celery app configures itself on import) gets a scratch data dir of this process, set before
 # any careloop module is imported. Inherited CARELOOP_* variables are dropped for the same
-# reason (CARELOOP_TEST_PG names the test PostgreSQL and stays).
-for _name in [n for n in os.environ if n.startswith("CARELOOP_") and n != "CARELOOP_TEST_PG"]:
+# reason (CARELOOP_TEST_PG names the test PostgreSQL and CARELOOP_TEST_ARTIFACTS where the
+# browser tests save screenshots: both stay).
+_KEPT = ("CARELOOP_TEST_PG", "CARELOOP_TEST_ARTIFACTS")
+for _name in [n for n in os.environ if n.startswith("CARELOOP_") and n not in _KEPT]:
     del os.environ[_name]
 SCRATCH_DATA_DIR = Path(tempfile.mkdtemp(prefix="careloop-tests-"))
 os.environ["CARELOOP_DATA_DIR"] = str(SCRATCH_DATA_DIR)

@@ -43,6 +43,8 @@ class Reading:
     band: str
     effective: str
     items: list[tuple[str, str]]
+    code_names: dict[str, str]
+    """Item codes (LOINC) to their text, to name the values a rule saw."""
 
 
 @dataclass(frozen=True)
@@ -165,18 +167,40 @@ def reading_of(store: ResourceStore, observation_id: str | None) -> Reading | No
         return None
     obs = stored.as_dict()
     interpretation = obs.get("interpretation") or [{}]
+    components = [c for c in obs.get("component") or [] if isinstance(c, dict)]
+    code_names = {}
+    for component in components:
+        for coding in (component.get("code") or {}).get("coding") or []:
+            if isinstance(coding, dict) and coding.get("code"):
+                code_names[str(coding["code"])] = _concept_text(component.get("code"))
+    effective = obs.get("effectiveDateTime")
     return Reading(
         reference=f"Observation/{observation_id}",
         name=_concept_text(obs.get("code")) or "Reading",
         value=_value(obs),
         band=_concept_text(interpretation[0]),
-        effective=str(obs.get("effectiveDateTime") or ""),
-        items=[
-            (_concept_text(c.get("code")), _value(c))
-            for c in obs.get("component") or []
-            if isinstance(c, dict)
-        ],
+        effective=_effective(effective) if isinstance(effective, str) else "",
+        items=[(_concept_text(c.get("code")), _value(c)) for c in components],
+        code_names=code_names,
     )
+
+
+def _effective(value: str) -> str:
+    try:
+        return stamp(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        return value
+
+
+def _named(reason: Reason, reading: Reading | None) -> Reason:
+    """``reason`` with item codes among its values named as the reading names them."""
+    if reading is None or not reading.code_names:
+        return reason
+    values = [
+        (f"{reading.code_names[k]} ({k})" if reading.code_names.get(k) else k, v)
+        for k, v in reason.values
+    ]
+    return Reason(reason.title, reason.severity, values, reason.threshold, reason.source)
 
 
 _DETAIL_SKIP = {"recipients"}
@@ -250,12 +274,13 @@ def alert_detail(
     people += [p for p in (alert.acknowledged_by, alert.resolved_by) if p]
     names = actor_labels(session, tenant_id, people)
     explanation = orjson.loads(alert.explanation)
+    reading = reading_of(ResourceStore(session, tenant_id), alert.observation_id)
     return AlertDetail(
         alert=alert,
         titles=titles_of(explanation),
         patient=patient_label(session, tenant_id, alert.patient_id),
-        reasons=reasons_of(explanation),
-        reading=reading_of(ResourceStore(session, tenant_id), alert.observation_id),
+        reasons=[_named(r, reading) for r in reasons_of(explanation)],
+        reading=reading,
         opened=stamp(alert.opened_at),
         opened_ago=ago(alert.opened_at, now),
         next_escalation=(
