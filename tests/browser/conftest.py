@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 from sqlalchemy import Engine
+from support.browser import CHROMIUM, CHROMIUM_ARGS, Shoot
 from support.live_server import LiveServer, live_server
 
-from careloop.services.clinicians.sessions import COOKIE
 from careloop.services.settings import Settings
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT = {"width": 1280, "height": 860}
 _ARTIFACTS = pytest.StashKey[Path]()
-
-Shoot = Callable[[str], Path]
 
 
 def _artifacts_root(config: pytest.Config, factory: pytest.TempPathFactory) -> Path:
@@ -99,13 +95,6 @@ def page(context: BrowserContext) -> Iterator[Page]:
     tab.on("pageerror", lambda e: errors.append(str(e)))
     yield tab
     assert not errors, errors
-
-
-def add_session_cookie(context: BrowserContext, server: LiveServer, session_id: str) -> None:
-    """Sign ``context`` in by the session cookie, as the login page would leave it."""
-    context.add_cookies(
-        [{"name": COOKIE, "value": session_id, "url": server.origin, "httpOnly": True}]
-    )
 
 
 @pytest.fixture

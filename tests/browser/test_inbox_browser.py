@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from conftest import Shoot, add_session_cookie
 from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import Engine
 from sqlmodel import Session, select
+from support.browser import Shoot, add_session_cookie
 from support.clinicians import signed_in_browser
 from support.live_server import LiveServer
 
@@ -47,7 +47,7 @@ def demo(server: LiveServer, engine: Engine) -> Iterator[Demo]:
 
 def _signed_in(context: BrowserContext, server: LiveServer, engine: Engine, demo: Demo) -> None:
     browser = signed_in_browser(engine, demo.tenant_id, demo.practitioner, name="Dr. Demo Primary")
-    add_session_cookie(context, server, browser.session_id)
+    add_session_cookie(context, server.origin, browser.session_id)
 
 
 def test_sign_in_by_the_login_form_then_the_inbox(page: Page, demo: Demo, shoot: Shoot) -> None:

@@ -27,7 +27,7 @@ def test_demo_produces_the_expected_alerts(settings: Settings, engine: Engine) -
     assert ("phq9-item9", "critical") in rules
     assert ("phq9-worsening", "warning") in rules
     assert ("mood-low-streak", "warning") in rules
-    assert len({a["patient"] for a in alerts}) == 3  # the stable patient has none
+    assert len({a["patient"] for a in alerts}) == 5  # the two stable patients have none
 
 
 def test_email_alert_carries_a_link_and_no_phi(

@@ -41,7 +41,8 @@ SYSTEM = "https://demo.careloop.example/patients"
 DEMO_EMAIL = "demo@careloop.example"
 DEMO_NAME = "Dr. Demo Primary"
 WEEKS = 8
-MAX_PASSWORD = 200
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024
 
 # Weekly PHQ-9 answers per patient (oldest first, one a week): each tells a clinical story.
 PHQ9_STORIES: dict[str, list[list[int]]] = {
@@ -280,8 +281,8 @@ def _read_password(password_stdin: bool) -> tuple[str, bool]:
     if not password_stdin:
         return secrets.token_urlsafe(12), True
     password = sys.stdin.readline().rstrip("\r\n")
-    if not 8 <= len(password) <= MAX_PASSWORD:
-        typer.echo(f"careloop demo: the password takes 8 to {MAX_PASSWORD} characters", err=True)
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        typer.echo(f"careloop demo: the password takes {MIN_PASSWORD} to {MAX_PASSWORD} characters", err=True)
         raise typer.Exit(2)
     return password, False
 
