@@ -42,7 +42,8 @@ class Reading:
     value: str
     band: str
     effective: str
-    items: list[tuple[str, str]]
+    items: list[tuple[str, str, str]]
+    """(item text, score, item code) per item."""
     code_names: dict[str, str]
     """Item codes (LOINC) to their text, to name the values a rule saw."""
 
@@ -87,6 +88,8 @@ class AlertDetail:
     resolved_by: str | None
     notifications: list[NotificationRow]
     history: list[HistoryEntry]
+    crossed: frozenset[str]
+    """Item codes a reason saw (their rows in the reading are marked)."""
 
     @property
     def can_acknowledge(self) -> bool:
@@ -180,9 +183,14 @@ def reading_of(store: ResourceStore, observation_id: str | None) -> Reading | No
         value=_value(obs),
         band=_concept_text(interpretation[0]),
         effective=_effective(effective) if isinstance(effective, str) else "",
-        items=[(_concept_text(c.get("code")), _value(c)) for c in components],
+        items=[(_concept_text(c.get("code")), _value(c), _code(c.get("code"))) for c in components],
         code_names=code_names,
     )
+
+
+def _code(concept: Any) -> str:
+    codings = (concept or {}).get("coding") or [] if isinstance(concept, dict) else []
+    return next((str(c["code"]) for c in codings if isinstance(c, dict) and c.get("code")), "")
 
 
 def _effective(value: str) -> str:
@@ -302,4 +310,16 @@ def alert_detail(
             for n in notifications
         ],
         history=_history(alert, events, names, now),
+        crossed=frozenset(_crossed(explanation)),
     )
+
+
+def _crossed(explanation: dict[str, Any]) -> set[str]:
+    found = explanation.get("reasons")
+    reasons = [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+    codes: set[str] = set()
+    for reason in reasons or [explanation]:
+        values = reason.get("values")
+        if isinstance(values, dict):
+            codes |= {str(k) for k in values}
+    return codes

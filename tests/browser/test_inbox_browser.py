@@ -96,6 +96,7 @@ def test_critical_first_open_it_and_acknowledge_with_a_note_by_keyboard(
     expect(page.get_by_test_id("alert-title")).to_contain_text("item 9")
     expect(page.get_by_test_id("reason").first).to_be_visible()
     expect(page.get_by_test_id("reading")).to_contain_text("PHQ-9")
+    expect(page.get_by_test_id("item-crossed")).to_contain_text("better off dead")
     expect(page.get_by_test_id("alert-status")).to_have_text("Open")
     shoot("alert")
 

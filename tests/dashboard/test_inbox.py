@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 
@@ -324,3 +325,24 @@ def test_who_was_paged_and_escalation_are_shown(
     assert "Level 2" in inbox and "On-call, Practitioner/p-1" in inbox
     page = browser.get(f"/alerts/{alert.id}").text
     assert 'data-kind="escalated"' in page and "paged: On-call, Practitioner/p-1" in page
+
+
+def test_notes_are_never_logged(
+    browser: TestClient,
+    engine: Engine,
+    settings: Settings,
+    tenant: str,
+    clinician: SignedInBrowser,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    alert = make_alert(engine, settings, tenant, "critical")
+    caplog.set_level(logging.DEBUG)
+    for action, note in (("acknowledge", "zebra-note-4471"), ("resolve", "okapi-note-9902")):
+        response = browser.post(
+            f"/alerts/{alert.id}/{action}", data={"csrf_token": clinician.csrf_token, "note": note}
+        )
+        assert response.status_code == 200 and note in response.text
+        assert note not in caplog.text
+    refused = browser.post(f"/alerts/{alert.id}/resolve", data={"note": "tapir-note-1234"})
+    assert refused.status_code == 403
+    assert "tapir-note-1234" not in caplog.text and "tapir-note-1234" not in refused.text
