@@ -22,6 +22,7 @@ from careloop.integrations.channels import generate_webhook_secret
 from careloop.services.alerts.firing import Firing, alert_explanation, reasons_of
 from careloop.services.alerts.models import Alert, Notification, ProcessedReading
 from careloop.services.alerts.opening import merged_reasons
+from careloop.services.alerts.service import acknowledge
 from careloop.services.db import utcnow
 from careloop.services.settings import Settings
 from careloop.services.unit_of_work import session_scope
@@ -217,6 +218,26 @@ def test_the_same_reading_evaluated_again_pages_once(
     assert again["occurrences"] == 1 and len(again["explanation"]["reasons"]) == 2
     assert len(_notifications(engine, alert["id"])) == 1
     assert len(oncall.deliveries) == 1
+
+
+def test_webhooks_carry_no_notes_nor_values_of_an_acknowledged_alert(
+    caller: Caller, oncall: Receiver, engine: Engine, settings: Settings
+) -> None:
+    _report(caller, WORST, 1)
+    run_pending(engine, settings)
+    [alert] = _alerts(caller)
+    note = "synthetic free text: spoke with the patient's sister"
+    with session_scope(engine) as session:
+        tenant_id = session.exec(select(Alert.tenant_id).where(Alert.id == alert["id"])).one()
+        acknowledge(session, tenant_id, alert["id"], "Practitioner/dr-a", note)
+    _report(caller, WORST, 2)  # critical again: the acknowledged alert is updated and pages
+    run_pending(engine, settings)
+    [updated] = _alerts(caller)
+    assert updated["acknowledgement_note"] == note and updated["status"] == "acknowledged"
+    assert [d["body"]["type"] for d in oncall.deliveries] == ["alert.opened", "alert.updated"]
+    body = oncall.deliveries[1]["body"]
+    assert body["alert"]["acknowledgement_note"] is None and "sister" not in str(body)
+    assert body["alert"]["explanation"] is None and "values" not in str(body)
 
 
 _EXAMPLES = iter(range(10**6))
