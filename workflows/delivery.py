@@ -102,7 +102,7 @@ def _other_channel(notification: Notification, alert: Alert, settings: Settings)
     if notification.channel == Channel.EMAIL:
         if not settings.smtp_host:
             return DeliveryResult(False, False, None, "smtp-not-configured", None)
-        link = f"{settings.base_url.rstrip('/')}/v1/alerts/{alert.id}"
+        link = f"{settings.base_url.rstrip('/')}/alerts/{alert.id}"
         return send_alert_email(
             smtp_config(settings),
             destination_policy(settings),
