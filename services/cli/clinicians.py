@@ -36,7 +36,7 @@ def add_clinician_cmd(
     email: Annotated[str, typer.Argument(help="The sign-in email (stored lower-case).")],
     name: Annotated[str, typer.Option(help="The name shown, e.g. 'Dr Jane Doe'.")],
     practitioner: Annotated[
-        str | None, typer.Option(help="Practitioner/{id}: recorded as who acted.")
+        str | None, typer.Option(help="Practitioner/ID: recorded as who acted.")
     ] = None,
     tenant: Annotated[str, typer.Option(help="Tenant (organization) name.")] = "default",
     password_stdin: Annotated[
