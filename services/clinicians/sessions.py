@@ -127,10 +127,16 @@ def set_session_cookie(
 
 
 def clear_session_cookie(response: Response, settings: Settings) -> None:
-    """Tell the browser to forget its session cookie."""
+    """Tell the browser to forget its session cookie (over https the partitioned one too)."""
     response.delete_cookie(
         cookie_name(settings), path="/", httponly=True, samesite="lax", secure=_https(settings)
     )
+    if _https(settings):
+        response.headers.append(
+            "set-cookie",
+            f"{cookie_name(settings)}=; HttpOnly; Max-Age=0; Path=/; "
+            "SameSite=None; Secure; Partitioned",
+        )
 
 
 def close_session(session: Session, session_id: str) -> None:
