@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -254,3 +255,14 @@ def signed_in_tenant(browser: TestClient, engine: Engine, settings: Settings) ->
     with session_scope(engine) as session:
         found = signed_in(request, session, settings)
     return found.tenant_id if found else None
+
+
+def test_passwords_and_emails_stay_out_of_the_logs(
+    browser: TestClient, account: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        sign_in(browser, account.email, "canary-password-wrong")
+        sign_in(browser, account.email)
+    assert caplog.records  # the access log saw the requests
+    assert "canary-password" not in caplog.text and PASSWORD not in caplog.text
+    assert account.email not in caplog.text
