@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from sqlmodel import Session, select
 
-from careloop.fhir.alerts import map_alert_task, task_id_for
+from careloop.fhir.alerts import TaskNote, map_alert_task, task_id_for
 from careloop.services.alerts.firing import summary
 from careloop.services.alerts.models import Alert, AlertEvent, Notification
 from careloop.services.alerts.routing import Target, targets_for
@@ -40,6 +40,18 @@ def _title(alert: Alert) -> str:
     return summary(orjson.loads(alert.explanation)) or alert.rule_id
 
 
+def _notes(alert: Alert) -> list[TaskNote]:
+    """The acknowledgement's and the resolution's notes, by whom and when."""
+    notes = []
+    if alert.acknowledgement_note and alert.acknowledged_at:
+        notes.append(
+            TaskNote(alert.acknowledgement_note, alert.acknowledged_at, alert.acknowledged_by)
+        )
+    if alert.resolution_note and alert.resolved_at:
+        notes.append(TaskNote(alert.resolution_note, alert.resolved_at, alert.resolved_by))
+    return notes
+
+
 def _sync_task(store: ResourceStore, alert: Alert, owner: str | None, create: bool) -> None:
     task = map_alert_task(
         alert.id,
@@ -51,6 +63,7 @@ def _sync_task(store: ResourceStore, alert: Alert, owner: str | None, create: bo
         owner,
         alert.opened_at,
         alert.updated_at,
+        notes=_notes(alert),
     )
     resources_changed(store.session, alert.tenant_id, {alert.patient_id: [f"Task/{task['id']}"]})
     if create:
@@ -190,7 +203,10 @@ def escalate(session: Session, settings: Settings, alert: Alert, now: datetime) 
 
 
 def alert_json(alert: Alert, base_url: str) -> dict[str, Any]:
-    """The public JSON of an alert (ids and references; the explanation holds no free text)."""
+    """The public JSON of an alert (ids and references; the explanation holds no free text).
+
+    Its ``link`` opens the alert's page in the dashboard (after sign-in), for webhooks and email.
+    """
     return {
         "id": alert.id,
         "status": alert.status,
@@ -210,5 +226,5 @@ def alert_json(alert: Alert, base_url: str) -> dict[str, Any]:
         "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
         "resolution_note": alert.resolution_note,
         "escalation_level": alert.escalation_level,
-        "link": f"{base_url.rstrip('/')}/v1/alerts/{alert.id}",
+        "link": f"{base_url.rstrip('/')}/alerts/{alert.id}",
     }
