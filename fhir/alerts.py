@@ -1,5 +1,7 @@
 """Alerts in FHIR: a Task per alert (status mirrors the lifecycle), a Communication per message."""
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +19,25 @@ def task_id_for(alert_id: str) -> str:
     return deterministic_id(alert_id, "task")
 
 
+@dataclass(frozen=True)
+class TaskNote:
+    """A note on the follow-up (acknowledging or resolving), as a ``Task.note`` Annotation."""
+
+    text: str
+    time: datetime
+    author: str | None = None
+    """``Practitioner/{id}`` (an authorReference) or any other name (an authorString)."""
+
+
+def _annotation(note: TaskNote) -> dict[str, Any]:
+    annotation: dict[str, Any] = {"text": note.text, "time": fhir_datetime(note.time, "time")}
+    if note.author and note.author.startswith("Practitioner/"):
+        annotation["authorReference"] = {"reference": note.author}
+    elif note.author:
+        annotation["authorString"] = note.author
+    return annotation
+
+
 def map_alert_task(
     alert_id: str,
     patient_id: str,
@@ -28,8 +49,14 @@ def map_alert_task(
     authored: datetime,
     modified: datetime,
     note: str | None = None,
+    *,
+    notes: Sequence[TaskNote] = (),
 ) -> dict[str, Any]:
-    """The Task for an alert: focus the Observation, for the Patient, owner the clinician."""
+    """The Task for an alert: focus the Observation, for the Patient, owner the clinician.
+
+    ``notes`` (who acknowledged or resolved, when, and what they wrote) become ``Task.note``
+    after the plain ``note``.
+    """
     task: dict[str, Any] = {
         "resourceType": "Task",
         "id": task_id_for(alert_id),
@@ -47,8 +74,9 @@ def map_alert_task(
         task["focus"] = {"reference": f"Observation/{observation_id}"}
     if owner:
         task["owner"] = {"reference": owner}
-    if note:
-        task["note"] = [{"text": note}]
+    annotations = ([{"text": note}] if note else []) + [_annotation(n) for n in notes if n.text]
+    if annotations:
+        task["note"] = annotations
     return checked(task)
 
 

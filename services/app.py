@@ -15,6 +15,7 @@ from starlette.responses import Response
 from careloop import __version__
 from careloop.services.alerts.endpoints import router as alerts_router
 from careloop.services.auth.endpoints import router as auth_router
+from careloop.services.clinicians.endpoints import router as clinicians_router
 from careloop.services.common.access_log import AccessLog
 from careloop.services.common.errors import ApiError, Issue, json_path, outcome_response
 from careloop.services.common.middleware import BodySizeLimit, InputGuard
@@ -111,6 +112,7 @@ def create_app(
     app.include_router(launch_router)
     app.include_router(home_router)
     app.include_router(inbox_router)
+    app.include_router(clinicians_router)
     install_sign_in_redirect(app)
     mount_assets(app)
     mount_docs(app)

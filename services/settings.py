@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     """``/oauth/token`` requests from one remote address (empty: no limit)."""
     rate_limit_api_per_client: str = "600/minute"
     """Authenticated API requests per app client (empty: no limit)."""
+    rate_limit_login_per_ip: str = "20/minute;200/hour"
+    """``POST /login`` attempts from one remote address (empty: no limit)."""
     frame_ancestors: str = ""
     """Origins allowed to frame careloop's pages besides itself and the active EHR connections'
     origins (space-separated, e.g. ``https://ehr-ui.example``)."""
@@ -114,7 +116,10 @@ class Settings(BaseSettings):
     """How long the EHR connections' origins are cached for the CSP header."""
 
     @field_validator(
-        "rate_limit_token_per_client", "rate_limit_token_per_ip", "rate_limit_api_per_client"
+        "rate_limit_token_per_client",
+        "rate_limit_token_per_ip",
+        "rate_limit_api_per_client",
+        "rate_limit_login_per_ip",
     )
     @classmethod
     def _rate_limit_syntax(cls, value: str) -> str:

@@ -87,6 +87,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         rate_limit_token_per_client="",
         rate_limit_token_per_ip="",
         rate_limit_api_per_client="",
+        rate_limit_login_per_ip="",
         # Made-up destinations under the reserved .example domain, which no DNS answers, count
         # as allow-listed; the egress rules themselves are tested in tests/egress.
         egress_allow=".example",

@@ -12,16 +12,19 @@ from sqlmodel import Session, select
 from careloop.fhir.alerts import map_alert_communication
 from careloop.integrations.channels import (
     DeliveryResult,
+    EmailReason,
     SmtpConfig,
     deliver_webhook,
     send_alert_email,
 )
+from careloop.integrations.channels.email import MAX_TITLE, SEVERITIES
 from careloop.integrations.egress import (
     Disclosure,
     EgressBlocked,
     EgressClient,
     send,
 )
+from careloop.services.alerts.firing import reasons_of, summary
 from careloop.services.alerts.models import Alert, DeliveryAttempt, Notification
 from careloop.services.alerts.service import alert_json
 from careloop.services.alerts.vocabulary import Channel, NotificationStatus
@@ -44,13 +47,38 @@ class DeliveryOutcome:
     retry_in: float | None = None
 
 
+def _line(text: str) -> str:
+    return "".join(c if c.isprintable() else " " for c in text).strip()[:MAX_TITLE]
+
+
+def _reasons(alert: Alert) -> list[dict[str, str]]:
+    """Every reason of ``alert`` as messages carry it: the rule, its severity and its title
+    (care program text); never the values, which are the patient's scores and answers."""
+    reasons = []
+    for r in reasons_of(orjson.loads(alert.explanation)):
+        rule = str(r.get("rule") or alert.rule_id)
+        severity = r.get("severity")
+        reasons.append(
+            {
+                "rule": rule,
+                "severity": severity if severity in SEVERITIES else alert.severity,
+                "title": _line(str(r.get("title") or "")) or rule,
+            }
+        )
+    return reasons
+
+
 def _payload(notification: Notification, alert: Alert, settings: Settings) -> dict[str, Any]:
+    # The alert without its explanation (scores, answers) and notes (free text): ids, severity,
+    # rules and their titles only.
+    withheld = {"explanation": None, "acknowledgement_note": None, "resolution_note": None}
     return {
         "type": f"alert.{notification.event}",
         "notification": notification.id,
-        "alert": alert_json(alert, settings.base_url) | {"explanation": None},
+        "alert": alert_json(alert, settings.base_url) | withheld,
         "severity": alert.severity,
         "rule": alert.rule_id,
+        "reasons": _reasons(alert),
         "patient": f"Patient/{alert.patient_id}",
         "task": f"Task/{alert.task_id}",
         "recipient": notification.recipient,
@@ -102,15 +130,15 @@ def _other_channel(notification: Notification, alert: Alert, settings: Settings)
     if notification.channel == Channel.EMAIL:
         if not settings.smtp_host:
             return DeliveryResult(False, False, None, "smtp-not-configured", None)
-        link = f"{settings.base_url.rstrip('/')}/v1/alerts/{alert.id}"
         return send_alert_email(
             smtp_config(settings),
             destination_policy(settings),
             notification.address,
             alert.id,
             alert.severity,
-            link,
+            str(alert_json(alert, settings.base_url)["link"]),
             notification_id=notification.id,
+            reasons=[EmailReason(r["severity"], r["title"]) for r in _reasons(alert)],
         )
     return DeliveryResult(False, False, None, f"unknown-channel-{notification.channel}", None)
 
@@ -164,7 +192,7 @@ def deliver_notification(
             notification.recipient,
             notification.channel,
             now,
-            str(orjson.loads(alert.explanation).get("title", alert.rule_id)),
+            summary(orjson.loads(alert.explanation)) or alert.rule_id,
         )
         notification.communication_id = communication["id"]
         ResourceStore(session, notification.tenant_id).create_many([communication])

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from careloop.services.alerts.models import Alert, ProcessedReading
-from careloop.services.alerts.service import apply_firing
+from careloop.services.alerts.opening import apply_firings
 from careloop.services.settings import Settings
 from careloop.services.store.models import FhirResource
 from careloop.services.store.repository import ResourceStore
@@ -29,7 +29,11 @@ def program_for(settings: Settings) -> Program:
 def evaluate_observation(
     session: Session, settings: Settings, tenant_id: str, observation_id: str
 ) -> list[Alert]:
-    """Evaluate one Observation once; a repeat call does nothing."""
+    """Evaluate one Observation once; a repeat call does nothing.
+
+    Every rule the reading fires goes into one alert (at most one is returned), so a reading
+    that crosses several rules pages once.
+    """
     if session.get(ProcessedReading, observation_id) is not None:
         return []
     store = ResourceStore(session, tenant_id)
@@ -39,20 +43,18 @@ def evaluate_observation(
         return []
     observation = stored.as_dict()
     reference = (observation.get("subject") or {}).get("reference", "")
-    alerts: list[Alert] = []
+    alert: Alert | None = None
     fired: list[str] = []
     if reference.startswith("Patient/"):
         patient_id = reference.removeprefix("Patient/")
         ctx = load_context(store, patient_id, reading_from(observation))
-        for firing in evaluate_reading(program_for(settings), observation, ctx):
-            alerts.append(
-                apply_firing(session, settings, tenant_id, patient_id, firing, observation_id)
-            )
-            fired.append(firing.rule_id)
+        firings = evaluate_reading(program_for(settings), observation, ctx)
+        alert = apply_firings(session, settings, tenant_id, patient_id, firings, observation_id)
+        fired = [f.rule_id for f in firings]
     session.add(
         ProcessedReading(observation_id=observation_id, tenant_id=tenant_id, fired=" ".join(fired))
     )
-    return alerts
+    return [alert] if alert is not None else []
 
 
 def scan_missed_checkins(session: Session, settings: Settings, now: datetime) -> int:
@@ -70,6 +72,6 @@ def scan_missed_checkins(session: Session, settings: Settings, now: datetime) ->
         last = max((r.effective for r in ctx.history), default=None)
         firing = missed_checkin(program, last, plan_since, ctx, now)
         if firing is not None:
-            apply_firing(session, settings, tenant_id, patient_id, firing, None, now)
+            apply_firings(session, settings, tenant_id, patient_id, [firing], None, now)
             opened += 1
     return opened

@@ -5,6 +5,7 @@ Pure delivery: no database access. Each call makes one attempt and returns a
 """
 
 from careloop.integrations.channels.email import (
+    EmailReason,
     InvalidAlertEmail,
     SmtpConfig,
     build_alert_email,
@@ -22,6 +23,7 @@ from careloop.integrations.channels.webhooks import (
 
 __all__ = [
     "DeliveryResult",
+    "EmailReason",
     "InvalidAlertEmail",
     "InvalidWebhookInput",
     "SmtpConfig",

@@ -1,7 +1,8 @@
-"""Alert email over SMTP that carries no PHI: only severity, an alert id and a link back.
+"""Alert email over SMTP that carries no PHI: severity, the reasons' titles, an id and a link.
 
 No patient identifier, name, score, answer or note ever goes into the message; the clinician
-signs in to careloop to see them. The link must point at the alert, not carry patient data.
+signs in to careloop to see them. A reason is a care program's rule title (the same text for
+every patient). The link must point at the alert, not carry patient data.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import re
 import smtplib
 import ssl
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -25,6 +27,8 @@ log = logging.getLogger("careloop.channels.email")
 
 SEVERITIES = frozenset({"critical", "high", "warning", "info"})
 _ALERT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_REASONS = 20
+MAX_TITLE = 200
 
 
 class InvalidAlertEmail(ValueError):
@@ -33,6 +37,14 @@ class InvalidAlertEmail(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class EmailReason:
+    """One reason an alert fired: the rule's severity and title (care program text, no PHI)."""
+
+    severity: str
+    title: str
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,21 @@ def _check_link(link: str) -> None:
         raise InvalidAlertEmail("invalid-link", "link must not hold spaces or control characters")
 
 
+def _reason_lines(reasons: Sequence[EmailReason]) -> str:
+    if len(reasons) > MAX_REASONS:
+        raise InvalidAlertEmail("invalid-reason", f"at most {MAX_REASONS} reasons")
+    lines = []
+    for reason in reasons:
+        if reason.severity not in SEVERITIES:
+            raise InvalidAlertEmail("invalid-reason", "a reason's severity is not known")
+        if not (0 < len(reason.title) <= MAX_TITLE and reason.title.isprintable()):
+            raise InvalidAlertEmail(
+                "invalid-reason", f"a reason's title must be 1-{MAX_TITLE} printable characters"
+            )
+        lines.append(f"- {reason.title} ({reason.severity})\n")
+    return "Why:\n" + "".join(lines) + "\n" if lines else ""
+
+
 def _message_id(alert_id: str, recipient: str, notification_id: str | None, domain: str) -> str:
     key = "\n".join((alert_id, recipient.lower(), notification_id or ""))
     return f"<alert-{hashlib.sha256(key.encode()).hexdigest()[:40]}@{domain}>"
@@ -90,8 +117,9 @@ def build_alert_email(
     link: str,
     *,
     notification_id: str | None = None,
+    reasons: Sequence[EmailReason] = (),
 ) -> EmailMessage:
-    """A plain-text alert email holding only ``severity``, ``alert_id`` and ``link``.
+    """A plain-text alert email holding only ``severity``, ``reasons``, ``alert_id`` and ``link``.
 
     The ``Message-ID`` is derived from the alert id and recipient (plus ``notification_id``
     when given), so a retried send has the same id and can be deduplicated; pass the
@@ -106,6 +134,7 @@ def build_alert_email(
             "invalid-notification-id", "notification id must be 1-64 of [A-Za-z0-9._-]"
         )
     _check_link(link)
+    why = _reason_lines(reasons)
     from_addr = _address(sender, "sender")
     to_addr = _address(to, "recipient")
 
@@ -122,6 +151,7 @@ def build_alert_email(
     msg.set_content(
         f"A {severity} alert in careloop needs review.\n"
         "\n"
+        f"{why}"
         "Open it in careloop (sign-in required):\n"
         f"{link}\n"
         "\n"
@@ -141,6 +171,7 @@ def send_alert_email(
     link: str,
     *,
     notification_id: str | None = None,
+    reasons: Sequence[EmailReason] = (),
 ) -> DeliveryResult:
     """Submit one alert email; one attempt, never raises on SMTP or network errors.
 
@@ -152,7 +183,13 @@ def send_alert_email(
     """
     try:
         msg = build_alert_email(
-            config.sender, to, alert_id, severity, link, notification_id=notification_id
+            config.sender,
+            to,
+            alert_id,
+            severity,
+            link,
+            notification_id=notification_id,
+            reasons=reasons,
         )
     except InvalidAlertEmail as exc:
         result = DeliveryResult.failed(exc.reason, retryable=False)

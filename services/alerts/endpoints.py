@@ -37,12 +37,14 @@ FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
 
 
 class AckIn(BaseModel):
-    """Who acknowledges (defaults to the calling client)."""
+    """Who acknowledges (defaults to the calling client), with an optional note."""
 
     model_config = ConfigDict(extra="forbid")
 
     by: Text200 | None = None
     """``Practitioner/{id}`` (then the Task's owner) or another name of who acted."""
+    note: Text4000 | None = None
+    """What the follow-up will be (free text: kept out of logs)."""
 
     @field_validator("by")
     @classmethod
@@ -55,8 +57,6 @@ class AckIn(BaseModel):
 
 class ResolveIn(AckIn):
     """Who resolves, and a note on the follow-up done."""
-
-    note: Text4000 | None = None
 
 
 class RouteIn(BaseModel):
@@ -163,7 +163,7 @@ def acknowledge_alert(
         principal,
         settings,
         body.raw if body else b"",
-        lambda: acknowledge(session, principal.tenant_id, alert_id, actor),
+        lambda: acknowledge(session, principal.tenant_id, alert_id, actor, note=data.note),
     )
 
 

@@ -1,4 +1,4 @@
-"""The alert lifecycle: open or update once per patient and rule, notify, escalate, close."""
+"""The alert lifecycle after opening (``opening.py``): notify, escalate, acknowledge, close."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from careloop.fhir.alerts import map_alert_task, task_id_for
-from careloop.services.alerts.firing import Firing
+from careloop.fhir.alerts import TaskNote, map_alert_task, task_id_for
+from careloop.services.alerts.firing import summary
 from careloop.services.alerts.models import Alert, AlertEvent, Notification
 from careloop.services.alerts.routing import Target, targets_for
 from careloop.services.alerts.vocabulary import (
@@ -18,7 +18,6 @@ from careloop.services.alerts.vocabulary import (
     AlertStatus,
     NotificationEvent,
     Severity,
-    severity_rank,
 )
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.db import utcnow
@@ -38,7 +37,19 @@ def _event(
 
 
 def _title(alert: Alert) -> str:
-    return str(orjson.loads(alert.explanation).get("title", alert.rule_id))
+    return summary(orjson.loads(alert.explanation)) or alert.rule_id
+
+
+def _notes(alert: Alert) -> list[TaskNote]:
+    """The acknowledgement's and the resolution's notes, by whom and when."""
+    notes = []
+    if alert.acknowledgement_note and alert.acknowledged_at:
+        notes.append(
+            TaskNote(alert.acknowledgement_note, alert.acknowledged_at, alert.acknowledged_by)
+        )
+    if alert.resolution_note and alert.resolved_at:
+        notes.append(TaskNote(alert.resolution_note, alert.resolved_at, alert.resolved_by))
+    return notes
 
 
 def _sync_task(store: ResourceStore, alert: Alert, owner: str | None, create: bool) -> None:
@@ -52,6 +63,7 @@ def _sync_task(store: ResourceStore, alert: Alert, owner: str | None, create: bo
         owner,
         alert.opened_at,
         alert.updated_at,
+        notes=_notes(alert),
     )
     resources_changed(store.session, alert.tenant_id, {alert.patient_id: [f"Task/{task['id']}"]})
     if create:
@@ -107,99 +119,6 @@ def escalation_minutes(settings: Settings, severity: str) -> float | None:
 def _next_escalation(settings: Settings, severity: str, now: datetime) -> datetime | None:
     minutes = escalation_minutes(settings, severity)
     return now + timedelta(minutes=minutes) if minutes is not None else None
-
-
-def apply_firing(
-    session: Session,
-    settings: Settings,
-    tenant_id: str,
-    patient_id: str,
-    firing: Firing,
-    observation_id: str | None,
-    now: datetime | None = None,
-) -> Alert:
-    """Open an alert for ``firing``, or update the unresolved one for the same patient and rule.
-
-    Critical alerts notify every time; others at most once per suppression window.
-    """
-    now = now or utcnow()
-    store = ResourceStore(session, tenant_id)
-    alert = session.exec(
-        select(Alert)
-        .where(
-            Alert.tenant_id == tenant_id,
-            Alert.patient_id == patient_id,
-            Alert.rule_id == firing.rule_id,
-            Alert.status != AlertStatus.RESOLVED,
-        )
-        .with_for_update()
-    ).first()
-    explanation = orjson.dumps(firing.explanation()).decode()
-    if alert is None:
-        alert_id = str(uuid.uuid4())
-        alert = Alert(
-            id=alert_id,
-            tenant_id=tenant_id,
-            patient_id=patient_id,
-            rule_id=firing.rule_id,
-            severity=firing.severity,
-            observation_id=observation_id,
-            explanation=explanation,
-            opened_at=now,
-            updated_at=now,
-            next_escalation_at=_next_escalation(settings, firing.severity, now),
-            task_id=task_id_for(alert_id),
-        )
-        session.add(alert)
-        _event(session, alert, AlertEventKind.OPENED, None, observation=observation_id)
-        targets, owner = targets_for(session, store, patient_id, alert.severity, 0)
-        if firing.severity == Severity.CRITICAL or not _recently_notified(
-            session, settings, alert, now
-        ):
-            _notify(session, alert, NotificationEvent.OPENED, targets, now)
-        else:
-            _event(session, alert, AlertEventKind.SUPPRESSED, None, reason="suppression window")
-        session.flush()
-        _sync_task(store, alert, owner, create=True)
-        return alert
-    raised = severity_rank(firing.severity) > severity_rank(alert.severity)
-    alert.severity = max(alert.severity, firing.severity, key=severity_rank)
-    alert.observation_id = observation_id or alert.observation_id
-    alert.explanation = explanation
-    alert.occurrences += 1
-    alert.updated_at = now
-    if raised and alert.status == AlertStatus.OPEN:
-        alert.next_escalation_at = _next_escalation(settings, alert.severity, now)
-    _event(session, alert, AlertEventKind.UPDATED, None, observation=observation_id, raised=raised)
-    if (
-        alert.severity == Severity.CRITICAL
-        or raised
-        or not _recently_notified(session, settings, alert, now)
-    ):
-        targets, _ = targets_for(session, store, patient_id, alert.severity, 0)
-        _notify(session, alert, NotificationEvent.UPDATED, targets, now)
-    else:
-        _event(session, alert, AlertEventKind.SUPPRESSED, None, reason="suppression window")
-    session.add(alert)
-    session.flush()
-    _sync_task(store, alert, None, create=False)
-    return alert
-
-
-def _recently_notified(session: Session, settings: Settings, alert: Alert, now: datetime) -> bool:
-    since = now - timedelta(hours=settings.suppression_hours)
-    if alert.last_notified_at is not None and alert.last_notified_at >= since:
-        return True
-    previous = session.exec(
-        select(Alert).where(
-            Alert.tenant_id == alert.tenant_id,
-            Alert.patient_id == alert.patient_id,
-            Alert.rule_id == alert.rule_id,
-            Alert.id != alert.id,
-            col(Alert.last_notified_at) >= since,
-        )
-    ).first()
-    return previous is not None
 
 
 def get_alert(session: Session, tenant_id: str, alert_id: str, lock: bool = False) -> Alert:
@@ -284,7 +203,10 @@ def escalate(session: Session, settings: Settings, alert: Alert, now: datetime) 
 
 
 def alert_json(alert: Alert, base_url: str) -> dict[str, Any]:
-    """The public JSON of an alert (ids and references; the explanation holds no free text)."""
+    """The public JSON of an alert (ids and references; the explanation holds no free text).
+
+    Its ``link`` opens the alert's page in the dashboard (after sign-in), for webhooks and email.
+    """
     return {
         "id": alert.id,
         "status": alert.status,
@@ -304,5 +226,5 @@ def alert_json(alert: Alert, base_url: str) -> dict[str, Any]:
         "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
         "resolution_note": alert.resolution_note,
         "escalation_level": alert.escalation_level,
-        "link": f"{base_url.rstrip('/')}/v1/alerts/{alert.id}",
+        "link": f"{base_url.rstrip('/')}/alerts/{alert.id}",
     }

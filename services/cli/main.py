@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from careloop.services.cli.clients import clients
+from careloop.services.cli.clinicians import clinicians
 from careloop.services.cli.dead_letters import tasks
 from careloop.services.cli.ehr import ehr, keys, patients
 from careloop.services.cli.help import PlainTyper
@@ -21,6 +22,7 @@ app = PlainTyper(
     help="careloop: symptom reports and telehealth in, FHIR R4 out.", no_args_is_help=True
 )
 app.add_typer(clients, name="clients")
+app.add_typer(clinicians, name="clinicians")
 app.add_typer(notify, name="notify")
 app.add_typer(tasks, name="tasks")
 app.add_typer(ehr, name="ehr")

@@ -96,17 +96,54 @@ def open_session(
     return row
 
 
-def set_session_cookie(response: Response, settings: Settings, session_id: str) -> None:
-    """Hand the browser its session cookie (HttpOnly, SameSite=Lax, Secure over https)."""
+def set_session_cookie(
+    response: Response, settings: Settings, session_id: str, *, embedded: bool = False
+) -> None:
+    """Hand the browser its session cookie (HttpOnly, SameSite=Lax, Secure over https).
+
+    ``embedded``: the session of an EHR launch, whose pages run in the EHR's iframe (another
+    site). Over https its cookie is ``SameSite=None; Secure; Partitioned`` (CHIPS: kept in a jar
+    of the EHR's site only, so it cannot be used to track across sites), else browsers would not
+    send it from the frame. Starlette only writes ``Partitioned`` on Python 3.14+, so the header is
+    written here.
+    """
+    max_age = int(SESSION_TTL.total_seconds())
+    if embedded and _https(settings):
+        response.headers.append(
+            "set-cookie",
+            f"{cookie_name(settings)}={session_id}; HttpOnly; Max-Age={max_age}; Path=/; "
+            "SameSite=None; Secure; Partitioned",
+        )
+        return
     response.set_cookie(
         cookie_name(settings),
         session_id,
-        max_age=int(SESSION_TTL.total_seconds()),
+        max_age=max_age,
         path="/",
         httponly=True,
         samesite="lax",
         secure=_https(settings),
     )
+
+
+def clear_session_cookie(response: Response, settings: Settings) -> None:
+    """Tell the browser to forget its session cookie (over https the partitioned one too)."""
+    response.delete_cookie(
+        cookie_name(settings), path="/", httponly=True, samesite="lax", secure=_https(settings)
+    )
+    if _https(settings):
+        response.headers.append(
+            "set-cookie",
+            f"{cookie_name(settings)}=; HttpOnly; Max-Age=0; Path=/; "
+            "SameSite=None; Secure; Partitioned",
+        )
+
+
+def close_session(session: Session, session_id: str) -> None:
+    """End the session ``session_id`` (deleted, uncommitted): its cookie names nothing now."""
+    row = session.get(ClinicianSession, session_id)
+    if row is not None:
+        session.delete(row)
 
 
 def signed_in(request: Request, session: Session, settings: Settings) -> SignedIn | None:

@@ -1,20 +1,18 @@
-"""``/launch`` (EHR launch), ``/launch/standalone``, ``/launch/callback`` and the landing page."""
+"""``/launch`` (EHR launch), ``/launch/standalone``, ``/launch/callback``; who signs in."""
 
 from __future__ import annotations
 
-import html
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Cookie, Query, Request
-from sqlmodel import select
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from careloop.services.alerts.models import Alert
-from careloop.services.alerts.vocabulary import AlertStatus
+from careloop.services.clinicians.sessions import SignedInDep, set_session_cookie
 from careloop.services.common.openapi import HTML, errors, outcome
-from careloop.services.db import utcnow
+from careloop.services.dashboard.templating import render
 from careloop.services.deps import SessionDep, SettingsDep
-from careloop.services.launch.models import ClinicianSession
+from careloop.services.launch.models import LaunchState
 from careloop.services.launch.service import (
     STATE_TTL,
     BrowserMismatch,
@@ -38,7 +36,6 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
     **errors(422),
 }
 router = APIRouter(tags=["SMART App Launch"], include_in_schema=True)
-COOKIE = "careloop_session"
 LAUNCH_COOKIE = "careloop_launch"
 
 
@@ -60,7 +57,7 @@ def _start(
     try:
         target = begin(session, settings, iss, launch, browser)
     except LaunchError as exc:
-        return _error(exc)
+        return _error(request, exc)
     commit(session)
     response = RedirectResponse(target.url, status_code=302)
     response.set_cookie(
@@ -75,17 +72,15 @@ def _start(
     return response
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>",
-        status_code=status,
-        headers={"Cache-Control": "no-store"},
+def _error(request: Request, exc: LaunchError, status: int = 400) -> HTMLResponse:
+    return render(
+        request,
+        "message.html",
+        None,
+        status=status,
+        title="careloop could not open",
+        message=str(exc),
     )
-
-
-def _error(exc: LaunchError, status: int = 400) -> HTMLResponse:
-    return _page("careloop could not open", f"<p>{html.escape(str(exc))}</p>", status)
 
 
 @router.get(
@@ -138,87 +133,58 @@ def callback(
     state: Annotated[str | None, Query(max_length=200)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    """Check state, exchange the code, open a session and land on the patient's page."""
+    """Check state, exchange the code, validate the id_token, sign in, land on the patient."""
     if error or not code or not state:
-        return _error(LaunchError("the EHR did not authorize the launch"))
+        return _error(request, LaunchError("the EHR did not authorize the launch"))
     browser = request.cookies.get(launch_cookie_name(settings))
     try:
-        clinician = complete(session, settings, code, state, browser)
+        signed = complete(session, settings, code, state, browser)
     except BrowserMismatch as exc:
         session.rollback()  # the state stays for the browser that started the launch
-        return _error(exc, 403)
+        return _error(request, exc, 403)
     except LaunchError as exc:
-        commit(session)  # the used state stays consumed
-        return _error(exc)
+        session.rollback()
+        _consume(session, state)  # the used state stays consumed
+        return _error(request, exc)
     commit(session)
-    target = f"/app/patients/{clinician.patient_id}" if clinician.patient_id else "/app/unlinked"
+    target = f"/patients/{quote(signed.patient_id)}" if signed.patient_id else "/app/unlinked"
     response = RedirectResponse(target, status_code=302)
-    response.set_cookie(
-        COOKIE,
-        clinician.id,
-        httponly=True,
-        samesite="lax",
-        secure=settings.base_url.startswith("https://"),
-        max_age=8 * 3600,
-    )
+    set_session_cookie(response, settings, signed.id, embedded=True)
     return response
 
 
-def _clinician(session: SessionDep, cookie: str | None) -> ClinicianSession | None:
-    if not cookie:
-        return None
-    clinician = session.get(ClinicianSession, cookie)
-    if clinician is None or clinician.expires_at < utcnow():
-        return None
-    return clinician
+def _consume(session: SessionDep, state: str) -> None:
+    pending = session.get(LaunchState, state)
+    if pending is not None:
+        session.delete(pending)
+    commit(session)
 
 
 @router.get(
     "/app/patients/{patient_id}",
-    summary="The launched patient's page",
-    response_class=HTMLResponse,
-    responses={401: {"description": "No clinician session", "content": _PAGE}, **_REFUSED},
+    status_code=303,
+    response_class=RedirectResponse,
+    summary="Moved: the patient's page is /patients/{patient_id}",
+    responses={303: {"description": "To /patients/{patient_id}"}, **_REFUSED},
 )
-def patient_page(
-    patient_id: str,
-    session: SessionDep,
-    careloop_session: Annotated[str | None, Cookie()] = None,
-) -> Response:
-    """The patient's open alerts (the clinician view grows from here)."""
-    clinician = _clinician(session, careloop_session)
-    if clinician is None or clinician.patient_id != patient_id:
-        return _page("Not signed in", "<p>Open careloop from the patient's chart.</p>", 401)
-    alerts = session.exec(
-        select(Alert).where(
-            Alert.tenant_id == clinician.tenant_id,
-            Alert.patient_id == patient_id,
-            Alert.status != AlertStatus.RESOLVED,
-        )
-    ).all()
-    items = "".join(
-        f"<li data-alert='{html.escape(a.id)}'>{html.escape(a.severity)}: "
-        f"{html.escape(a.rule_id)} ({html.escape(a.status)})</li>"
-        for a in alerts
-    )
-    context = f"<p data-patient='{html.escape(patient_id)}'>Patient/{html.escape(patient_id)}"
-    if clinician.encounter_id:
-        context += f" · Encounter/{html.escape(clinician.encounter_id)} in the EHR"
-    if clinician.fhir_user:
-        context += f" · signed in as {html.escape(clinician.fhir_user)}"
-    return _page("careloop", f"{context}</p><h2>Open alerts</h2><ul>{items}</ul>")
+def patient_page(patient_id: Annotated[str, Path(max_length=64)]) -> Response:
+    """The launched patient's page moved to ``/patients/{patient_id}``."""
+    return RedirectResponse(f"/patients/{quote(patient_id, safe='')}", status_code=303)
 
 
 @router.get(
     "/app/unlinked",
     summary="The launched patient is not linked to careloop",
     response_class=HTMLResponse,
-    responses={401: {"description": "No clinician session", "content": _PAGE}, **_REFUSED},
+    responses={303: {"description": "Not signed in: to /login"}, **_REFUSED},
 )
-def unlinked(
-    session: SessionDep, careloop_session: Annotated[str | None, Cookie()] = None
-) -> Response:
+def unlinked(request: Request, signed: SignedInDep) -> Response:
     """Explain that the EHR patient has no careloop data yet."""
-    clinician = _clinician(session, careloop_session)
-    if clinician is None:
-        return _page("Not signed in", "<p>Open careloop from the patient's chart.</p>", 401)
-    return _page("No careloop data", "<p>This patient is not linked to careloop yet.</p>")
+    return render(
+        request,
+        "message.html",
+        signed,
+        title="No careloop data",
+        message="This patient is not linked to careloop yet.",
+        active="",
+    )

@@ -13,25 +13,28 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import orjson
 from sqlmodel import Session, col, select
 
 from careloop.integrations.egress import DestinationRefused, EgressClient
+from careloop.services.clinicians.ehr_users import MAX_FHIR_USER, clinician_for
+from careloop.services.clinicians.sessions import open_session
+from careloop.services.common.constrained import CONTROL
 from careloop.services.common.egress import egress_client
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, PatientLink
 from careloop.services.ehr.vocabulary import LinkState
 from careloop.services.keys.service import decrypt_secret
+from careloop.services.launch.id_token import IdTokenRefused, jwks_uri, validate_id_token
 from careloop.services.launch.models import ClinicianSession, LaunchState
 from careloop.services.settings import Settings
 
 STATE_TTL = timedelta(minutes=10)
-SESSION_TTL = timedelta(hours=8)
 EHR_LAUNCH_SCOPE = "launch openid fhirUser patient/Patient.rs patient/Observation.rs"
 STANDALONE_SCOPE = "launch/patient openid fhirUser patient/Patient.rs patient/Observation.rs"
 
 
 _BROWSER_KEY = re.compile(r"^[A-Za-z0-9_-]{43,100}$")
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 class LaunchError(Exception):
@@ -119,6 +122,7 @@ def begin(
     config = _smart_configuration(_http(session, settings, connection), iss)
     verifier, challenge = _pkce()
     state = secrets.token_urlsafe(32)  # 256 bits, above SMART's 122-bit minimum
+    nonce = secrets.token_urlsafe(32)
     session.add(
         LaunchState(
             state=state,
@@ -126,6 +130,7 @@ def begin(
             code_verifier=verifier,
             token_endpoint=str(config["token_endpoint"]),
             browser_hash=_browser_hash(browser),
+            nonce=nonce,
         )
     )
     params = {
@@ -137,6 +142,7 @@ def begin(
         "aud": connection.fhir_base_url,
         "code_challenge": challenge,
         "code_challenge_method": "S256",
+        "nonce": nonce,
     }
     if launch:
         params["launch"] = launch
@@ -155,7 +161,11 @@ def complete(
     state: str,
     browser: str | None,
 ) -> ClinicianSession:
-    """Exchange the code (checking state, once, from the browser that began) and sign in."""
+    """Exchange the code (checking state, once, from the browser that began) and sign in.
+
+    Who signs in is the ``fhirUser`` of the id_token, taken only once the id_token is valid
+    (``careloop.services.launch.id_token``); that clinician is found or added in the tenant.
+    """
     pending = session.get(LaunchState, state, with_for_update=True)
     if pending is None or utcnow() - pending.created_at > STATE_TTL:
         raise LaunchError("this launch expired or was already used; launch careloop again")
@@ -185,8 +195,14 @@ def complete(
         raise LaunchError("the EHR could not be reached to finish the launch") from exc
     if response.status_code != 200:
         raise LaunchError("the EHR refused the launch")
-    token = response.json()
-    ehr_patient = token.get("patient")
+    try:
+        token = response.json()
+    except ValueError as exc:
+        raise LaunchError("the EHR's token response could not be read") from exc
+    if not isinstance(token, dict):
+        raise LaunchError("the EHR's token response could not be read")
+    fhir_user, name = _who(http, connection, pending.nonce, token)
+    ehr_patient = _context_id(token, "patient")
     link = None
     if ehr_patient:
         link = session.exec(
@@ -196,31 +212,54 @@ def complete(
                 PatientLink.state == LinkState.LINKED,
             )
         ).first()
-    clinician = ClinicianSession(
-        id=secrets.token_urlsafe(32),
-        tenant_id=connection.tenant_id,
+    clinician = clinician_for(session, connection.tenant_id, fhir_user, name)
+    if not clinician.active:
+        raise LaunchError("this careloop account is disabled")
+    scope = token.get("scope", "")
+    return open_session(
+        session,
+        connection.tenant_id,
+        clinician,
         connection_id=connection.id,
-        fhir_user=_fhir_user(token),
+        fhir_user=fhir_user,
         ehr_patient_id=ehr_patient,
         patient_id=link.patient_id if link else None,
-        encounter_id=token.get("encounter"),
-        scope=str(token.get("scope", "")),
-        expires_at=utcnow() + SESSION_TTL,
+        encounter_id=_context_id(token, "encounter"),
+        scope=scope[:2000] if isinstance(scope, str) else "",
     )
-    session.add(clinician)
-    return clinician
 
 
-def _fhir_user(token: dict[str, Any]) -> str | None:
-    id_token = token.get("id_token")
-    if not isinstance(id_token, str) or id_token.count(".") != 2:
+def _context_id(token: dict[str, Any], name: str) -> str | None:
+    """The launch context's ``patient`` or ``encounter`` id (a FHIR id, else refused)."""
+    value = token.get(name)
+    if value is None:
         return None
-    # The id_token came straight from the EHR's token endpoint over the back channel, so TLS
-    # already authenticates its issuer (OpenID Connect Core 3.1.3.7); it is only displayed.
-    payload = id_token.split(".")[1]
+    if not isinstance(value, str) or not _FHIR_ID.match(value):
+        raise LaunchError(f"the EHR's launch context has an invalid {name}")
+    return value
+
+
+def _who(
+    http: EgressClient, connection: EhrConnection, nonce: str, token: dict[str, Any]
+) -> tuple[str, object]:
+    """The fhirUser (and the ``name`` claim) of the token's id_token, once validated."""
+    base = connection.fhir_base_url
     try:
-        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except ValueError:
-        return None
-    value = claims.get("fhirUser")
-    return str(value) if value else None
+        config = _smart_configuration(http, base)
+        issuers = [base, *([config["issuer"]] if isinstance(config.get("issuer"), str) else [])]
+        claims = validate_id_token(
+            http,
+            token.get("id_token"),
+            issuers=issuers,
+            client_id=connection.launch_client_id or "",
+            nonce=nonce,
+            keys_uri=jwks_uri(http, base, config),
+        )
+    except IdTokenRefused as exc:
+        raise LaunchError(str(exc)) from exc
+    fhir_user = claims.get("fhirUser")
+    if not isinstance(fhir_user, str) or not 0 < len(fhir_user) <= MAX_FHIR_USER:
+        raise LaunchError("the EHR did not say who is signed in (no fhirUser)")
+    if CONTROL.search(fhir_user):
+        raise LaunchError("the EHR did not say who is signed in (no fhirUser)")
+    return fhir_user, claims.get("name")

@@ -67,7 +67,7 @@ def _directives(csp: str) -> dict[str, str]:
         ("GET", "/no-such-route", 404),
         ("POST", "/oauth/token", 400),
         ("GET", "/launch?iss=https://unknown.example/fhir&launch=x", 400),
-        ("GET", "/app/unlinked", 401),
+        ("GET", "/login", 200),
         ("GET", "/test-boom", 500),
     ],
 )

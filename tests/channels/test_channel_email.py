@@ -15,6 +15,7 @@ from support.smtp import SmtpServer
 
 from careloop.integrations.channels import (
     DeliveryResult,
+    EmailReason,
     InvalidAlertEmail,
     SmtpConfig,
     build_alert_email,
@@ -256,4 +257,50 @@ def test_an_smtp_name_rebinding_to_loopback_is_refused_when_connecting(smtp: Smt
     config = SmtpConfig("mail.careloop-test.example", smtp.port, SENDER, timeout=WAIT)
     result = send_alert_email(config, policy, TO, ALERT_ID, "critical", LINK)
     assert (result.ok, result.error) == (False, "destination-loopback")
+    assert smtp.collector.messages == []
+
+
+REASONS = [
+    EmailReason("critical", "PHQ-9 item 9 positive: thoughts of death or self-harm"),
+    EmailReason("high", "PHQ-9 total at or above threshold"),
+]
+
+
+def test_every_reason_is_listed_by_severity_and_title(smtp: SmtpServer) -> None:
+    result = _send(smtp.config(SENDER, WAIT), reasons=REASONS)
+
+    assert result.ok
+    [(_, _, raw)] = smtp.collector.messages
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    body = msg.get_content().replace("\r\n", "\n")
+    head, _, rest = EXPECTED_BODY.partition("Open it")
+    assert body == (
+        f"{head}Why:\n"
+        "- PHQ-9 item 9 positive: thoughts of death or self-harm (critical)\n"
+        "- PHQ-9 total at or above threshold (high)\n"
+        f"\nOpen it{rest}"
+    )
+
+
+@pytest.mark.parametrize(
+    "reasons",
+    [
+        [EmailReason("critical", "total 23\nBcc: spy@elsewhere.example")],
+        [EmailReason("Jane Doe", "PHQ-9 total at or above threshold")],
+        [EmailReason("high", "")],
+        [EmailReason("high", "t" * 201)],
+        [EmailReason("high", "t")] * 21,
+    ],
+)
+def test_reasons_that_could_carry_anything_else_are_refused(
+    smtp: SmtpServer, reasons: list[EmailReason]
+) -> None:
+    with pytest.raises(InvalidAlertEmail) as refused:
+        build_alert_email(SENDER, TO, ALERT_ID, "critical", LINK, reasons=reasons)
+
+    result = _send(smtp.config(SENDER, WAIT), reasons=reasons)
+
+    assert refused.value.reason == "invalid-reason"
+    assert (result.ok, result.retryable, result.error) == (False, False, "invalid-reason")
     assert smtp.collector.messages == []

@@ -124,6 +124,6 @@ def test_every_link_names_the_port_serve_binds(served: tuple[str, dict[str, str]
         assert bundle["link"] and all(link["url"].startswith(origin) for link in bundle["link"])
 
         [delivery] = receiver.wait_for(1, timeout=60)  # built by the embedded worker
-        assert delivery["body"]["alert"]["link"].startswith(f"{origin}/v1/alerts/")
+        assert delivery["body"]["alert"]["link"].startswith(f"{origin}/alerts/")
         [alert] = http.get("/v1/alerts", headers=auth).json()["alerts"]
-        assert alert["link"].startswith(f"{origin}/v1/alerts/")
+        assert alert["link"].startswith(f"{origin}/alerts/")

@@ -11,16 +11,20 @@ import httpx
 import pytest
 import uvicorn
 from ehr_server import TestEHR
+from ehr_server.authorization import ID_TOKEN_FAULTS
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from sqlmodel import select
 from support.clients import BASE_URL, make_caller
 from support.ehr import connect_ehr
 from support.reports import phq9
 
 from careloop.integrations.ehr.smart import tokens
+from careloop.services.clinicians.models import Clinician
 from careloop.services.common.egress import destination_policy
 from careloop.services.ehr.service import add_connection
 from careloop.services.keys.service import rotate
+from careloop.services.launch.models import ClinicianSession, LaunchState
 from careloop.services.settings import Settings
 from careloop.services.unit_of_work import session_scope
 from careloop.workflows.inline import run_pending
@@ -82,21 +86,79 @@ def _follow_launch(api: TestClient, start: str) -> httpx.Response:
 
 
 def test_ehr_launch_lands_on_the_patient_with_context(
-    launched: tuple[TestClient, TestEHR, str, str],
+    launched: tuple[TestClient, TestEHR, str, str], engine: Engine
 ) -> None:
     api, ehr, patient_id, chart_id = launched
     launch = ehr.create_launch(chart_id, encounter_id="enc-7", user="Practitioner/dr-9")
     callback = _follow_launch(api, f"/launch?iss={ehr.base_url}&launch={launch}")
     assert callback.status_code == 302
-    assert callback.headers["location"] == f"/app/patients/{patient_id}"
-    assert "careloop_session" in callback.headers["set-cookie"]
-    assert "httponly" in callback.headers["set-cookie"].lower()
-    page = api.get(f"/app/patients/{patient_id}")
-    assert page.status_code == 200
-    assert f"Patient/{patient_id}" in page.text and "phq9-item9" in page.text
-    assert "Encounter/enc-7" in page.text and "Practitioner/dr-9" in page.text
+    assert callback.headers["location"] == f"/patients/{patient_id}"
+    cookie = callback.headers["set-cookie"].lower()
+    assert cookie.startswith("careloop_session=") and "httponly" in cookie
+    assert "samesite=lax" in cookie  # plain http: https makes it SameSite=None; Partitioned
+    with session_scope(engine) as session:
+        row = session.get(ClinicianSession, api.cookies["careloop_session"])
+        assert row is not None and row.encounter_id == "enc-7" and row.patient_id == patient_id
+        clinician = session.get(Clinician, row.clinician_id)
+        assert clinician is not None and clinician.tenant_id == row.tenant_id
+    assert clinician.fhir_user == f"{ehr.base_url}/Practitioner/dr-9"
+    assert clinician.practitioner == "Practitioner/dr-9"
+    assert clinician.name == "Dr Synthetic EHR" and clinician.email is None
+    moved = api.get(f"/app/patients/{patient_id}", follow_redirects=False)
+    assert moved.status_code == 303 and moved.headers["location"] == f"/patients/{patient_id}"
     with TestClient(api.app, base_url=BASE_URL) as stranger:
-        assert stranger.get(f"/app/patients/{patient_id}").status_code == 401
+        unlinked = stranger.get("/app/unlinked", follow_redirects=False)
+        assert unlinked.status_code == 303
+        assert unlinked.headers["location"].startswith("/login")
+
+
+def test_the_same_ehr_user_is_the_same_clinician(
+    launched: tuple[TestClient, TestEHR, str, str], engine: Engine
+) -> None:
+    api, ehr, _, chart_id = launched
+    ids = set()
+    for _ in range(2):
+        launch = ehr.create_launch(chart_id, user="Practitioner/dr-same")
+        _follow_launch(api, f"/launch?iss={ehr.base_url}&launch={launch}")
+        with session_scope(engine) as session:
+            row = session.get(ClinicianSession, api.cookies["careloop_session"])
+            assert row is not None
+            ids.add(row.clinician_id)
+    assert len(ids) == 1
+
+
+def test_the_authorize_request_carries_a_nonce_kept_with_the_state(
+    launched: tuple[TestClient, TestEHR, str, str], engine: Engine
+) -> None:
+    api, ehr, _, chart_id = launched
+    first = api.get(
+        f"/launch?iss={ehr.base_url}&launch={ehr.create_launch(chart_id)}", follow_redirects=False
+    )
+    params = parse_qs(urlsplit(first.headers["location"]).query)
+    assert len(params["nonce"][0]) >= 32
+    with session_scope(engine) as session:
+        pending = session.get(LaunchState, params["state"][0])
+        assert pending is not None and pending.nonce == params["nonce"][0]
+
+
+@pytest.mark.parametrize("fault", ID_TOKEN_FAULTS)
+def test_an_id_token_that_is_not_valid_refuses_the_launch(
+    launched: tuple[TestClient, TestEHR, str, str], engine: Engine, fault: str
+) -> None:
+    api, ehr, _, chart_id = launched
+    user = f"Practitioner/dr-{fault}"
+    ehr.spoil_id_tokens(fault)
+    launch = ehr.create_launch(chart_id, user=user)
+    refused = _follow_launch(api, f"/launch?iss={ehr.base_url}&launch={launch}")
+    assert refused.status_code == 400, refused.text
+    assert "id_token" in refused.text and "careloop could not open" in refused.text
+    assert "careloop_session" not in refused.headers.get("set-cookie", "")
+    with session_scope(engine) as session:
+        who = f"{ehr.base_url}/{user}"
+        assert session.exec(select(Clinician).where(Clinician.fhir_user == who)).first() is None
+    ehr.spoil_id_tokens(None)  # the next launch, with a valid id_token, signs in
+    launch = ehr.create_launch(chart_id, user=user)
+    assert _follow_launch(api, f"/launch?iss={ehr.base_url}&launch={launch}").status_code == 302
 
 
 def test_standalone_launch_uses_the_patient_picked_in_the_ehr(
@@ -105,7 +167,7 @@ def test_standalone_launch_uses_the_patient_picked_in_the_ehr(
     api, ehr, patient_id, chart_id = launched
     ehr.set_standalone_patient(chart_id)
     callback = _follow_launch(api, f"/launch/standalone?iss={ehr.base_url}")
-    assert callback.headers["location"] == f"/app/patients/{patient_id}"
+    assert callback.headers["location"] == f"/patients/{patient_id}"
 
 
 def test_state_is_checked_and_single_use(launched: tuple[TestClient, TestEHR, str, str]) -> None:
@@ -156,6 +218,33 @@ def test_over_https_the_launch_cookie_is_secure_and_host_only(
         assert "secure" in cookie and "path=/" in cookie and "domain" not in cookie
 
 
+def test_over_https_the_launched_session_cookie_works_in_the_ehr_frame(
+    launched: tuple[TestClient, TestEHR, str, str], settings: Settings, engine: Engine
+) -> None:
+    api, ehr, patient_id, chart_id = launched
+    client_id = next(
+        iter(parse_qs(urlsplit(_authorize_url(api, ehr, chart_id)).query)["client_id"])
+    )
+    callbacks = [f"{BASE_URL}/launch/callback", "https://testserver/launch/callback"]
+    ehr.register_app(client_id, callbacks, APP_SCOPES, SECRET)
+    https = settings.model_copy(update={"base_url": "https://testserver"})
+    with TestClient(create_app(https, engine), base_url="https://testserver") as secure:
+        launch = ehr.create_launch(chart_id)
+        landed = _follow_launch(secure, f"/launch?iss={ehr.base_url}&launch={launch}")
+        assert landed.status_code == 302, landed.text
+        assert landed.headers["location"] == f"/patients/{patient_id}"
+        cookie = next(c for c in landed.headers.get_list("set-cookie") if "careloop_session" in c)
+        assert cookie.startswith("__Host-careloop_session=")
+        parts = {p.strip().lower() for p in cookie.split(";")}
+        assert {"httponly", "secure", "samesite=none", "partitioned", "path=/"} <= parts
+        assert not any(p.startswith("domain") for p in parts)
+
+
+def _authorize_url(api: TestClient, ehr: TestEHR, chart_id: str) -> str:
+    start = f"/launch?iss={ehr.base_url}&launch={ehr.create_launch(chart_id)}"
+    return str(api.get(start, follow_redirects=False).headers["location"])
+
+
 def test_a_stolen_state_cannot_sign_in_another_browser(
     launched: tuple[TestClient, TestEHR, str, str],
 ) -> None:
@@ -175,8 +264,7 @@ def test_a_stolen_state_cannot_sign_in_another_browser(
         assert api.get(other, follow_redirects=False).status_code == 403  # and the other way
     landed = api.get(callback, follow_redirects=False)
     assert landed.status_code == 302
-    assert landed.headers["location"] == f"/app/patients/{patient_id}"
-    assert api.get(f"/app/patients/{patient_id}").status_code == 200
+    assert landed.headers["location"] == f"/patients/{patient_id}"
 
 
 def test_one_browser_can_run_launches_in_two_tabs(
@@ -188,7 +276,7 @@ def test_one_browser_can_run_launches_in_two_tabs(
     for callback in (second, first):
         landed = api.get(callback, follow_redirects=False)
         assert landed.status_code == 302, landed.text
-        assert landed.headers["location"] == f"/app/patients/{patient_id}"
+        assert landed.headers["location"] == f"/patients/{patient_id}"
 
 
 def test_unknown_iss_is_refused(launched: tuple[TestClient, TestEHR, str, str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import secrets
 import threading
@@ -14,13 +15,17 @@ from typing import Any
 from urllib.parse import unquote, urlencode
 
 from joserfc import jwt
-from joserfc.jwk import RSAKey
+from joserfc.jwk import OctKey, RSAKey
 
 from .assertions import ASSERTION_TYPE, AssertionVerifier, BackendClient
 from .errors import OAuthError
 from .scopes import ResourceScope, ScopeSyntaxError, is_covered, resource_scopes, split_scopes
 
 CODE_LIFETIME_SECONDS = 60
+ID_TOKEN_FAULTS = (
+    "forged", "wrong-aud", "wrong-iss", "wrong-nonce", "no-nonce", "expired", "alg-none", "hs256"
+)  # fmt: skip
+"""What :meth:`TestEHR.spoil_id_tokens` can do to the id_tokens it issues."""
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
 
@@ -87,6 +92,8 @@ class AuthServer:
         self._verifier = AssertionVerifier(token_url)
         self.standalone = LaunchContext()
         self.issued = 0
+        self.id_token_fault: str | None = None
+        """How the next id_tokens are spoiled (``ID_TOKEN_FAULTS``), or None."""
 
     # -- registration --------------------------------------------------------------------
 
@@ -360,11 +367,41 @@ class AuthServer:
             "iat": now,
             "exp": now + self.token_lifetime,
             "fhirUser": f"{self.base_url}/{user}",
+            "name": "Dr Synthetic EHR",
         }
         if nonce:
             claims["nonce"] = nonce
         header = {"alg": "RS256", "kid": "ehr-1", "typ": "JWT"}
+        fault = self.id_token_fault
+        if fault is not None:
+            return self._spoiled(fault, header, claims)
         return jwt.encode(header, claims, self.signing_key)
+
+    def _spoiled(self, fault: str, header: dict[str, Any], claims: dict[str, Any]) -> str:
+        """An id_token wrong in the way ``fault`` names."""
+        if fault == "forged":  # another key, the same kid
+            other = RSAKey.generate_key(2048, parameters={"kid": "ehr-1", "alg": "RS256"})
+            return jwt.encode(header, claims, other)
+        if fault == "alg-none":
+
+            def part(value: dict[str, Any]) -> str:
+                raw = json.dumps(value).encode()
+                return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+            return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+        if fault == "hs256":  # HMAC keyed with the public key's modulus: the classic confusion
+            secret = OctKey.import_key(self.signing_key.as_dict(private=False)["n"].encode())
+            return jwt.encode({"alg": "HS256", "kid": "ehr-1"}, claims, secret)
+        changes: dict[str, dict[str, Any]] = {
+            "wrong-aud": {"aud": "another-app"},
+            "wrong-iss": {"iss": "https://other-ehr.example/fhir"},
+            "wrong-nonce": {"nonce": "not-the-nonce-sent"},
+            "expired": {"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200},
+        }
+        spoiled = {**claims, **changes.get(fault, {})}
+        if fault == "no-nonce":
+            spoiled.pop("nonce", None)
+        return jwt.encode(header, spoiled, self.signing_key)
 
 
 def _redirect(uri: str, params: dict[str, str | None]) -> str:

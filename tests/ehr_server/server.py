@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 
 from .app import build_app
-from .authorization import AuthServer, LaunchContext
+from .authorization import ID_TOKEN_FAULTS, AuthServer, LaunchContext
 from .fault_middleware import FaultMiddleware, RequestLog
 from .faults import Fault, FaultPlan
 from .rest import FhirService
@@ -187,6 +187,12 @@ class TestEHR:
     def set_standalone_patient(self, patient_id: str, user: str | None = None) -> None:
         """The patient a standalone launch with ``launch/patient`` selects."""
         self.auth.standalone = LaunchContext(patient_id, None, user or DEFAULT_USER)
+
+    def spoil_id_tokens(self, fault: str | None) -> None:
+        """Issue id_tokens wrong in one way (one of ``ID_TOKEN_FAULTS``; None: valid again)."""
+        if fault is not None and fault not in ID_TOKEN_FAULTS:
+            raise ValueError(f"unknown id_token fault {fault!r}")
+        self.auth.id_token_fault = fault
 
     def revoke_tokens(self) -> None:
         """Invalidate every access token issued so far (later requests get 401)."""

@@ -176,3 +176,11 @@ def test_invalid_programs_are_refused() -> None:
         parse_program('[[rules]]\nid = "x"\nkind = "psychic"\nseverity = "warning"\n')
     with pytest.raises(ProgramError):
         parse_program('[[rules]]\nid = "x"\nkind = "fhirpath"\nseverity = "apocalyptic"\n')
+
+
+@pytest.mark.parametrize("title", ['"two\\nlines"', '"tab\\there"', f'"{"t" * 201}"'])
+def test_rule_titles_are_one_printable_line_for_alert_messages(title: str) -> None:
+    with pytest.raises(ProgramError, match="title"):
+        parse_program(
+            f'[[rules]]\nid = "x"\nkind = "fhirpath"\nseverity = "info"\ntitle = {title}\n'
+        )

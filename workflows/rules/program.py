@@ -19,6 +19,8 @@ KINDS = (
     "missed-checkin",
     "fhirpath",
 )
+TITLE_LENGTH = 200
+"""A rule's title goes into alert messages (email, webhook, Task): one printable line."""
 
 
 class ProgramError(ValueError):
@@ -89,6 +91,8 @@ def _rule(data: dict[str, Any]) -> Rule:
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ProgramError(f"rule {data.get('id', '?')}: {exc}") from exc
+    if not (0 < len(rule.title) <= TITLE_LENGTH and rule.title.isprintable()):
+        raise ProgramError(f"rule {rule.id}: title must be 1-{TITLE_LENGTH} printable characters")
     if rule.kind not in KINDS:
         raise ProgramError(f"rule {rule.id}: unknown kind {rule.kind!r}")
     for severity in [rule.severity, *(t.severity for t in rule.tiers)]:
