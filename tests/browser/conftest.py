@@ -57,14 +57,17 @@ def server(settings: Settings, engine: Engine) -> Iterator[LiveServer]:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
-    """Playwright's driver (sync API)."""
+    """Playwright's driver (sync API), for this module.
+
+    Stopped after it: one thread runs one at a time, and tests elsewhere start their own.
+    """
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(playwright: Playwright) -> Iterator[Browser]:
     """Debian's Chromium, headless (never a downloaded browser)."""
     browser = playwright.chromium.launch(

@@ -7,13 +7,13 @@ import sys
 import uuid
 from pathlib import Path
 
-from pwdlib import PasswordHash
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from support.inbox import new_tenant
 from support.processes import inherited_env
 
 from careloop.services.clinicians.models import Clinician
+from careloop.services.clinicians.passwords import verify_password
 from careloop.services.clinicians.sessions import open_session
 from careloop.services.launch.models import ClinicianSession
 from careloop.services.settings import Settings
@@ -59,8 +59,8 @@ def test_the_demo_clinician_moves_to_the_newest_demo_and_loses_old_sessions(
         assert stored.email == email.lower()
         assert stored.tenant_id == second_tenant
         assert stored.practitioner == "Practitioner/b"
-        assert PasswordHash.recommended().verify("second-password-2", stored.password_hash)
-        assert not PasswordHash.recommended().verify("first-password-1", stored.password_hash)
+        assert verify_password("second-password-2", stored.password_hash)
+        assert not verify_password("first-password-1", stored.password_hash)
         left = session.exec(
             select(ClinicianSession).where(ClinicianSession.clinician_id == first.id)
         ).all()

@@ -2,48 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import Session
 
-from careloop.services.alerts import service
 from careloop.services.alerts.firing import Firing
-from careloop.services.alerts.models import Alert
+from careloop.services.alerts.opening import apply_firings
 from careloop.services.alerts.service import acknowledge, resolve
 from careloop.services.db import utcnow
 from careloop.services.settings import Settings
 from careloop.services.tenancy.service import get_or_create_tenant
 from careloop.services.unit_of_work import session_scope
-
-
-def _open(
-    session: Session,
-    settings: Settings,
-    tenant_id: str,
-    patient_id: str,
-    firing: Firing,
-    now: datetime,
-) -> Alert:
-    """The alert ``firing`` opens, through whichever entry point the alert lifecycle has.
-
-    ``opening.apply_firings`` (one alert per reading) replaces ``service.apply_firing``.
-    """
-    try:
-        opening: Any = importlib.import_module("careloop.services.alerts.opening")
-    except ModuleNotFoundError:
-        opened: Alert = getattr(service, "apply_firing")(  # noqa: B009
-            session, settings, tenant_id, patient_id, firing, None, now=now
-        )
-        return opened
-    alert: Alert = opening.apply_firings(
-        session, settings, tenant_id, patient_id, [firing], None, now=now
-    )
-    return alert
 
 
 def new_tenant(engine: Engine) -> str:
@@ -83,7 +54,8 @@ def make_alert(
     )
     opened: datetime = utcnow() - timedelta(hours=hours_ago)
     with session_scope(engine) as session:
-        alert = _open(session, settings, tenant_id, patient_id, firing, opened)
+        alert = apply_firings(session, settings, tenant_id, patient_id, [firing], None, now=opened)
+        assert alert is not None
         alert_id = alert.id
         if status == "acknowledged":
             acknowledge(session, tenant_id, alert_id, "Practitioner/test-doc", note=note)

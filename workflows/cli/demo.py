@@ -17,7 +17,6 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from pwdlib import PasswordHash
 from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, func, select
 
@@ -26,6 +25,7 @@ from careloop.services.alerts.service import acknowledge, resolve
 from careloop.services.auth.scopes import Grant, parse_scopes
 from careloop.services.auth.tokens import Principal
 from careloop.services.clinicians.models import Clinician
+from careloop.services.clinicians.passwords import MAX_PASSWORD, MIN_PASSWORD, hash_password
 from careloop.services.db import get_engine, utcnow
 from careloop.services.fhirapi.writes import create_managed
 from careloop.services.launch.models import ClinicianSession
@@ -41,8 +41,6 @@ SYSTEM = "https://demo.careloop.example/patients"
 DEMO_EMAIL = "demo@careloop.example"
 DEMO_NAME = "Dr. Demo Primary"
 WEEKS = 8
-MIN_PASSWORD = 12
-MAX_PASSWORD = 1024
 
 # Weekly PHQ-9 answers per patient (oldest first, one a week): each tells a clinical story.
 PHQ9_STORIES: dict[str, list[list[int]]] = {
@@ -239,8 +237,7 @@ def demo_clinician(
 
     A clinician moved from an earlier demo tenant loses the sessions opened there.
     """
-    # Until the accounts' password module lands, the hasher it is built on, used directly.
-    password_hash = PasswordHash.recommended().hash(password)
+    password_hash = hash_password(password)
     email = email.strip().lower()
     with session_scope(engine) as session:
         clinician = session.exec(
@@ -282,7 +279,10 @@ def _read_password(password_stdin: bool) -> tuple[str, bool]:
         return secrets.token_urlsafe(12), True
     password = sys.stdin.readline().rstrip("\r\n")
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        typer.echo(f"careloop demo: the password takes {MIN_PASSWORD} to {MAX_PASSWORD} characters", err=True)
+        typer.echo(
+            f"careloop demo: the password takes {MIN_PASSWORD} to {MAX_PASSWORD} characters",
+            err=True,
+        )
         raise typer.Exit(2)
     return password, False
 
