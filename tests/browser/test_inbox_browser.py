@@ -20,6 +20,7 @@ from support.clinicians import signed_in_browser
 from support.live_server import LiveServer
 
 from careloop.services.alerts.models import Alert
+from careloop.services.alerts.service import alert_json
 from careloop.workflows.cli.demo import demo_clinician, seed_demo
 
 PASSWORD = "synthetic-demo-password-1"
@@ -62,6 +63,23 @@ def test_sign_in_by_the_login_form_then_the_inbox(page: Page, demo: Demo, shoot:
     expect(page.get_by_role("heading", name="Inbox")).to_be_visible()
     expect(page.get_by_test_id("alert-row").first).to_have_attribute("data-severity", "critical")
     shoot("inbox-after-sign-in")
+
+
+def test_the_alert_link_of_a_webhook_opens_the_alert_after_sign_in(
+    page: Page, server: LiveServer, engine: Engine, demo: Demo, shoot: Shoot
+) -> None:
+    with Session(engine) as session:
+        alert = session.exec(select(Alert).where(Alert.id == demo.critical_alert)).one()
+    link = alert_json(alert, server.settings.base_url)["link"]
+    assert link == f"{server.origin}/alerts/{demo.critical_alert}"
+    page.goto(link)
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.locator("#email").fill(demo.email)
+    page.locator("#password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(link)
+    expect(page.get_by_test_id("alert-title")).to_contain_text("item 9")
+    shoot("alert-from-link")
 
 
 def test_a_wrong_password_is_refused(page: Page, demo: Demo, shoot: Shoot) -> None:
