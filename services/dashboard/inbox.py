@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from sqlmodel import col, select
 from starlette.responses import RedirectResponse, Response
 
+from careloop.services.alerts.models import Alert
 from careloop.services.alerts.service import acknowledge, resolve
 from careloop.services.alerts.vocabulary import AlertStatus
 from careloop.services.clinicians.sessions import SignedIn, SignedInDep, csrf_ok
@@ -126,10 +128,12 @@ def _act(
     note = _checked_note(form)
     if isinstance(note, BadForm):
         return _message(request, signed, 400, "Note too long", f"The {note.field} {note.message}.")
-    detail = alert_detail(session, signed.tenant_id, alert_id, utcnow())
-    if detail is None:
+    alert = session.exec(
+        select(Alert).where(col(Alert.id) == alert_id, col(Alert.tenant_id) == signed.tenant_id)
+    ).first()
+    if alert is None:
         return _not_found(request, signed)
-    if detail.alert.status == AlertStatus.RESOLVED:
+    if alert.status == AlertStatus.RESOLVED:
         return _message(
             request,
             signed,
@@ -140,7 +144,7 @@ def _act(
     done = action
     try:
         if action == "acknowledged":
-            if detail.alert.status == AlertStatus.ACKNOWLEDGED:
+            if alert.status == AlertStatus.ACKNOWLEDGED:
                 done = "already-acknowledged"
             acknowledge(session, signed.tenant_id, alert_id, signed.actor, note=note)
         else:
