@@ -32,6 +32,7 @@ from careloop.services.fhirapi.endpoints import router as fhir_router
 from careloop.services.keys.endpoints import router as keys_router
 from careloop.services.launch.endpoints import router as launch_router
 from careloop.services.launch.frame_ancestors import EhrOrigins
+from careloop.services.measures.endpoints import router as measures_router
 from careloop.services.outbox.events import ReadingTriage
 from careloop.services.reports.endpoints import router as reports_router
 from careloop.services.settings import Settings, get_settings
@@ -104,6 +105,7 @@ def create_app(
     app.include_router(reports_router)
     app.include_router(telehealth_router)
     app.include_router(alerts_router)
+    app.include_router(measures_router)
     app.include_router(fhir_router)
     app.include_router(keys_router)
     app.include_router(ehr_router)
