@@ -24,6 +24,7 @@ from careloop.services.common.security_headers import install_security_headers
 from careloop.services.common.unhandled import UnhandledErrors
 from careloop.services.dashboard.home import install_sign_in_redirect
 from careloop.services.dashboard.home import router as home_router
+from careloop.services.dashboard.patients import router as patients_router
 from careloop.services.dashboard.templating import mount_assets
 from careloop.services.db import make_engine
 from careloop.services.docs import allow_docs, mount_docs
@@ -111,6 +112,7 @@ def create_app(
     app.include_router(ehr_router)
     app.include_router(launch_router)
     app.include_router(home_router)
+    app.include_router(patients_router)
     install_sign_in_redirect(app)
     mount_assets(app)
     mount_docs(app)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from careloop.services.alerts.firing import Firing
+from careloop.services.alerts.service import apply_firing
+from careloop.services.settings import Settings
 from careloop.services.tenancy.models import Tenant
+from careloop.services.unit_of_work import session_scope
 from support.clients import Caller
+from support.clinicians import SignedInBrowser
 
 SYSTEM = "https://app.example/patients"
 
@@ -107,3 +112,35 @@ def tenant_id(engine: Engine, caller: Caller) -> str:
     with Session(engine) as session:
         tenant = session.exec(select(Tenant).where(Tenant.name == caller.tenant)).one()
         return tenant.id
+
+
+def open_alert(
+    engine: Engine,
+    settings: Settings,
+    tenant: str,
+    patient_id: str,
+    rule_id: str,
+    severity: str,
+    when: datetime | None = None,
+) -> str:
+    """Open an alert through the alert lifecycle (as the rules would); its id."""
+    firing = Firing(rule_id, severity, f"Synthetic {rule_id}", {"value": 1}, {}, "test program")
+    with session_scope(engine) as session:
+        alert = apply_firing(session, settings, tenant, patient_id, firing, None, when)
+        return alert.id
+
+
+def session_in(patient: str, start: datetime) -> dict[str, Any]:
+    """A finished video session body for ``/v1/telehealth-sessions``."""
+    return {
+        "patient": {"system": SYSTEM, "value": patient},
+        "status": "finished",
+        "modality": "video",
+        "start": start.isoformat(),
+        "end": (start + timedelta(minutes=30)).isoformat(),
+    }
+
+
+def cookie_header(browser: SignedInBrowser) -> dict[str, str]:
+    """The request header carrying a signed-in browser's session cookie."""
+    return {"Cookie": "; ".join(f"{k}={v}" for k, v in browser.cookies.items())}
