@@ -9,15 +9,16 @@ from typing import Any
 import orjson
 from sqlmodel import Session, select
 
-from careloop.fhir.terminology import PHQ9_ITEM9_CODE, RATING_INSTRUMENTS, SCORED_INSTRUMENTS
+from careloop.fhir.terminology import LOINC, PHQ9_ITEM9_CODE, RATING_INSTRUMENTS, SCORED_INSTRUMENTS
 from careloop.services.alerts.models import Alert
 from careloop.services.alerts.vocabulary import AlertStatus, severity_rank
 from careloop.services.common.fhirtime import FhirTimeError, parse_fhir_datetime_range
 from careloop.services.measures.core import INSTRUMENTS, Summary
 from careloop.services.measures.series import (
     Reading,
+    observations,
     patient_resources,
-    readings,
+    series_by_code,
     treatment_start,
 )
 from careloop.services.measures.service import instrument_summary
@@ -30,6 +31,8 @@ MAX_ENCOUNTERS = 200
 MAX_ALERTS = 100
 ITEM_ROWS = 10
 """PHQ-9s in the item table."""
+MAX_WINDOW = 4000
+"""Observations of one window looked through at most (two years of the above is about 2,400)."""
 DAILY = ("mood", "sleep-duration", "sleep-quality")
 _GOAL_STATES = ("active", "accepted", "planned")
 
@@ -130,17 +133,21 @@ def load_view(
     """The patient page's data for the ``months`` before ``now`` (every query bounded)."""
     start = now - timedelta(days=round(months * 30.44))
     view = PatientView(patient_id, start, now)
+    wanted: dict[tuple[str, str], int] = {}
     for key in INSTRUMENTS:
-        code = SCORED_INSTRUMENTS[key].total.code
-        view.scores[key] = readings(
-            session, tenant_id, patient_id, code, since=start, limit=MAX_SCORES
-        )
+        wanted[(LOINC, SCORED_INSTRUMENTS[key].total.code)] = MAX_SCORES
     for key in DAILY:
         spec = RATING_INSTRUMENTS[key]
-        view.daily[key] = readings(
-            session, tenant_id, patient_id, spec.code, system=spec.system, since=start,
-            limit=MAX_DAILY,
-        )  # fmt: skip
+        wanted[(spec.system, spec.code)] = MAX_DAILY
+    # One pass over the window's Observations, newest first, sorted into series.
+    found = series_by_code(
+        observations(session, tenant_id, patient_id, since=start, scan=MAX_WINDOW), wanted
+    )
+    for key in INSTRUMENTS:
+        view.scores[key] = found[(LOINC, SCORED_INSTRUMENTS[key].total.code)][::-1]
+    for key in DAILY:
+        spec = RATING_INSTRUMENTS[key]
+        view.daily[key] = found[(spec.system, spec.code)][::-1]
     for goal in patient_resources(session, tenant_id, "Goal", patient_id):
         if goal.get("lifecycleStatus") in _GOAL_STATES:
             for code, upper in goal_targets(goal):

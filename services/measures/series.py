@@ -6,20 +6,20 @@ same for a patient with two years of daily reports as for one with a week.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlmodel import Session
 
 from careloop.fhir.terminology import LOINC
 from careloop.services.common.fhirtime import FhirTimeError, parse_fhir_datetime_range
-from careloop.services.store.models import FhirResource, SearchToken
+from careloop.services.store.models import FhirResource
 
 _R = FhirResource.__table__  # type: ignore[attr-defined]
-_T = SearchToken.__table__  # type: ignore[attr-defined]
 _NOT_RESULTS = ("entered-in-error", "cancelled")
 MAX_PLANS = 20
 """CarePlans (or Goals) of one patient read at most."""
@@ -48,8 +48,71 @@ def _number(element: dict[str, Any]) -> float | None:
     return None
 
 
-def _reading(rid: str, when: datetime, content: str) -> Reading | None:
-    observation = orjson.loads(content)
+MAX_SCAN = 5000
+"""Observations of one patient looked through at most for one series (two years of daily mood,
+sleep and sleep quality plus weekly questionnaires is about 2,400)."""
+_PAGE = 500
+
+
+def _page(
+    session: Session,
+    tenant_id: str,
+    patient_id: str,
+    since: datetime | None,
+    oldest: bool,
+    after: tuple[datetime, int] | None,
+) -> list[Any]:
+    query = select(_R.c.seq, _R.c.id, _R.c.date_lo, _R.c.content).where(
+        _R.c.tenant_id == tenant_id,
+        _R.c.resource_type == "Observation",
+        _R.c.patient_id == patient_id,
+        _R.c.date_lo.is_not(None),
+    )
+    if since is not None:
+        query = query.where(_R.c.date_lo >= since)
+    if after is not None:
+        when, seq = after
+        if oldest:
+            query = query.where(
+                or_(_R.c.date_lo > when, and_(_R.c.date_lo == when, _R.c.seq > seq))
+            )
+        else:
+            query = query.where(
+                or_(_R.c.date_lo < when, and_(_R.c.date_lo == when, _R.c.seq < seq))
+            )
+    order = (_R.c.date_lo, _R.c.seq) if oldest else (_R.c.date_lo.desc(), _R.c.seq.desc())
+    return list(session.execute(query.order_by(*order).limit(_PAGE)).all())
+
+
+def observations(
+    session: Session,
+    tenant_id: str,
+    patient_id: str,
+    *,
+    since: datetime | None = None,
+    oldest: bool = False,
+    scan: int = MAX_SCAN,
+) -> Iterator[tuple[str, datetime, dict[str, Any]]]:
+    """The patient's Observations (id, time, resource), newest first (``oldest``: oldest
+    first), from ``since``; at most ``scan`` of them, read a page at a time.
+
+    Driven by the store's (tenant, type, patient, date) index alone, so the cost follows the
+    rows read, never the tenant's size.
+    """
+    after: tuple[datetime, int] | None = None
+    seen = 0
+    while seen < scan:
+        rows = _page(session, tenant_id, patient_id, since, oldest, after)
+        for row in rows[: scan - seen]:
+            yield row.id, row.date_lo, orjson.loads(row.content)
+        seen += len(rows)
+        if len(rows) < _PAGE:
+            return
+        after = (rows[-1].date_lo, rows[-1].seq)
+
+
+def reading_of(rid: str, when: datetime, observation: dict[str, Any]) -> Reading | None:
+    """The Reading of an Observation, or None when it is not a result (entered in error)."""
     if observation.get("status") in _NOT_RESULTS:
         return None
     components: dict[str, float] = {}
@@ -59,6 +122,25 @@ def _reading(rid: str, when: datetime, content: str) -> Reading | None:
             if value is not None and isinstance(coding.get("code"), str):
                 components[coding["code"]] = value
     return Reading(rid, when, _number(observation), components)
+
+
+def series_by_code(
+    found: Iterator[tuple[str, datetime, dict[str, Any]]],
+    wanted: dict[tuple[str, str], int],
+) -> dict[tuple[str, str], list[Reading]]:
+    """Readings of each wanted ``(system, code)``, up to its count, in the order found."""
+    result: dict[tuple[str, str], list[Reading]] = {key: [] for key in wanted}
+    for rid, when, observation in found:
+        for coding in (observation.get("code") or {}).get("coding") or []:
+            key = (coding.get("system"), coding.get("code"))
+            if key in result and len(result[key]) < wanted[key]:
+                reading = reading_of(rid, when, observation)
+                if reading is not None:
+                    result[key].append(reading)
+                break
+        if all(len(result[k]) >= n for k, n in wanted.items()):
+            break
+    return result
 
 
 def readings(
@@ -76,27 +158,8 @@ def readings(
 
     The newest ``limit`` on or after ``since`` are taken, or with ``oldest`` the first ones.
     """
-    query = (
-        select(_R.c.id, _R.c.date_lo, _R.c.content)
-        .join(_T, _T.c.resource_seq == _R.c.seq)
-        .where(
-            _R.c.tenant_id == tenant_id,
-            _R.c.resource_type == "Observation",
-            _R.c.patient_id == patient_id,
-            _R.c.date_lo.is_not(None),
-            _T.c.tenant_id == tenant_id,
-            _T.c.resource_type == "Observation",
-            _T.c.param == "code",
-            _T.c.system == system,
-            _T.c.code == code,
-        )
-    )
-    if since is not None:
-        query = query.where(_R.c.date_lo >= since)
-    order = (_R.c.date_lo, _R.c.seq) if oldest else (_R.c.date_lo.desc(), _R.c.seq.desc())
-    rows = session.execute(query.order_by(*order).limit(limit)).all()
-    found = [_reading(r.id, r.date_lo, r.content) for r in rows]
-    result = [r for r in found if r is not None]
+    found = observations(session, tenant_id, patient_id, since=since, oldest=oldest)
+    result = series_by_code(found, {(system, code): limit})[(system, code)]
     return result if oldest else result[::-1]
 
 
