@@ -159,9 +159,11 @@ def main() -> None:
         )  # fmt: skip
         began = time.perf_counter()
         _tenant, patient, session_id = seed(engine, settings, args.others)
-        print(f"seeded in {time.perf_counter() - began:.1f} s ({'SQLite' if args.sqlite else 'PostgreSQL'}, "
-              f"1 patient with 2 years of daily mood/sleep and weekly PHQ-9/GAD-7, "
-              f"{args.others} others)")  # fmt: skip
+        backend = "SQLite" if args.sqlite else "PostgreSQL"
+        print(
+            f"seeded in {time.perf_counter() - began:.1f} s ({backend}, 1 patient with 2 years "
+            f"of daily mood/sleep and weekly PHQ-9/GAD-7, {args.others} others)"
+        )
         with TestClient(create_app(settings, engine)) as client:
             client.cookies.set(COOKIE, session_id)
             for months in (12, 24, 3):
@@ -177,10 +179,10 @@ def main() -> None:
                     assert response.status_code == 200, response.status_code
                     size = len(response.content)
                 times.sort()
+                p50, p99 = fmt_ms(percentile(times, 50)), fmt_ms(percentile(times, 99))
                 print(
                     f"/patients/{{id}}?months={months:<2}  n={args.renders}  "
-                    f"p50 {fmt_ms(percentile(times, 50))} ms  p99 {fmt_ms(percentile(times, 99))} ms"
-                    f"  ({size / 1024:.0f} KB)"
+                    f"p50 {p50} ms  p99 {p99} ms  ({size / 1024:.0f} KB)"
                 )
             for _ in range(10):
                 client.get("/caseload")

@@ -13,15 +13,16 @@ from careloop.fhir.terminology import LOINC, PHQ9_ITEM9_CODE, RATING_INSTRUMENTS
 from careloop.services.alerts.models import Alert
 from careloop.services.alerts.vocabulary import AlertStatus, severity_rank
 from careloop.services.common.fhirtime import FhirTimeError, parse_fhir_datetime_range
-from careloop.services.measures.core import INSTRUMENTS, Summary
+from careloop.services.measures.core import INSTRUMENTS, Summary, summarise
 from careloop.services.measures.series import (
     Reading,
     observations,
     patient_resources,
+    readings,
     series_by_code,
     treatment_start,
 )
-from careloop.services.measures.service import instrument_summary
+from careloop.services.measures.service import instrument_summary, score_of
 
 MAX_SCORES = 200
 """Questionnaires per instrument in one window (two years of weekly ones is 104)."""
@@ -158,10 +159,18 @@ def load_view(
     view.encounters = [e for e in map(_encounter, encounters) if e is not None]
     view.alerts = _alerts(session, tenant_id, patient_id, start)
     plan_start = treatment_start(patient_resources(session, tenant_id, "CarePlan", patient_id))
-    view.summaries = {
-        key: instrument_summary(session, tenant_id, patient_id, instrument, plan_start)
-        for key, instrument in INSTRUMENTS.items()
-    }
+    for key, instrument in INSTRUMENTS.items():
+        scores = [s for s in map(score_of, view.scores[key][-2:]) if s is not None]
+        if len(scores) < 2:  # fewer than two in the window: look further back
+            view.summaries[key] = instrument_summary(
+                session, tenant_id, patient_id, instrument, plan_start
+            )
+            continue
+        first = readings(
+            session, tenant_id, patient_id, instrument.code, since=plan_start, limit=1, oldest=True
+        )
+        baseline = score_of(first[0]) if first else None
+        view.summaries[key] = summarise(instrument, baseline, scores, plan_start)
     return view
 
 

@@ -61,6 +61,7 @@ def _page(
     since: datetime | None,
     oldest: bool,
     after: tuple[datetime, int] | None,
+    size: int,
 ) -> list[Any]:
     query = select(_R.c.seq, _R.c.id, _R.c.date_lo, _R.c.content).where(
         _R.c.tenant_id == tenant_id,
@@ -81,7 +82,7 @@ def _page(
                 or_(_R.c.date_lo < when, and_(_R.c.date_lo == when, _R.c.seq < seq))
             )
     order = (_R.c.date_lo, _R.c.seq) if oldest else (_R.c.date_lo.desc(), _R.c.seq.desc())
-    return list(session.execute(query.order_by(*order).limit(_PAGE)).all())
+    return list(session.execute(query.order_by(*order).limit(size)).all())
 
 
 def observations(
@@ -92,6 +93,7 @@ def observations(
     since: datetime | None = None,
     oldest: bool = False,
     scan: int = MAX_SCAN,
+    first_page: int = _PAGE,
 ) -> Iterator[tuple[str, datetime, dict[str, Any]]]:
     """The patient's Observations (id, time, resource), newest first (``oldest``: oldest
     first), from ``since``; at most ``scan`` of them, read a page at a time.
@@ -101,14 +103,16 @@ def observations(
     """
     after: tuple[datetime, int] | None = None
     seen = 0
+    size = min(first_page, _PAGE)
     while seen < scan:
-        rows = _page(session, tenant_id, patient_id, since, oldest, after)
+        rows = _page(session, tenant_id, patient_id, since, oldest, after, size)
         for row in rows[: scan - seen]:
             yield row.id, row.date_lo, orjson.loads(row.content)
         seen += len(rows)
-        if len(rows) < _PAGE:
+        if len(rows) < size:
             return
         after = (rows[-1].date_lo, rows[-1].seq)
+        size = _PAGE
 
 
 def reading_of(rid: str, when: datetime, observation: dict[str, Any]) -> Reading | None:
@@ -158,7 +162,11 @@ def readings(
 
     The newest ``limit`` on or after ``since`` are taken, or with ``oldest`` the first ones.
     """
-    found = observations(session, tenant_id, patient_id, since=since, oldest=oldest)
+    # A week of daily ratings lies between two weekly questionnaires: start with a small page.
+    first_page = max(50, 25 * limit)
+    found = observations(
+        session, tenant_id, patient_id, since=since, oldest=oldest, first_page=first_page
+    )
     result = series_by_code(found, {(system, code): limit})[(system, code)]
     return result if oldest else result[::-1]
 
