@@ -152,16 +152,20 @@ def _ranked_scores(
     found: dict[tuple[str, str], list[Score]] = {}
     for chunk in _chunks(ids):
         rank = func.row_number().over(partition_by=(_R.c.patient_id, _T.c.code), order_by=order)
-        inner = (
-            select(_R.c.patient_id, _T.c.code, _R.c.date_lo, _R.c.content, rank.label("rank"))
+        # Rank without the content (the window sorts every score), then read only the kept rows.
+        ranked = (
+            select(_R.c.seq, _T.c.code, rank.label("rank"))
             .join(_T, _T.c.resource_seq == _R.c.seq)
             .where(
                 _R.c.tenant_id == tenant_id,
                 _R.c.resource_type == "Observation",
                 _R.c.patient_id.in_(chunk),
                 _R.c.date_lo.is_not(None),
-                _T.c.tenant_id == tenant_id,
-                _T.c.resource_type == "Observation",
+                # No tenant or type on the token side (the resource row has them): the lookup
+                # index, which leads with the tenant, stays out of the join, which then probes
+                # each resource's own tokens by resource_seq. Otherwise SQLite (never analysed),
+                # or PostgreSQL before its first ANALYZE, scans the tenant's score tokens once
+                # per resource row.
                 _T.c.param == "code",
                 _T.c.system == LOINC,
                 _T.c.code.in_(list(_BY_CODE)),
@@ -169,7 +173,10 @@ def _ranked_scores(
             .subquery()
         )
         rows = session.execute(
-            select(inner).where(inner.c.rank <= keep).order_by(inner.c.date_lo)
+            select(_R.c.patient_id, ranked.c.code, _R.c.date_lo, _R.c.content)
+            .join(ranked, ranked.c.seq == _R.c.seq)
+            .where(ranked.c.rank <= keep)
+            .order_by(_R.c.date_lo)
         ).all()
         for row in rows:
             value = orjson.loads(row.content).get("valueInteger")
