@@ -23,8 +23,10 @@ from support.patient_data import (
     tenant_id,
 )
 
+from careloop.services.clinicians.sessions import COOKIE, open_session
 from careloop.services.db import utcnow
 from careloop.services.settings import Settings
+from careloop.services.unit_of_work import session_scope
 
 PHQ9 = [18, 16, 15, 13, 12, 10, 9, 8]
 ITEM9 = [0, 1, 0, 2, 0, 0, 0, 0]
@@ -177,3 +179,28 @@ def test_period_choice_and_sign_in_redirect(
     anonymous = app_client.get(f"/patients/{patient}", follow_redirects=False)
     assert anonymous.status_code == 303
     assert anonymous.headers["location"].startswith("/login?next=/patients/")
+
+
+def test_a_patient_without_questionnaires_still_has_a_page(
+    caller: Caller, app_client: TestClient, engine: Engine
+) -> None:
+    patient = post_reports(caller, [report("pp-empty", "mood", utcnow(), value=4)])
+    browser = signed_in_browser(engine, tenant_id(engine, caller))
+    response = app_client.get(f"/patients/{patient}", headers=cookie_header(browser))
+    assert response.status_code == 200
+    assert "No PHQ-9 in this period." in response.text and "no score" in response.text
+    assert 'data-testid="open-alerts-none"' in response.text
+    assert "pp-empty" in response.text  # labelled by the app's identifier
+
+
+def test_an_ehr_launch_session_lands_on_its_patient(
+    caller: Caller, app_client: TestClient, engine: Engine
+) -> None:
+    patient = post_reports(caller, [report("pp-launch", "mood", utcnow(), value=6)])
+    with session_scope(engine) as session:
+        row = open_session(session, tenant_id(engine, caller), None, patient_id=patient)
+        cookie = {"Cookie": f"{COOKIE}={row.id}"}
+    page = app_client.get(f"/patients/{patient}", headers=cookie)
+    assert page.status_code == 200 and 'data-testid="launch-context"' in page.text
+    caseload = app_client.get("/caseload", headers=cookie)
+    assert f'data-testid="launched-patient" href="/patients/{patient}"' in caseload.text

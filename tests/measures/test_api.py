@@ -92,3 +92,18 @@ def test_needs_observation_read_scope(app_client: TestClient, engine: Engine) ->
     narrow = make_caller(app_client, engine, scope="system/Patient.rs")
     assert narrow.get("/v1/patients/whoever/measures").status_code == 403
     assert app_client.get("/v1/patients/whoever/measures").status_code == 401
+
+
+def test_scores_behind_many_daily_ratings_are_found(caller: Caller) -> None:
+    """The newest PHQ-9 sits behind 1,200 daily ratings: the bounded reader pages past them."""
+    reports = [report("m-6", "phq-9", T0, answers=phq9_answers(14))]
+    reports.append(report("m-6", "phq-9", T0 + timedelta(days=1), answers=phq9_answers(11)))
+    reports += [
+        report("m-6", kind, T0 + timedelta(days=2 + d, hours=h), value=5)
+        for d in range(600)
+        for kind, h in (("mood", 20), ("sleep-duration", 7))
+    ]
+    patient = post_reports(caller, reports)
+    phq9 = caller.get(f"/v1/patients/{patient}/measures").json()["measures"]["phq-9"]
+    assert phq9["baseline"]["value"] == 14 and phq9["latest"]["value"] == 11
+    assert phq9["previous"]["value"] == 14 and phq9["trend"] == "down"
