@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from markupsafe import Markup, escape
 
 WIDTH = 760
-LEFT, RIGHT, TOP, BOTTOM = 40, 150, 26, 28
+LEFT, RIGHT, TOP, BOTTOM = 40, 215, 26, 28
 """Margins: y labels left, band names right, markers on top, month labels below."""
 _BAND_FILLS = ("#e7f4ea", "#fbf5d6", "#fde9cf", "#fbd9cc", "#f6c9cf")
 
