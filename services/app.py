@@ -26,6 +26,7 @@ from careloop.services.common.unhandled import UnhandledErrors
 from careloop.services.dashboard.home import install_sign_in_redirect
 from careloop.services.dashboard.home import router as home_router
 from careloop.services.dashboard.inbox import router as inbox_router
+from careloop.services.dashboard.patients import router as patients_router
 from careloop.services.dashboard.templating import mount_assets
 from careloop.services.db import make_engine
 from careloop.services.docs import allow_docs, mount_docs
@@ -34,6 +35,7 @@ from careloop.services.fhirapi.endpoints import router as fhir_router
 from careloop.services.keys.endpoints import router as keys_router
 from careloop.services.launch.endpoints import router as launch_router
 from careloop.services.launch.frame_ancestors import EhrOrigins
+from careloop.services.measures.endpoints import router as measures_router
 from careloop.services.outbox.events import ReadingTriage
 from careloop.services.reports.endpoints import router as reports_router
 from careloop.services.settings import Settings, get_settings
@@ -106,6 +108,7 @@ def create_app(
     app.include_router(reports_router)
     app.include_router(telehealth_router)
     app.include_router(alerts_router)
+    app.include_router(measures_router)
     app.include_router(fhir_router)
     app.include_router(keys_router)
     app.include_router(ehr_router)
@@ -113,6 +116,7 @@ def create_app(
     app.include_router(home_router)
     app.include_router(inbox_router)
     app.include_router(clinicians_router)
+    app.include_router(patients_router)
     install_sign_in_redirect(app)
     mount_assets(app)
     mount_docs(app)
