@@ -43,32 +43,46 @@ class JwksCache:
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
-        self._attempts: dict[str, float] = {}
+        self._throttled: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def clear(self) -> None:
         """Forget every key set (tests, key rotation by hand)."""
         with self._lock:
             self._entries.clear()
-            self._attempts.clear()
+            self._throttled.clear()
 
     def keys_for(
         self, session: Session, settings: Settings, client: CdsClient, kid: str
     ) -> KeySet | None:
-        """The client's key set if it holds ``kid`` (fetching when stale or missing), else None."""
+        """The client's key set if it holds ``kid`` (fetching when stale or missing), else None.
+
+        Raises JwksUnavailable when the set cannot be fetched and none is known.
+        """
         now = time.monotonic()
         url = client.jwks_url
         with self._lock:
             entry = self._entries.get(url)
-        if entry is not None and now - entry.fetched_at < TTL and _has_kid(entry.keys, kid):
-            return entry.keys
+            throttled = now - self._throttled.get(url, -REFETCH_INTERVAL) < REFETCH_INTERVAL
+        fresh = entry is not None and now - entry.fetched_at < TTL
+        if entry is not None and (fresh or throttled):
+            if _has_kid(entry.keys, kid):
+                return entry.keys
+            if throttled:
+                return None  # refetched (or failed) a moment ago: do not ask again yet
+        elif throttled:
+            raise JwksUnavailable("jwks-unavailable")
         with self._lock:
-            last = self._attempts.get(url)
-            if entry is not None and last is not None and now - last < REFETCH_INTERVAL:
-                # Fetched a moment ago and the kid was not there: do not ask again yet.
-                return entry.keys if _has_kid(entry.keys, kid) else None
-            self._attempts[url] = now
-        keys = _fetch(session, settings, client)
+            if fresh:  # an unknown kid in a fresh set: a rotation, or a forgery
+                self._throttled[url] = now
+        try:
+            keys = _fetch(session, settings, client)
+        except JwksUnavailable:
+            with self._lock:
+                self._throttled[url] = now
+            if entry is not None and _has_kid(entry.keys, kid):
+                return entry.keys  # a stale set beats none while the EHR is unreachable
+            raise
         with self._lock:
             self._entries[url] = _Entry(keys, time.monotonic())
         return keys if _has_kid(keys, kid) else None
