@@ -14,8 +14,8 @@ from starlette.responses import Response
 
 from careloop import __version__
 from careloop.services.alerts.endpoints import router as alerts_router
-from careloop.services.cds.endpoints import router as cds_router
 from careloop.services.auth.endpoints import router as auth_router
+from careloop.services.cds.endpoints import router as cds_router
 from careloop.services.common.access_log import AccessLog
 from careloop.services.common.errors import ApiError, Issue, json_path, outcome_response
 from careloop.services.common.middleware import BodySizeLimit, InputGuard

@@ -73,9 +73,7 @@ def clients_of(session: Session, tenant_name: str) -> list[CdsClient]:
     tenant = get_or_create_tenant(session, tenant_name)
     return list(
         session.exec(
-            select(CdsClient)
-            .where(CdsClient.tenant_id == tenant.id)
-            .order_by(CdsClient.created_at)  # type: ignore[arg-type]
+            select(CdsClient).where(CdsClient.tenant_id == tenant.id).order_by(CdsClient.created_at)  # type: ignore[arg-type]
         ).all()
     )
 

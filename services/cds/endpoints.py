@@ -30,9 +30,7 @@ _UNAUTHORIZED = {
     "content": errors(401)[401]["content"],
 }
 
-router = APIRouter(
-    tags=["cds-hooks"], responses={**errors(400, 413, 415, 422), 401: _UNAUTHORIZED}
-)
+router = APIRouter(tags=["cds-hooks"], responses={**errors(400, 413, 415, 422), 401: _UNAUTHORIZED})
 
 
 def cds_caller(request: Request, session: SessionDep, settings: SettingsDep) -> CdsCaller:

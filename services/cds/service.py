@@ -93,9 +93,7 @@ def patient_cards(
 
 
 def _alert_for_card(session: Session, tenant_id: str, card: str) -> Alert | None:
-    return session.exec(
-        select(Alert).where(Alert.id == card, Alert.tenant_id == tenant_id)
-    ).first()
+    return session.exec(select(Alert).where(Alert.id == card, Alert.tenant_id == tenant_id)).first()
 
 
 def _detail(item: Feedback, accepted: list[str]) -> dict[str, Any]:
@@ -108,9 +106,7 @@ def _detail(item: Feedback, accepted: list[str]) -> dict[str, Any]:
         detail["accepted_suggestions"] = accepted
     reason = item.overrideReason
     if reason is not None and reason.reason is not None:
-        detail["reason"] = {
-            k: v for k, v in reason.reason.model_dump().items() if v is not None
-        }
+        detail["reason"] = {k: v for k, v in reason.reason.model_dump().items() if v is not None}
     if reason is not None and reason.userComment:
         detail["comment"] = reason.userComment  # free text: kept on the alert, never logged
     return detail

@@ -245,3 +245,36 @@ def test_patient_link_of_the_clients_ehr_resolves_the_patient(
         assert json.loads(card["links"][0]["appContext"])["patient"] == patient_id
         # The link is for that EHR id only.
         assert _cards(app_client, linked, "ehr-linked-2", None) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"hook": "order-sign"}, "hook"),
+        ({"hookInstance": "not-a-uuid"}, "hookInstance"),
+        ({"fhirServer": "ftp://ehr.example/fhir"}, "fhirServer"),
+        ({"context": {"userId": "Practitioner/1"}}, "context.patientId"),
+        ({"context": {"userId": "Practitioner/1", "patientId": "a/b"}}, "context.patientId"),
+        ({"context": {"userId": "Device/1", "patientId": "p1"}}, "context.userId"),
+        ({"prefetch": {"patient": {"resourceType": "Observation"}}}, "prefetch.patient"),
+        (
+            {"prefetch": {"patient": {"resourceType": "Patient", "identifier": [{}] * 51}}},
+            "prefetch.patient.identifier",
+        ),
+    ],
+)
+def test_malformed_calls_are_400_naming_the_field(
+    app_client: TestClient, ehr: SigningEhr, change: dict[str, Any], field: str
+) -> None:
+    body = hook_request("ehr-79") | change
+    response = app_client.post(SERVICE, json=body, headers=ehr.headers(SERVICE))
+    assert response.status_code == 400, response.text
+    expressions = [e for i in response.json()["issue"] for e in i.get("expression", [])]
+    assert any(e.startswith(field) for e in expressions), expressions
+
+
+def test_prefetch_null_means_no_data(app_client: TestClient, ehr: SigningEhr) -> None:
+    body = hook_request("ehr-80") | {"prefetch": {"patient": None}}
+    response = app_client.post(SERVICE, json=body, headers=ehr.headers(SERVICE))
+    assert response.status_code == 200
+    assert response.json() == {"cards": []}

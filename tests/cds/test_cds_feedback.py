@@ -139,7 +139,11 @@ def test_feedback_on_unknown_cards_is_ignored(
         "outcome": "overridden",
         "outcomeTimestamp": "2026-12-01T14:15:00Z",
     }
-    known = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-12-01T14:16:00Z"}
+    known = {
+        "card": card["uuid"],
+        "outcome": "overridden",
+        "outcomeTimestamp": "2026-12-01T14:16:00Z",
+    }
     response = _send(app_client, ehr, unknown, known)
     assert response.status_code == 200
     assert response.json() == {"recorded": 1, "ignored": 1}
