@@ -41,6 +41,7 @@ def _totals(session: Session, tenant_id: str, patient_id: str, code: str) -> lis
             _R.c.tenant_id == tenant_id,
             _R.c.resource_type == "Observation",
             _R.c.patient_id == patient_id,
+            _R.c.date_lo.is_not(None),
             select(_T.c.id)
             .where(
                 _T.c.resource_seq == _R.c.seq,
@@ -52,7 +53,9 @@ def _totals(session: Session, tenant_id: str, patient_id: str, code: str) -> lis
             )
             .exists(),
         )
-        .order_by(_R.c.date_lo.desc(), _R.c.seq.desc())
+        # date_lo alone (no tie-breaker): the patient index is read backwards and the scan stops
+        # at the first matches, whatever the planner's statistics say.
+        .order_by(_R.c.date_lo.desc())
         .limit(_LOOK_AT)
     ).all()
     totals = []
