@@ -15,6 +15,7 @@ import base64
 import binascii
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,8 @@ MAX_LIFETIME = 300
 LEEWAY = 30
 """Seconds of clock difference tolerated between the EHR and careloop."""
 MAX_JTI = 200
+PRUNE_EVERY = 60.0
+"""Seconds between deletions of expired ``jti`` rows by one process."""
 MAX_ISS = 500
 MAX_KID = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -116,12 +119,33 @@ def _check_audience(claims: dict[str, Any], audience: str, iss: str) -> None:
         raise CdsAuthError("wrong-audience", iss)
 
 
+class _Pruning:
+    """When this process last deleted expired ``jti`` rows (at most once per ``PRUNE_EVERY``)."""
+
+    def __init__(self) -> None:
+        self.last = -PRUNE_EVERY
+        self.lock = threading.Lock()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            if now - self.last < PRUNE_EVERY:
+                return False
+            self.last = now
+            return True
+
+
+_PRUNING = _Pruning()
+
+
 def _use_jti(session: Session, iss: str, jti: str, exp: int, now: int) -> None:
-    session.execute(
-        delete(CdsUsedJti).where(
-            col(CdsUsedJti.expires_at) < datetime.fromtimestamp(now - LEEWAY, UTC)
+    if _PRUNING.due():
+        # Expired rows can go: a JWT past its exp (and the leeway) is refused anyway.
+        session.execute(
+            delete(CdsUsedJti).where(
+                col(CdsUsedJti.expires_at) < datetime.fromtimestamp(now - LEEWAY, UTC)
+            )
         )
-    )
     try:
         with session.begin_nested():
             session.add(CdsUsedJti(iss=iss, jti=jti, expires_at=datetime.fromtimestamp(exp, UTC)))

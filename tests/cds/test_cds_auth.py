@@ -212,3 +212,20 @@ def test_jku_other_than_the_allow_listed_url_is_refused(
 def test_no_kid_or_wrong_typ_is_refused(app_client: TestClient, ehr: SigningEhr) -> None:
     _refused(app_client, ehr.token(DISCOVERY, header={"kid": None}))
     _refused(app_client, ehr.token(DISCOVERY, header={"typ": "at+jwt"}))
+
+
+def test_expired_jti_rows_are_pruned(
+    app_client: TestClient, ehr: SigningEhr, engine: Engine
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from careloop.services.cds import auth
+
+    with session_scope(engine) as session:
+        old = datetime.now(UTC) - timedelta(hours=1)
+        session.add(CdsUsedJti(iss=ehr.iss, jti="long-gone", expires_at=old))
+    auth._PRUNING.last = -auth.PRUNE_EVERY  # due now
+    assert app_client.get(DISCOVERY, headers=ehr.headers(DISCOVERY)).status_code == 200
+    with Session(engine) as session:
+        left = session.exec(select(CdsUsedJti.jti).where(CdsUsedJti.iss == ehr.iss)).all()
+    assert "long-gone" not in left and len(left) == 1

@@ -159,3 +159,30 @@ def test_hostile_whole_bodies_never_5xx(
     app_client: TestClient, ehr: SigningEhr, url: str, raw: bytes
 ) -> None:
     _check(app_client, ehr, url, raw)
+
+
+def _segment(value: Any) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(_encode(value)).decode().rstrip("=")
+
+
+@PROPERTY_SETTINGS
+@given(
+    authorization=st.text(
+        alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=300
+    )
+    | st.tuples(json_values, json_values, st.text(max_size=20)).map(
+        lambda t: f"Bearer {_segment(t[0])}.{_segment(t[1])}.{t[2]}"
+    )
+    | st.tuples(
+        st.dictionaries(st.sampled_from(["alg", "kid", "jku", "typ", "crit"]), json_values),
+        json_values,
+    ).map(lambda t: f"Bearer {_segment(t[0])}.{_segment(t[1])}.AAAA")
+)
+def test_hostile_authorization_headers_are_401(
+    app_client: TestClient, ehr: SigningEhr, authorization: str
+) -> None:
+    headers = {"Authorization": authorization.encode()}
+    response = app_client.get("/cds-services", headers=headers)
+    assert response.status_code == 401, response.text
