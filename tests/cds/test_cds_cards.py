@@ -15,6 +15,7 @@ from support.clients import Caller
 from support.reports import phq9
 
 from careloop.fhir.alerts import task_id_for
+from careloop.fhir.validation import checked
 from careloop.services.common.egress import destination_policy
 from careloop.services.ehr.links import link_manually
 from careloop.services.ehr.service import add_connection
@@ -80,6 +81,9 @@ def _check_card_shape(card: dict[str, Any]) -> None:
         for suggestion in card["suggestions"]:
             uuid.UUID(suggestion["uuid"])
             assert suggestion["actions"]
+            for action in suggestion["actions"]:
+                assert action["type"] in ("create", "update")
+                checked(action["resource"])  # valid FHIR R4
 
 
 def _no_phi(cards: list[dict[str, Any]], app_value: str) -> None:
