@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.responses import Response
 
 from careloop.services.cds.auth import CdsAuthError, CdsCaller, authenticate, log_refusal
-from careloop.services.cds.schemas import FeedbackRequest, HookRequest
+from careloop.services.cds.schemas import CdsFeedbackRequest, CdsHookRequest
 from careloop.services.cds.service import SERVICE_ID, discovery, patient_cards, record_feedback
 from careloop.services.common.body import RawBody, check_json, read_json_body, validation_issues
 from careloop.services.common.errors import ApiError, Issue
@@ -49,8 +49,8 @@ def cds_caller(request: Request, session: SessionDep, settings: SettingsDep) -> 
 CallerDep = Annotated[CdsCaller, Depends(cds_caller)]
 # Declared after the caller, so an unauthenticated call is refused before its body is read.
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
-_HOOK = TypeAdapter(HookRequest)
-_FEEDBACK = TypeAdapter(FeedbackRequest)
+_HOOK = TypeAdapter(CdsHookRequest)
+_FEEDBACK = TypeAdapter(CdsFeedbackRequest)
 
 
 def _parsed(adapter: TypeAdapter[Any], body: RawBody) -> Any:
@@ -82,13 +82,13 @@ def cds_discovery(caller: CallerDep) -> Response:
     f"/cds-services/{SERVICE_ID}",
     summary="CDS Hooks patient-view: careloop's cards for the patient in view",
     responses={200: json_ok("Cards (none when careloop does not know the patient)")},
-    openapi_extra=json_body(HookRequest, media_types=("application/json",)),
+    openapi_extra=json_body(CdsHookRequest, media_types=("application/json",)),
 )
 def patient_view(
     caller: CallerDep, body: BodyDep, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Cards for the open alerts, else the latest scores, of the EHR's patient."""
-    hook: HookRequest = _parsed(_HOOK, body)
+    hook: CdsHookRequest = _parsed(_HOOK, body)
     return _json(patient_cards(session, caller, hook, settings.base_url))
 
 
@@ -96,11 +96,11 @@ def patient_view(
     f"/cds-services/{SERVICE_ID}/feedback",
     summary="CDS Hooks feedback: cards accepted or overridden",
     responses={200: json_ok("How many outcomes were recorded and ignored")},
-    openapi_extra=json_body(FeedbackRequest, media_types=("application/json",)),
+    openapi_extra=json_body(CdsFeedbackRequest, media_types=("application/json",)),
 )
 def patient_view_feedback(caller: CallerDep, body: BodyDep, session: SessionDep) -> Response:
     """Record each outcome in its alert's history (unknown cards are ignored)."""
-    request: FeedbackRequest = _parsed(_FEEDBACK, body)
+    request: CdsFeedbackRequest = _parsed(_FEEDBACK, body)
     result = record_feedback(session, caller, request.feedback)
     commit(session)
     return _json(result)

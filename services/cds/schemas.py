@@ -22,7 +22,7 @@ UserRef = Annotated[
 MAX_IDENTIFIERS = 50
 
 
-class Identifier(BaseModel):
+class CdsIdentifier(BaseModel):
     """A Patient identifier as the EHR sends it (only ``system`` and ``value`` are used)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -31,25 +31,25 @@ class Identifier(BaseModel):
     value: Text200 | None = None
 
 
-class PrefetchedPatient(BaseModel):
+class CdsPrefetchedPatient(BaseModel):
     """The prefetched ``Patient/{{context.patientId}}``: careloop reads its id and identifiers."""
 
     model_config = ConfigDict(extra="ignore")
 
     resourceType: Literal["Patient"]
     id: FhirId | None = None
-    identifier: list[Identifier] = Field(default_factory=list, max_length=MAX_IDENTIFIERS)
+    identifier: list[CdsIdentifier] = Field(default_factory=list, max_length=MAX_IDENTIFIERS)
 
 
-class Prefetch(BaseModel):
+class CdsPrefetch(BaseModel):
     """Prefetched data by template key; a key the EHR could not fill is absent, none is null."""
 
     model_config = ConfigDict(extra="ignore")
 
-    patient: PrefetchedPatient | None = None
+    patient: CdsPrefetchedPatient | None = None
 
 
-class PatientViewContext(BaseModel):
+class CdsPatientViewContext(BaseModel):
     """The ``patient-view`` context."""
 
     model_config = ConfigDict(extra="ignore")
@@ -59,7 +59,7 @@ class PatientViewContext(BaseModel):
     encounterId: FhirId | None = None
 
 
-class HookRequest(BaseModel):
+class CdsHookRequest(BaseModel):
     """A ``patient-view`` call (``fhirAuthorization`` is neither needed nor kept)."""
 
     model_config = ConfigDict(
@@ -80,11 +80,11 @@ class HookRequest(BaseModel):
     hook: Literal["patient-view"]
     hookInstance: Uuid
     fhirServer: Annotated[Uri2000, Field(pattern=r"^https?://")] | None = None
-    context: PatientViewContext
-    prefetch: Prefetch | None = None
+    context: CdsPatientViewContext
+    prefetch: CdsPrefetch | None = None
 
 
-class Coding(BaseModel):
+class CdsCoding(BaseModel):
     """A Coding (an override reason)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -94,16 +94,16 @@ class Coding(BaseModel):
     display: Text200 | None = None
 
 
-class OverrideReason(BaseModel):
+class CdsOverrideReason(BaseModel):
     """Why the clinician overrode the card: a reason and a free-text comment."""
 
     model_config = ConfigDict(extra="ignore")
 
-    reason: Coding | None = None
+    reason: CdsCoding | None = None
     userComment: Text4000 | None = None
 
 
-class AcceptedSuggestion(BaseModel):
+class CdsAcceptedSuggestion(BaseModel):
     """A suggestion the clinician accepted, by its uuid."""
 
     model_config = ConfigDict(extra="ignore")
@@ -111,19 +111,19 @@ class AcceptedSuggestion(BaseModel):
     id: Uuid
 
 
-class Feedback(BaseModel):
+class CdsFeedback(BaseModel):
     """What the clinician did with one card."""
 
     model_config = ConfigDict(extra="ignore")
 
     card: Uuid
     outcome: Literal["accepted", "overridden"]
-    acceptedSuggestions: list[AcceptedSuggestion] = Field(default_factory=list, max_length=20)
-    overrideReason: OverrideReason | None = None
+    acceptedSuggestions: list[CdsAcceptedSuggestion] = Field(default_factory=list, max_length=20)
+    overrideReason: CdsOverrideReason | None = None
     outcomeTimestamp: SafeDatetime
 
 
-class FeedbackRequest(BaseModel):
+class CdsFeedbackRequest(BaseModel):
     """A feedback call: one or more cards acted on."""
 
     model_config = ConfigDict(
@@ -144,7 +144,7 @@ class FeedbackRequest(BaseModel):
         },
     )
 
-    feedback: list[Feedback] = Field(min_length=1, max_length=50)
+    feedback: list[CdsFeedback] = Field(min_length=1, max_length=50)
 
 
 def bare_uuid(value: str) -> str:

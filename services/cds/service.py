@@ -13,7 +13,7 @@ from careloop.services.alerts.service import acknowledge
 from careloop.services.alerts.vocabulary import AlertEventKind, AlertStatus
 from careloop.services.cds.auth import CdsCaller
 from careloop.services.cds.cards import ACKNOWLEDGE, cards_for, suggestion_uuid
-from careloop.services.cds.schemas import Feedback, HookRequest, bare_uuid
+from careloop.services.cds.schemas import CdsFeedback, CdsHookRequest, bare_uuid
 from careloop.services.cds.scores import latest_scores
 from careloop.services.common.errors import ApiError
 from careloop.services.ehr.models import PatientLink
@@ -43,7 +43,7 @@ def discovery() -> dict[str, Any]:
     }
 
 
-def resolve_patient(session: Session, caller: CdsCaller, request: HookRequest) -> str | None:
+def resolve_patient(session: Session, caller: CdsCaller, request: CdsHookRequest) -> str | None:
     """careloop's patient for the EHR's ``context.patientId``, or None: never guessed.
 
     First the EHR connection's patient links (linked only), then the identifiers of the
@@ -69,7 +69,7 @@ def resolve_patient(session: Session, caller: CdsCaller, request: HookRequest) -
 
 
 def patient_cards(
-    session: Session, caller: CdsCaller, request: HookRequest, base_url: str
+    session: Session, caller: CdsCaller, request: CdsHookRequest, base_url: str
 ) -> dict[str, Any]:
     """The ``{"cards": [...]}`` answer for a ``patient-view`` call."""
     patient_id = resolve_patient(session, caller, request)
@@ -96,7 +96,7 @@ def _alert_for_card(session: Session, tenant_id: str, card: str) -> Alert | None
     return session.exec(select(Alert).where(Alert.id == card, Alert.tenant_id == tenant_id)).first()
 
 
-def _detail(item: Feedback, accepted: list[str]) -> dict[str, Any]:
+def _detail(item: CdsFeedback, accepted: list[str]) -> dict[str, Any]:
     detail: dict[str, Any] = {
         "card": bare_uuid(item.card),
         "outcome": item.outcome,
@@ -113,7 +113,7 @@ def _detail(item: Feedback, accepted: list[str]) -> dict[str, Any]:
 
 
 def record_feedback(
-    session: Session, caller: CdsCaller, feedback: list[Feedback]
+    session: Session, caller: CdsCaller, feedback: list[CdsFeedback]
 ) -> dict[str, int]:
     """Record each card outcome on its alert's history; an accepted Acknowledge acknowledges.
 
