@@ -15,6 +15,7 @@ from starlette.responses import Response
 from careloop import __version__
 from careloop.services.alerts.endpoints import router as alerts_router
 from careloop.services.auth.endpoints import router as auth_router
+from careloop.services.cds.endpoints import router as cds_router
 from careloop.services.clinicians.endpoints import router as clinicians_router
 from careloop.services.common.access_log import AccessLog
 from careloop.services.common.errors import ApiError, Issue, json_path, outcome_response
@@ -113,6 +114,7 @@ def create_app(
     app.include_router(keys_router)
     app.include_router(ehr_router)
     app.include_router(launch_router)
+    app.include_router(cds_router)
     app.include_router(home_router)
     app.include_router(inbox_router)
     app.include_router(clinicians_router)

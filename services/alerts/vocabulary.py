@@ -49,6 +49,10 @@ class AlertEventKind(Vocabulary):
     ESCALATED = "escalated"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
+    CARD_ACCEPTED = "card.accepted"
+    """A clinician accepted the alert's CDS Hooks card in the EHR."""
+    CARD_OVERRIDDEN = "card.overridden"
+    """A clinician overrode (dismissed, with a reason) the alert's CDS Hooks card in the EHR."""
 
 
 class NotificationEvent(Vocabulary):

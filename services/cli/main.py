@@ -1,4 +1,5 @@
-"""The administrative commands of ``careloop``: migrate, clients, keys, alert routes, EHRs.
+"""The administrative commands of ``careloop``: migrate, clients, keys, alert routes, EHRs,
+CDS clients.
 
 The commands that run workflows (serve, worker, beat, demo, ``ehr pull``) are added to these by
 ``careloop.workflows.cli``, which is the ``careloop`` console script.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
+from careloop.services.cli.cds import cds
 from careloop.services.cli.clients import clients
 from careloop.services.cli.clinicians import clinicians
 from careloop.services.cli.dead_letters import tasks
@@ -28,6 +30,7 @@ app.add_typer(tasks, name="tasks")
 app.add_typer(ehr, name="ehr")
 app.add_typer(patients, name="patients")
 app.add_typer(keys, name="keys")
+app.add_typer(cds, name="cds")
 
 
 @app.command()
