@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt_ms, fresh_database, percentile  # noqa: E402
 
 from careloop.services.alerts.firing import Firing  # noqa: E402
-from careloop.services.alerts.service import apply_firing  # noqa: E402
+from careloop.services.alerts.opening import apply_firings  # noqa: E402
 from careloop.services.auth.scopes import Grant, parse_scopes  # noqa: E402
 from careloop.services.auth.tokens import Principal  # noqa: E402
 from careloop.services.clinicians.models import Clinician  # noqa: E402
@@ -120,7 +120,7 @@ def seed(engine: Engine, settings: Settings, others: int) -> tuple[str, str, str
             }, None)  # fmt: skip
         for rule, severity in (("phq9-item9", "critical"), ("phq9-total", "warning")):
             firing = Firing(rule, severity, f"Bench {rule}", {"value": 1}, {}, "bench")
-            apply_firing(session, settings, tenant, patient, firing, None)
+            apply_firings(session, settings, tenant, patient, [firing], None)
         clinician = Clinician(
             id=secrets.token_hex(8), tenant_id=tenant, email="bench@example.org",
             name="Dr Bench", practitioner=None, password_hash=None,

@@ -13,8 +13,9 @@ from sqlmodel import Session, col, select
 from careloop.services.alerts.models import Alert, AlertEvent, Notification
 from careloop.services.alerts.vocabulary import AlertEventKind, AlertStatus
 from careloop.services.dashboard.inbox_view import titles_of
-from careloop.services.dashboard.labels import actor_labels, patient_label
+from careloop.services.dashboard.labels import actor_labels
 from careloop.services.dashboard.relative_time import ago, stamp, until
+from careloop.services.patients.labels import patient_label
 from careloop.services.store.repository import ResourceStore
 
 ALERT_ID = re.compile(r"[A-Za-z0-9\-]{1,64}")

@@ -14,8 +14,9 @@ from sqlmodel import Session, col, select
 
 from careloop.services.alerts.models import Alert, AlertEvent
 from careloop.services.alerts.vocabulary import AlertEventKind, AlertStatus, Severity
-from careloop.services.dashboard.labels import actor_labels, patient_labels
+from careloop.services.dashboard.labels import actor_labels
 from careloop.services.dashboard.relative_time import ago, stamp
+from careloop.services.patients.labels import patient_labels
 
 MAX_ROWS = 200
 """Rows shown at once; the count tells how many matched."""

@@ -1,4 +1,4 @@
-"""How the dashboard names patients and clinicians: a label a clinician recognises."""
+"""How the dashboard names who acted or was paged (patients: ``services/patients/labels``)."""
 
 from __future__ import annotations
 
@@ -7,41 +7,7 @@ from collections.abc import Iterable
 from sqlmodel import Session, col, select
 
 from careloop.services.clinicians.models import Clinician
-from careloop.services.ehr.models import EhrConnection, PatientLink
 from careloop.services.store.repository import ResourceStore
-
-
-def _short(patient_id: str) -> str:
-    return "Patient " + patient_id[:8]
-
-
-def patient_labels(session: Session, tenant_id: str, patient_ids: Iterable[str]) -> dict[str, str]:
-    """A label for each of ``patient_ids`` of ``tenant_id`` (see ``patient_label``)."""
-    wanted = sorted(set(patient_ids))
-    labels = {pid: _short(pid) for pid in wanted}
-    if not wanted:
-        return labels
-    rows = session.exec(
-        select(PatientLink.patient_id, PatientLink.ehr_label)
-        .join(EhrConnection, col(EhrConnection.id) == col(PatientLink.connection_id))
-        .where(
-            EhrConnection.tenant_id == tenant_id,
-            col(PatientLink.patient_id).in_(wanted),
-            col(PatientLink.ehr_label).is_not(None),
-        )
-        .order_by(col(PatientLink.updated_at).desc())
-    ).all()
-    seen: set[str] = set()
-    for patient_id, ehr_label in rows:
-        if patient_id not in seen and ehr_label:
-            labels[patient_id] = ehr_label
-            seen.add(patient_id)
-    return labels
-
-
-def patient_label(session: Session, tenant_id: str, patient_id: str) -> str:
-    """The EHR's label (name or MRN) of a linked patient, else ``Patient`` and a short id."""
-    return patient_labels(session, tenant_id, [patient_id])[patient_id]
 
 
 def actor_labels(session: Session, tenant_id: str, actors: Iterable[str]) -> dict[str, str]:

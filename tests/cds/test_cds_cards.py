@@ -143,7 +143,9 @@ def test_several_open_alerts_are_cards_most_severe_first(
     app_client: TestClient, caller: Caller, ehr: SigningEhr, drain: Any
 ) -> None:
     app_value = f"cds-{uuid.uuid4().hex[:8]}"
-    _report(caller, app_value, [3] * 9, 4)
+    # One reading is one alert (all its reasons): a severe GAD-7 and then an item-9 PHQ-9 are two.
+    _report(caller, app_value, [3] * 7, 3, kind="gad-7")
+    _report(caller, app_value, [0] * 8 + [1], 4)
     drain()
     cards = _cards(app_client, ehr, "ehr-72", _ehr_patient("ehr-72", app_value))
     _no_phi(cards, app_value)

@@ -232,20 +232,26 @@ def test_unacknowledged_critical_alert_escalates_along_the_care_team(
         from careloop.workflows import runtime
 
         runtime.configure(settings, engine)
-        assert escalate_due() == 1
+
+        def level() -> int:
+            return int(caller.get(f"/v1/alerts/{alert['id']}").json()["escalation_level"])
+
+        # Other tests' overdue alerts (in other tenants) may escalate in the same sweep.
+        assert escalate_due() >= 1
+        assert level() == 1
         drain()
         second.wait_for(1)
         assert second.deliveries[0]["body"]["type"] == "alert.escalated"
         assert caller.get(f"/fhir/{alert['task']}").json()["owner"]["reference"] == dr_b
         overdue()
-        assert escalate_due() == 1
+        assert escalate_due() >= 1
+        assert level() == 2
         drain()
         assert oncall.wait_for(2)[1]["body"]["type"] == "alert.escalated"
         caller.post(f"/v1/alerts/{alert['id']}/acknowledge", json={"by": dr_b})
         overdue()
-        assert escalate_due() == 0  # acknowledged alerts never escalate
-        levels = caller.get(f"/v1/alerts/{alert['id']}").json()["escalation_level"]
-        assert levels == 2
+        escalate_due()
+        assert level() == 2  # acknowledged alerts never escalate
 
 
 def test_missed_checkins_when_the_care_plan_expects_reports(
