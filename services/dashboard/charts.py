@@ -55,7 +55,7 @@ class Axis:
         return LEFT + max(0.0, min(1.0, fraction)) * (WIDTH - LEFT - RIGHT)
 
     def month_ticks(self) -> list[datetime]:
-        """First days of months inside the axis, thinned to at most 12."""
+        """First days of months inside the axis, thinned to at most 8 (labels must not touch)."""
         ticks = []
         year, month = self.start.year, self.start.month
         while True:
@@ -66,7 +66,7 @@ class Axis:
             if tick > self.end:
                 break
             ticks.append(tick)
-        step = max(1, -(-len(ticks) // 12))
+        step = max(1, -(-len(ticks) // 8))
         return ticks[::step]
 
 
@@ -97,13 +97,14 @@ class _Plot:
                 f'dominant-baseline="middle" font-size="11" fill="#4a4a4a">{_num(value)}</text>'
             )
         base = _num(self.y(0))
-        for tick in self.axis.month_ticks():
+        for index, tick in enumerate(self.axis.month_ticks()):
             x = _num(self.axis.x(tick))
+            label = f"{tick:%b %Y}" if index == 0 or tick.month == 1 else f"{tick:%b}"
             self.add(
                 f'<line class="grid" x1="{x}" x2="{x}" y1="{TOP}" y2="{base}" '
                 f'stroke="#e2e2e2" stroke-width="0.5"/>'
                 f'<text class="tick" x="{x}" y="{self.height - 10}" text-anchor="middle" '
-                f'font-size="11" fill="#4a4a4a">{tick:%b %Y}</text>'
+                f'font-size="11" fill="#4a4a4a">{label}</text>'
             )
 
     def line(self, points: Sequence[tuple[datetime, float]], dots: bool) -> None:
