@@ -20,7 +20,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
-from careloop.services.clinicians.forms import read_form
 from careloop.services.clinicians.passwords import MAX_PASSWORD
 from careloop.services.clinicians.service import MAX_EMAIL, authenticate
 from careloop.services.clinicians.sessions import (
@@ -32,6 +31,7 @@ from careloop.services.clinicians.sessions import (
     set_session_cookie,
     signed_in,
 )
+from careloop.services.common.forms import read_form
 from careloop.services.common.rate_limit import Limit, RateLimits
 from careloop.services.dashboard.templating import render
 from careloop.services.deps import SessionDep, SettingsDep

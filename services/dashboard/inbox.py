@@ -18,8 +18,8 @@ from careloop.services.alerts.service import acknowledge, resolve
 from careloop.services.alerts.vocabulary import AlertStatus
 from careloop.services.clinicians.sessions import SignedIn, SignedInDep, csrf_ok
 from careloop.services.common.errors import ApiError
+from careloop.services.common.forms import BadForm, form_fields
 from careloop.services.dashboard.alert_view import alert_detail, valid_alert_id
-from careloop.services.dashboard.form_body import BadForm, form_fields
 from careloop.services.dashboard.inbox_view import (
     SEVERITIES,
     STATUSES,

@@ -1,8 +1,12 @@
-"""An HTML form's fields (``application/x-www-form-urlencoded``), bounded, read as they arrive."""
+"""HTML forms (``application/x-www-form-urlencoded``), bounded and read as they arrive.
+
+A hostile form is refused (a ``BadForm``, or None), never a 5xx: pages answer it in HTML.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 from fastapi import Request
@@ -54,3 +58,15 @@ async def form_fields(request: Request) -> dict[str, str] | BadForm:
             )
         fields[name] = value
     return fields
+
+
+async def read_form(request: Request, bounds: Mapping[str, int]) -> dict[str, str] | None:
+    """The fields named in ``bounds`` (missing ones as ""), or None for a form no careloop page
+    posts: unreadable (see ``form_fields``) or a value longer than its bound."""
+    fields = await form_fields(request)
+    if isinstance(fields, BadForm):
+        return None
+    form = {name: fields.get(name, "") for name in bounds}
+    if any(len(value) > bounds[name] for name, value in form.items()):
+        return None
+    return form
