@@ -192,4 +192,3 @@ def test_another_tenant_sees_none_of_it(
     assert page.status_code == 404 and COMMENT not in page.text
     patient = app_client.get(f"/patients/{carded.patient_id}", headers=cookie_header(stranger))
     assert patient.status_code == 404 and COMMENT not in patient.text
-
