@@ -115,6 +115,8 @@ def valid_alert_id(alert_id: str) -> bool:
 def _shown(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(str(v) for v in value)  # rules: phq9-item9, phq9-total
     return orjson.dumps(value).decode()
 
 

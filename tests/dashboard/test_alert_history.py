@@ -192,3 +192,12 @@ def test_another_tenant_sees_none_of_it(
     assert page.status_code == 404 and COMMENT not in page.text
     patient = app_client.get(f"/patients/{carded.patient_id}", headers=cookie_header(stranger))
     assert patient.status_code == 404 and COMMENT not in patient.text
+
+
+def test_the_rules_a_reading_crossed_read_as_words_not_json(
+    app_client: TestClient, engine: Engine, carded: Carded
+) -> None:
+    browser = signed_in_browser(engine, carded.tenant)
+    page = app_client.get(f"/alerts/{carded.card['uuid']}", headers=cookie_header(browser))
+    [opened] = _entries(page.text, "opened")
+    assert "rules: phq9-item9" in opened and "[" not in opened
