@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from careloop.services.alerts.firing import Firing
-from careloop.services.alerts.service import apply_firing
+from careloop.services.alerts.opening import apply_firings
 from careloop.services.settings import Settings
 from careloop.services.tenancy.models import Tenant
 from careloop.services.unit_of_work import session_scope
@@ -126,7 +126,8 @@ def open_alert(
     """Open an alert through the alert lifecycle (as the rules would); its id."""
     firing = Firing(rule_id, severity, f"Synthetic {rule_id}", {"value": 1}, {}, "test program")
     with session_scope(engine) as session:
-        alert = apply_firing(session, settings, tenant, patient_id, firing, None, when)
+        alert = apply_firings(session, settings, tenant, patient_id, [firing], None, when)
+        assert alert is not None
         return alert.id
 
 
