@@ -332,14 +332,14 @@ def alert_histories(
     if not alerts:
         return {}, {}
     ids = [a.id for a in alerts]
-    events = session.exec(
+    newest = session.exec(
         select(AlertEvent)
         .where(col(AlertEvent.alert_id).in_(ids))
-        .order_by(col(AlertEvent.at), col(AlertEvent.id))
+        .order_by(col(AlertEvent.at).desc(), col(AlertEvent.id).desc())
         .limit(MAX_EVENTS)
     ).all()
     by_alert: dict[str, list[AlertEvent]] = {i: [] for i in ids}
-    for event in events:
+    for event in reversed(newest):  # the latest MAX_EVENTS, oldest first
         by_alert[event.alert_id].append(event)
     people = [p for a in alerts for p in _people(a, by_alert[a.id])]
     names = history_names(session, tenant_id, people)

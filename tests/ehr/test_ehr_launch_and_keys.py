@@ -389,6 +389,7 @@ def test_without_a_launched_patient_an_alert_of_the_tenant_is_enough(
         '{"patient": ["x"], "alert": "ALERT"}',
         '{"patient": "someone-else", "alert": "ALERT"}',
         '{"alert": "ALERT", "pad": "' + "x" * 2000 + '"}',
+        '{"alert": "ALERT"\u0000}',
         "",
     ],
 )
