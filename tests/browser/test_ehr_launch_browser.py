@@ -152,11 +152,23 @@ def _critical_card(server: LiveServer, hospital: Hospital, signing: SigningEhr) 
 def test_a_cds_card_opens_its_alert_and_the_clinician_acknowledges_with_a_note(
     page: Page, server: LiveServer, engine: Engine, hospital: Hospital, shoot: Shoot
 ) -> None:
+    """Card -> SMART link with appContext -> the alert page -> acknowledged; then the card's
+    override in the EHR shows in the alert's history."""
     signing = SigningEhr()
-    with signing.server.running():
-        signing.register(engine, server.settings, hospital.caller.tenant, ehr_name="hospital")
-        card = _critical_card(server, hospital, signing)
-    CACHE.clear()
+    try:
+        with signing.server.running():
+            signing.register(engine, server.settings, hospital.caller.tenant, ehr_name="hospital")
+            card = _critical_card(server, hospital, signing)
+            _acknowledge_from_the_card(page, server, hospital, card, shoot)
+            _override_the_card(page, server, hospital, signing, card, shoot)
+    finally:
+        CACHE.clear()
+
+
+def _acknowledge_from_the_card(
+    page: Page, server: LiveServer, hospital: Hospital, card: dict[str, Any], shoot: Shoot
+) -> None:
+    """The EHR launches the card's SMART link; the clinician acknowledges on the alert page."""
     [link] = [link for link in card["links"] if link["type"] == "smart"]
     assert link["url"] == f"{server.origin}/launch"
     context = orjson.loads(link["appContext"])
@@ -193,3 +205,37 @@ def test_a_cds_card_opens_its_alert_and_the_clinician_acknowledges_with_a_note(
     assert body["status"] == "acknowledged"
     assert body["acknowledgement_note"] == note
     assert body["acknowledged_by"] == "Practitioner/dr-card"
+
+
+def _override_the_card(
+    page: Page,
+    server: LiveServer,
+    hospital: Hospital,
+    signing: SigningEhr,
+    card: dict[str, Any],
+    shoot: Shoot,
+) -> None:
+    """The clinician dismisses the card in the EHR with a reason: the alert's history says so."""
+    reason = next(r for r in card["overrideReasons"] if r["code"] == "already-addressed")
+    url = f"{server.origin}{SERVICE}/feedback"
+    item = {
+        "card": card["uuid"],
+        "outcome": "overridden",
+        "overrideReason": {"reason": reason, "userComment": "Discussed at the visit today"},
+        "outcomeTimestamp": "2026-12-01T14:12:20Z",
+    }
+    sent = httpx.post(
+        url,
+        json={"feedback": [item]},
+        headers=signing.headers(f"{SERVICE}/feedback", aud=url),
+        timeout=10,
+        trust_env=False,
+    )
+    assert sent.status_code == 200 and sent.json()["recorded"] == 1, sent.text
+    page.reload()
+    entry = page.locator('[data-testid="history-entry"][data-kind="card.overridden"]')
+    expect(entry.get_by_test_id("history-kind")).to_have_text("Card overridden in the EHR")
+    expect(entry.get_by_test_id("history-actor")).to_have_text("hospital (CDS)")
+    expect(entry.get_by_test_id("history-details")).to_contain_text(reason["display"])
+    expect(entry.get_by_test_id("history-note")).to_have_text("Discussed at the visit today")
+    shoot("card-overridden-in-history")
