@@ -12,9 +12,12 @@ from sqlmodel import Session, col, select
 
 from careloop.services.alerts.models import Alert, AlertEvent, Notification
 from careloop.services.alerts.vocabulary import AlertEventKind, AlertStatus
+from careloop.services.cds.cards import ACKNOWLEDGE, FOLLOW_UP, suggestion_uuid
+from careloop.services.cds.models import CdsClient
 from careloop.services.dashboard.inbox_view import titles_of
 from careloop.services.dashboard.labels import actor_labels
 from careloop.services.dashboard.relative_time import ago, stamp, until
+from careloop.services.ehr.models import EhrConnection
 from careloop.services.patients.labels import patient_label
 from careloop.services.store.repository import ResourceStore
 
@@ -59,6 +62,8 @@ class HistoryEntry:
     ago: str
     details: list[tuple[str, str]]
     note: str | None
+    label: str = ""
+    """What happened, in words (``Card overridden in the EHR``)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,8 @@ def valid_alert_id(alert_id: str) -> bool:
 def _shown(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(str(v) for v in value)  # rules: phq9-item9, phq9-total
     return orjson.dumps(value).decode()
 
 
@@ -213,23 +220,62 @@ def _named(reason: Reason, reading: Reading | None) -> Reason:
 
 
 _DETAIL_SKIP = {"recipients"}
+_KIND_LABELS: dict[str, str] = {
+    AlertEventKind.CARD_ACCEPTED: "Card accepted in the EHR",
+    AlertEventKind.CARD_OVERRIDDEN: "Card overridden in the EHR",
+}
+_CARD_KINDS = (AlertEventKind.CARD_ACCEPTED, AlertEventKind.CARD_OVERRIDDEN)
+CDS_ACTOR = "EHR (CDS)"
+_SUGGESTIONS = {ACKNOWLEDGE: "Acknowledge", FOLLOW_UP: "Follow-up task"}
 
 
-def _history(
+def kind_label(kind: str) -> str:
+    """A history event's kind in words."""
+    return _KIND_LABELS.get(kind, kind.replace(".", " ").capitalize())
+
+
+def _detail_of(event: AlertEvent) -> dict[str, Any]:
+    try:
+        detail = orjson.loads(event.detail or "{}")
+    except orjson.JSONDecodeError:
+        return {}
+    return detail if isinstance(detail, dict) else {}
+
+
+def _card_details(alert_id: str, detail: dict[str, Any]) -> list[tuple[str, str]]:
+    """A CDS card outcome: the suggestions taken, the override reason's display."""
+    details: list[tuple[str, str]] = []
+    accepted = detail.get("accepted_suggestions")
+    if isinstance(accepted, list) and accepted:
+        names = {suggestion_uuid(alert_id, k): v for k, v in _SUGGESTIONS.items()}
+        taken = [names.get(str(s), "another suggestion") for s in accepted[:10]]
+        details.append(("suggestions taken", ", ".join(taken)))
+    reason = detail.get("reason")
+    if isinstance(reason, dict):
+        shown = reason.get("display") or reason.get("code")
+        if isinstance(shown, str) and shown:
+            details.append(("reason", shown[:200]))
+    return details
+
+
+def history_entries(
     alert: Alert, events: list[AlertEvent], names: dict[str, str], now: datetime
 ) -> list[HistoryEntry]:
+    """The alert's events as its history shows them (``names`` from ``history_names``)."""
     entries = []
     for event in events:
-        try:
-            detail = orjson.loads(event.detail or "{}")
-        except orjson.JSONDecodeError:
-            detail = {}
-        details = _pairs(detail) if isinstance(detail, dict) else []
-        recipients = detail.get("recipients") if isinstance(detail, dict) else None
-        if isinstance(recipients, list) and recipients:
-            paged = ", ".join(names.get(str(r), str(r)) for r in recipients)
-            details = [("paged", paged)] + [(k, v) for k, v in details if k not in _DETAIL_SKIP]
+        detail = _detail_of(event)
         note = None
+        if event.kind in _CARD_KINDS:
+            details = _card_details(alert.id, detail)
+            comment = detail.get("comment")
+            note = comment if isinstance(comment, str) and comment else None
+        else:
+            details = _pairs(detail)
+            recipients = detail.get("recipients")
+            if isinstance(recipients, list) and recipients:
+                paged = ", ".join(names.get(str(r), str(r)) for r in recipients)
+                details = [("paged", paged)] + [(k, v) for k, v in details if k not in _DETAIL_SKIP]
         if event.kind == AlertEventKind.ACKNOWLEDGED:
             note = alert.acknowledgement_note
         elif event.kind == AlertEventKind.RESOLVED:
@@ -242,9 +288,63 @@ def _history(
                 ago=ago(event.at, now),
                 details=details,
                 note=note,
+                label=kind_label(event.kind),
             )
         )
     return entries
+
+
+def _recipients(event: AlertEvent) -> list[str]:
+    recipients = _detail_of(event).get("recipients")
+    return [r for r in recipients if isinstance(r, str)] if isinstance(recipients, list) else []
+
+
+def history_names(session: Session, tenant_id: str, people: list[str]) -> dict[str, str]:
+    """Readable names of who acted or was paged (``actor_labels``; an EHR's CDS calls too)."""
+    names = actor_labels(session, tenant_id, people)
+    calls = sorted({p.removeprefix("cds:") for p in people if p.startswith("cds:")})
+    if calls:
+        ehrs = dict(
+            session.exec(
+                select(CdsClient.iss, EhrConnection.name)
+                .join(EhrConnection, col(EhrConnection.id) == col(CdsClient.connection_id))
+                .where(col(CdsClient.tenant_id) == tenant_id, col(CdsClient.iss).in_(calls))
+            ).all()
+        )
+        for iss in calls:
+            if names.get(f"cds:{iss}", f"cds:{iss}") == f"cds:{iss}":
+                ehr = ehrs.get(iss)
+                names[f"cds:{iss}"] = f"{ehr} (CDS)" if ehr else CDS_ACTOR
+    return names
+
+
+def _people(alert: Alert, events: list[AlertEvent]) -> list[str]:
+    people = [e.actor for e in events if e.actor]
+    for event in events:
+        people += _recipients(event)
+    people += [p for p in (alert.acknowledged_by, alert.resolved_by) if p]
+    return people
+
+
+def alert_histories(
+    session: Session, tenant_id: str, alerts: list[Alert], now: datetime
+) -> tuple[dict[str, list[HistoryEntry]], dict[str, str]]:
+    """Each alert's history (bounded), and the names of who acted on them."""
+    if not alerts:
+        return {}, {}
+    ids = [a.id for a in alerts]
+    newest = session.exec(
+        select(AlertEvent)
+        .where(col(AlertEvent.alert_id).in_(ids))
+        .order_by(col(AlertEvent.at).desc(), col(AlertEvent.id).desc())
+        .limit(MAX_EVENTS)
+    ).all()
+    by_alert: dict[str, list[AlertEvent]] = {i: [] for i in ids}
+    for event in reversed(newest):  # the latest MAX_EVENTS, oldest first
+        by_alert[event.alert_id].append(event)
+    people = [p for a in alerts for p in _people(a, by_alert[a.id])]
+    names = history_names(session, tenant_id, people)
+    return {a.id: history_entries(a, by_alert[a.id], names, now) for a in alerts}, names
 
 
 def alert_detail(
@@ -272,16 +372,8 @@ def alert_detail(
         .order_by(col(Notification.created_at), col(Notification.id))
         .limit(MAX_NOTIFICATIONS)
     ).all()
-    people: list[str] = [e.actor for e in events if e.actor]
-    for event in events:
-        try:
-            recipients = orjson.loads(event.detail or "{}").get("recipients") or []
-        except (orjson.JSONDecodeError, AttributeError):
-            recipients = []
-        people += [str(r) for r in recipients if isinstance(r, str)]
-    people += [n.recipient for n in notifications]
-    people += [p for p in (alert.acknowledged_by, alert.resolved_by) if p]
-    names = actor_labels(session, tenant_id, people)
+    people = _people(alert, events) + [n.recipient for n in notifications]
+    names = history_names(session, tenant_id, people)
     explanation = orjson.loads(alert.explanation)
     reading = reading_of(ResourceStore(session, tenant_id), alert.observation_id)
     return AlertDetail(
@@ -310,7 +402,7 @@ def alert_detail(
             )
             for n in notifications
         ],
-        history=_history(alert, events, names, now),
+        history=history_entries(alert, events, names, now),
         crossed=frozenset(_crossed(explanation)),
     )
 

@@ -13,6 +13,7 @@ from careloop.fhir.terminology import LOINC, PHQ9_ITEM9_CODE, RATING_INSTRUMENTS
 from careloop.services.alerts.models import Alert
 from careloop.services.alerts.vocabulary import AlertStatus, severity_rank
 from careloop.services.common.fhirtime import FhirTimeError, parse_fhir_datetime_range
+from careloop.services.dashboard.alert_view import HistoryEntry, alert_histories
 from careloop.services.measures.core import INSTRUMENTS, Summary, summarise
 from careloop.services.measures.series import (
     Reading,
@@ -62,6 +63,10 @@ class PatientView:
     alerts: list[Alert] = field(default_factory=list)
     """Newest first, the window's and every unresolved one."""
     summaries: dict[str, Summary] = field(default_factory=dict)
+    history: dict[str, list[HistoryEntry]] = field(default_factory=dict)
+    """Each alert's events (by alert id), who did what, as the alert page lists them."""
+    names: dict[str, str] = field(default_factory=dict)
+    """Readable names of who acted on the alerts (``Practitioner/..`` to a name)."""
 
     @property
     def open_alerts(self) -> list[Alert]:
@@ -158,6 +163,7 @@ def load_view(
     )
     view.encounters = [e for e in map(_encounter, encounters) if e is not None]
     view.alerts = _alerts(session, tenant_id, patient_id, start)
+    view.history, view.names = alert_histories(session, tenant_id, view.alerts, now)
     plan_start = treatment_start(patient_resources(session, tenant_id, "CarePlan", patient_id))
     for key, instrument in INSTRUMENTS.items():
         scores = [s for s in map(score_of, view.scores[key][-2:]) if s is not None]

@@ -133,12 +133,16 @@ def callback(
     state: Annotated[str | None, Query(max_length=200)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    """Check state, exchange the code, validate the id_token, sign in, land on the patient."""
+    """Check state, exchange the code, validate the id_token, sign in, land on the patient.
+
+    A launch from a CDS card whose ``appContext`` names an alert of the patient lands on
+    that alert's page instead.
+    """
     if error or not code or not state:
         return _error(request, LaunchError("the EHR did not authorize the launch"))
     browser = request.cookies.get(launch_cookie_name(settings))
     try:
-        signed = complete(session, settings, code, state, browser)
+        launched = complete(session, settings, code, state, browser)
     except BrowserMismatch as exc:
         session.rollback()  # the state stays for the browser that started the launch
         return _error(request, exc, 403)
@@ -147,7 +151,13 @@ def callback(
         _consume(session, state)  # the used state stays consumed
         return _error(request, exc)
     commit(session)
-    target = f"/patients/{quote(signed.patient_id)}" if signed.patient_id else "/app/unlinked"
+    signed = launched.session
+    if launched.alert_id:
+        target = f"/alerts/{quote(launched.alert_id, safe='')}"
+    elif signed.patient_id:
+        target = f"/patients/{quote(signed.patient_id, safe='')}"
+    else:
+        target = "/app/unlinked"
     response = RedirectResponse(target, status_code=302)
     set_session_cookie(response, settings, signed.id, embedded=True)
     return response

@@ -13,9 +13,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import orjson
 from sqlmodel import Session, col, select
 
 from careloop.integrations.egress import DestinationRefused, EgressClient
+from careloop.services.alerts.models import Alert
 from careloop.services.clinicians.ehr_users import MAX_FHIR_USER, clinician_for
 from careloop.services.clinicians.sessions import open_session
 from careloop.services.common.constrained import CONTROL
@@ -35,6 +37,9 @@ STANDALONE_SCOPE = "launch/patient openid fhirUser patient/Patient.rs patient/Ob
 
 _BROWSER_KEY = re.compile(r"^[A-Za-z0-9_-]{43,100}$")
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_ALERT_ID = re.compile(r"[A-Za-z0-9\-]{1,64}")
+MAX_APP_CONTEXT = 2000
+"""The longest ``appContext`` read from a token response (careloop's own are under 150)."""
 
 
 class LaunchError(Exception):
@@ -57,6 +62,14 @@ def _browser_hash(key: str) -> str:
 
 class BrowserMismatch(LaunchError):
     """The callback came from a browser other than the one that started the launch."""
+
+
+@dataclass(frozen=True)
+class Launched:
+    """A finished launch: the new session, and the alert to land on (from ``appContext``)."""
+
+    session: ClinicianSession
+    alert_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,11 +173,13 @@ def complete(
     code: str,
     state: str,
     browser: str | None,
-) -> ClinicianSession:
+) -> Launched:
     """Exchange the code (checking state, once, from the browser that began) and sign in.
 
     Who signs in is the ``fhirUser`` of the id_token, taken only once the id_token is valid
     (``careloop.services.launch.id_token``); that clinician is found or added in the tenant.
+    An ``appContext`` naming one of the tenant's alerts (of the launched patient) is where the
+    launch lands (``app_context_alert``).
     """
     pending = session.get(LaunchState, state, with_for_update=True)
     if pending is None or utcnow() - pending.created_at > STATE_TTL:
@@ -216,7 +231,7 @@ def complete(
     if not clinician.active:
         raise LaunchError("this careloop account is disabled")
     scope = token.get("scope", "")
-    return open_session(
+    signed = open_session(
         session,
         connection.tenant_id,
         clinician,
@@ -227,6 +242,54 @@ def complete(
         encounter_id=_context_id(token, "encounter"),
         scope=scope[:2000] if isinstance(scope, str) else "",
     )
+    alert_id = app_context_alert(
+        session,
+        connection.tenant_id,
+        token.get("appContext"),
+        launched_patient=link.patient_id if link else None,
+        ehr_patient=ehr_patient,
+    )
+    return Launched(signed, alert_id)
+
+
+def app_context_alert(
+    session: Session,
+    tenant_id: str,
+    app_context: object,
+    launched_patient: str | None,
+    ehr_patient: str | None,
+) -> str | None:
+    """The alert an ``appContext`` (``{"patient": ..., "alert": ...}``, a JSON string) names.
+
+    Trusted no further than the tenant: only an alert of ``tenant_id``, and when the EHR
+    launched a patient, only an alert of that (linked) patient; a launched patient careloop
+    has no link for, anything malformed or too long, or an unknown alert gives None.
+    """
+    if not isinstance(app_context, str) or not 0 < len(app_context) <= MAX_APP_CONTEXT:
+        return None
+    try:
+        data = orjson.loads(app_context)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    alert_id, named = data.get("alert"), data.get("patient")
+    if not isinstance(alert_id, str) or not _ALERT_ID.fullmatch(alert_id):
+        return None
+    if named is not None and not isinstance(named, str):
+        return None
+    if ehr_patient is not None and launched_patient is None:
+        return None
+    alert = session.exec(
+        select(Alert).where(col(Alert.id) == alert_id, col(Alert.tenant_id) == tenant_id)
+    ).first()
+    if alert is None:
+        return None
+    if launched_patient is not None and alert.patient_id != launched_patient:
+        return None
+    if named is not None and named != alert.patient_id:
+        return None
+    return alert.id
 
 
 def _context_id(token: dict[str, Any], name: str) -> str | None:

@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import orjson
 import pytest
 import uvicorn
 from ehr_server import TestEHR
 from ehr_server.authorization import ID_TOKEN_FAULTS
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 from support.clients import BASE_URL, make_caller
 from support.ehr import connect_ehr
 from support.reports import phq9
 
 from careloop.integrations.ehr.smart import tokens
+from careloop.services.alerts.models import Alert
 from careloop.services.clinicians.models import Clinician
 from careloop.services.common.egress import destination_policy
 from careloop.services.ehr.service import add_connection
 from careloop.services.keys.service import rotate
 from careloop.services.launch.models import ClinicianSession, LaunchState
 from careloop.services.settings import Settings
+from careloop.services.tenancy.models import Tenant
 from careloop.services.unit_of_work import session_scope
 from careloop.workflows.inline import run_pending
 from careloop.workflows.web import create_app
@@ -334,3 +338,104 @@ def test_key_rotation_keeps_tokens_flowing(live: tuple[str, Settings], engine: E
         run_pending(engine, live_settings)
         assert len(ehr.resources("Observation")) == 2
         assert ehr.issued_tokens == 2
+
+
+def _alert_of(engine: Engine, patient_id: str) -> str:
+    with session_scope(engine) as session:
+        [alert] = session.exec(select(Alert).where(Alert.patient_id == patient_id)).all()
+        return alert.id
+
+
+def _app_context(patient_id: str, alert_id: str) -> str:
+    return orjson.dumps({"patient": patient_id, "alert": alert_id}).decode()
+
+
+def test_a_launch_from_a_cds_card_lands_on_its_alert(
+    launched: tuple[TestClient, TestEHR, str, str], engine: Engine
+) -> None:
+    """The card's SMART link carries ``appContext``; the EHR returns it with the token."""
+    api, ehr, patient_id, chart_id = launched
+    alert_id = _alert_of(engine, patient_id)
+    launch = ehr.create_launch(chart_id, app_context=_app_context(patient_id, alert_id))
+    landed = _follow_launch(api, f"/launch?iss={ehr.base_url}&launch={launch}")
+    assert landed.status_code == 302, landed.text
+    assert landed.headers["location"] == f"/alerts/{alert_id}"
+    page = api.get(landed.headers["location"])
+    assert page.status_code == 200 and "Dr Synthetic EHR" in page.text
+
+
+def test_without_a_launched_patient_an_alert_of_the_tenant_is_enough(
+    launched: tuple[TestClient, TestEHR, str, str], engine: Engine
+) -> None:
+    api, ehr, patient_id, _ = launched
+    alert_id = _alert_of(engine, patient_id)
+    launch = ehr.create_launch(None, app_context=orjson.dumps({"alert": alert_id}).decode())
+    landed = _follow_launch(api, f"/launch?iss={ehr.base_url}&launch={launch}")
+    assert landed.headers["location"] == f"/alerts/{alert_id}"
+    launch = ehr.create_launch(None, app_context='{"alert": "no-such-alert"}')
+    landed = _follow_launch(api, f"/launch?iss={ehr.base_url}&launch={launch}")
+    assert landed.headers["location"] == "/app/unlinked"
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        "not json",
+        "[]",
+        '"a string"',
+        '{"alert": 7}',
+        '{"alert": "../inbox"}',
+        '{"alert": "' + "a" * 65 + '"}',
+        '{"patient": ["x"], "alert": "ALERT"}',
+        '{"patient": "someone-else", "alert": "ALERT"}',
+        '{"alert": "ALERT", "pad": "' + "x" * 2000 + '"}',
+        '{"alert": "ALERT"\u0000}',
+        "",
+    ],
+)
+def test_an_app_context_not_understood_is_ignored(
+    launched: tuple[TestClient, TestEHR, str, str], engine: Engine, context: str
+) -> None:
+    api, ehr, patient_id, chart_id = launched
+    context = context.replace("ALERT", _alert_of(engine, patient_id))
+    launch = ehr.create_launch(chart_id, app_context=context)
+    landed = _follow_launch(api, f"/launch?iss={ehr.base_url}&launch={launch}")
+    assert landed.status_code == 302, landed.text
+    assert landed.headers["location"] == f"/patients/{patient_id}"
+
+
+def _open_item9_alert(
+    api: TestClient, engine: Engine, settings: Settings, tenant: str | None
+) -> str:
+    """An alert of a new patient of ``tenant`` (a new tenant when None)."""
+    caller = make_caller(api, engine, tenant=tenant)
+    value = f"other-{secrets.token_hex(4)}"
+    created = caller.post("/v1/symptom-reports", json=phq9(value, [0] * 8 + [2])).json()
+    run_pending(engine, settings)
+    return _alert_of(engine, created["patient"].removeprefix("Patient/"))
+
+
+def test_an_app_context_is_trusted_no_further_than_the_tenant_and_the_patient(
+    launched: tuple[TestClient, TestEHR, str, str], engine: Engine, settings: Settings
+) -> None:
+    api, ehr, patient_id, chart_id = launched
+    with session_scope(engine) as session:
+        tenant = session.exec(
+            select(Tenant.name)
+            .join(Alert, col(Alert.tenant_id) == col(Tenant.id))
+            .where(Alert.patient_id == patient_id)
+        ).one()
+    other_patient = _open_item9_alert(api, engine, settings, tenant)
+    other_tenant = _open_item9_alert(api, engine, settings, None)
+    for alert_id in (other_patient, other_tenant):
+        launch = ehr.create_launch(chart_id, app_context=_app_context(patient_id, alert_id))
+        landed = _follow_launch(api, f"/launch?iss={ehr.base_url}&launch={launch}")
+        assert landed.headers["location"] == f"/patients/{patient_id}"
+    launch = ehr.create_launch(None, app_context=orjson.dumps({"alert": other_tenant}).decode())
+    assert (
+        _follow_launch(api, f"/launch?iss={ehr.base_url}&launch={launch}").headers["location"]
+        == "/app/unlinked"
+    )
+    launch = ehr.create_launch(None, app_context=orjson.dumps({"alert": other_patient}).decode())
+    landed = _follow_launch(api, f"/launch?iss={ehr.base_url}&launch={launch}")
+    assert landed.headers["location"] == f"/alerts/{other_patient}"  # no patient: the tenant's

@@ -47,6 +47,8 @@ class LaunchContext:
     patient: str | None = None
     encounter: str | None = None
     user: str | None = None
+    app_context: str | None = None
+    """The ``appContext`` the launch carries into the token response (from a CDS card's link)."""
 
 
 @dataclass
@@ -349,6 +351,8 @@ class AuthServer:
             response["patient"] = context.patient
         if context.encounter and ("launch" in scopes or "launch/encounter" in scopes):
             response["encounter"] = context.encounter
+        if context.app_context is not None and "launch" in scopes:
+            response["appContext"] = context.app_context
         with self._lock:
             self._tokens[value] = token
             self.issued += 1

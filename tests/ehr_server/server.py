@@ -177,11 +177,19 @@ class TestEHR:
         self.auth.register_app(client_id, redirect_uris, scopes, client_secret)
 
     def create_launch(
-        self, patient_id: str, encounter_id: str | None = None, user: str | None = None
+        self,
+        patient_id: str | None,
+        encounter_id: str | None = None,
+        user: str | None = None,
+        app_context: str | None = None,
     ) -> str:
-        """A ``launch`` value for an EHR launch in the context of a patient (and encounter)."""
+        """A ``launch`` value for an EHR launch in the context of a patient (and encounter).
+
+        ``app_context`` (as a CDS card's SMART link gives it) comes back as the token
+        response's ``appContext``; ``patient_id`` None launches without a patient.
+        """
         return self.auth.create_launch(
-            LaunchContext(patient_id, encounter_id, user or DEFAULT_USER)
+            LaunchContext(patient_id, encounter_id, user or DEFAULT_USER, app_context)
         )
 
     def set_standalone_patient(self, patient_id: str, user: str | None = None) -> None:
