@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -24,13 +24,24 @@ from careloop.services.dashboard.templating import render
 from careloop.services.db import utcnow
 from careloop.services.deps import SessionDep
 from careloop.services.measures.core import INSTRUMENTS
-from careloop.services.measures.series import Reading, patient_exists
+from careloop.services.measures.series import Reading, first_observation_since, patient_exists
 from careloop.services.patients.labels import patient_label
 
 router = APIRouter(include_in_schema=False)
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 MONTHS = (1, 3, 6, 12, 24)
 DEFAULT_MONTHS = 12
+"""Without data in the last 24 months (or a chosen period), the page shows a year."""
+_MONTH = timedelta(days=30.44)
+
+
+def fitted_months(first: datetime | None, now: datetime) -> int:
+    """The shortest period of at least 3 months that shows everything since ``first``."""
+    if first is None:
+        return DEFAULT_MONTHS
+    return next((m for m in MONTHS if m >= 3 and now - first <= m * _MONTH), MONTHS[-1])
+
+
 _TESTIDS = {"phq-9": "chart-phq9", "gad-7": "chart-gad7"}
 _DAILY = {
     "mood": ("chart-mood", "Mood (0 very low - 10 very good)", 10.0, ""),
@@ -120,15 +131,21 @@ def patient_page(
     """The patient's page: charts, measurement-based care, items, alerts."""
     if not _FHIR_ID.fullmatch(patient_id):
         return _not_found(request, signed)
-    months_text = request.query_params.get("months", str(DEFAULT_MONTHS))
-    if months_text not in {str(m) for m in MONTHS}:
+    months_text = request.query_params.get("months")
+    if months_text is not None and months_text not in {str(m) for m in MONTHS}:
         return _problem(
             request, signed, 400, "Not a period", "The period must be 1, 3, 6, 12 or 24 months."
         )
     if not patient_exists(session, signed.tenant_id, patient_id):
         return _not_found(request, signed)
-    months = int(months_text)
-    view = load_view(session, signed.tenant_id, patient_id, utcnow(), months)
+    now = utcnow()
+    if months_text is None:
+        since = now - MONTHS[-1] * _MONTH
+        first = first_observation_since(session, signed.tenant_id, patient_id, since)
+        months = fitted_months(first, now)
+    else:
+        months = int(months_text)
+    view = load_view(session, signed.tenant_id, patient_id, now, months)
     scores, daily = _charts(view)
     return render(
         request,

@@ -115,6 +115,17 @@ def observations(
         size = _PAGE
 
 
+def first_observation_since(
+    session: Session, tenant_id: str, patient_id: str, since: datetime
+) -> datetime | None:
+    """When the patient's oldest Observation from ``since`` on was made (one indexed row)."""
+    for _id, when, _resource in observations(
+        session, tenant_id, patient_id, since=since, oldest=True, scan=1, first_page=1
+    ):
+        return when
+    return None
+
+
 def reading_of(rid: str, when: datetime, observation: dict[str, Any]) -> Reading | None:
     """The Reading of an Observation, or None when it is not a result (entered in error)."""
     if observation.get("status") in _NOT_RESULTS:
