@@ -48,7 +48,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
+def make_engine(url: str, pool_size: int = 20) -> Engine:
     """An engine for ``url`` tuned for its backend.
 
     ``hide_parameters``: SQLAlchemy's errors (and any log of them) never show statement
@@ -65,7 +65,9 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     return create_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        # Overflow connections close when returned; a pool as large as the concurrency keeps
+        # them few (each new PostgreSQL session costs a fork and authentication).
+        max_overflow=max(2, pool_size // 4),
         pool_pre_ping=True,
         hide_parameters=True,
     )

@@ -59,9 +59,11 @@ class Settings(BaseSettings):
     max_bundle_entries: int = Field(default=1000, ge=1)
     """Entries of one batch or transaction Bundle (``POST /fhir``); more answers 413."""
 
-    db_pool_size: int = 10
+    db_pool_size: int = 20
+    """PostgreSQL connections each process keeps open: at least ``api_threads`` plus the relay,
+    so a busy API reuses connections instead of opening one per request beyond the pool."""
     api_threads: int = 16
-    """Threads per API process for request handlers (keep at or below db_pool_size x 2)."""
+    """Threads per API process for request handlers (keep at or below db_pool_size)."""
 
     care_program: Path | None = None
     """A care program TOML file; empty means the shipped depression and anxiety program."""
