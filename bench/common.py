@@ -248,6 +248,17 @@ def fresh_database(prefix: str = "careloop_bench_") -> Iterator[str]:
         print(f"dropped database {name}")
 
 
+def pg_sessions(db_url: str) -> int:
+    """Sessions PostgreSQL has opened on ``db_url``'s database so far (``pg_stat_database``)."""
+    name = db_url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = %s", (name,)
+        ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
 def pg_version() -> str:
     """The PostgreSQL server version."""
     with psycopg.connect(PG_ADMIN_URL) as conn:

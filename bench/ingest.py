@@ -61,6 +61,7 @@ from common import (
     fresh_database,
     host_jiffies,
     percentile,
+    pg_sessions,
     pg_version,
     proc_stats,
     raise_keyboard_interrupt,
@@ -703,8 +704,13 @@ def main(argv: list[str] | None = None) -> int:
                     else []
                 )
                 before = CpuSnapshot.take()
+                sessions0 = pg_sessions(db_url)
                 result = drive(load(name, careloop, path, batch, conns, args.duration, day))
                 result.cpu = cpu_used(before, CpuSnapshot.take(), careloop)
+                print(
+                    f"{name}: {pg_sessions(db_url) - sessions0} new PostgreSQL sessions during "
+                    "the phase (a pool that fits the concurrency opens few)"
+                )
                 wait_profilers(profilers)
                 result.stored_observations = (
                     settled_total(careloop.url, token, "Observation") - obs0

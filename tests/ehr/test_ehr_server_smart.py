@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -19,6 +20,14 @@ from ehr_server.helpers import (
 from joserfc.jwk import ECKey, OctKey, RSAKey
 
 SCOPE = "system/Observation.cruds system/Patient.rs"
+
+
+@dataclass(frozen=True)
+class SecondsFromNow:
+    """A time claim relative to when the test runs (not when it was collected: a slow run's
+    tests start minutes after collection)."""
+
+    seconds: int
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +129,8 @@ def test_token_is_issued_for_a_valid_assertion(
         ({"typ": "JOSE+JSON"}, {}, "typ"),
         ({}, {"aud": "http://127.0.0.1/other/token"}, "aud must be the token endpoint"),
         ({}, {"sub": "someone-else"}, "iss and sub"),
-        ({}, {"exp": int(time.time()) + 600}, "more than five minutes"),
-        ({}, {"exp": int(time.time()) - 60}, "expired"),
+        ({}, {"exp": SecondsFromNow(600)}, "more than five minutes"),
+        ({}, {"exp": SecondsFromNow(-60)}, "expired"),
         ({}, {"exp": None}, "exp is missing"),
         ({}, {"jti": None}, "jti is missing"),
         ({"jku": "http://127.0.0.1:9/evil.json"}, {}, "jku"),
@@ -147,6 +156,8 @@ def test_bad_assertions_are_invalid_client(
     claims: dict[str, Any],
     fragment: str,
 ) -> None:
+    now = int(time.time())
+    claims = {k: now + v.seconds if isinstance(v, SecondsFromNow) else v for k, v in claims.items()}
     assertion = client_assertion(rsa, "careloop", ehr.token_url, header=header, claims=claims)
 
     assert_invalid_client(request_token(http, ehr, assertion), fragment)

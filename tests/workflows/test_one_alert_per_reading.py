@@ -167,13 +167,16 @@ def test_a_later_reading_on_one_rule_updates_the_alert_and_one_ack_stops_escalat
 
     runtime.configure(settings, engine)
     _overdue(engine, alert["id"])
-    assert escalate_due() == 1  # one alert, one chain
+    # The sweep is global: other tests' overdue alerts (other tenants) may escalate with it.
+    assert escalate_due() >= 1
+    assert [a["escalation_level"] for a in _alerts(caller)] == [1]  # one alert, one chain
     run_pending(engine, settings)
     assert [d["body"]["type"] for d in oncall.deliveries] == ["alert.opened", "alert.escalated"]
     ack = caller.post(f"/v1/alerts/{alert['id']}/acknowledge", json={"by": "Practitioner/dr-a"})
     assert ack.status_code == 200, ack.text
     _overdue(engine, alert["id"])
-    assert escalate_due() == 0  # every reason was acknowledged at once
+    escalate_due()
+    assert [a["escalation_level"] for a in _alerts(caller)] == [1]  # all acknowledged at once
     run_pending(engine, settings)
     assert len(oncall.deliveries) == 2
 
