@@ -4,6 +4,7 @@ and two workers never claim the same push."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -63,6 +64,26 @@ class World:
         result: dict[str, Any] = response.json()
         return result
 
+    def connection(self, session: Session) -> EhrConnection:
+        client_id = f"careloop-{self.caller.tenant}"
+        query = select(EhrConnection).where(EhrConnection.client_id == client_id)  # type: ignore[arg-type]
+        return session.execute(query).scalars().one()
+
+    def writes(self, session: Session) -> list[EhrWrite]:
+        query = select(EhrWrite).where(EhrWrite.connection_id == self.connection(session).id)  # type: ignore[arg-type]
+        return list(session.execute(query).scalars().all())
+
+    def open_pushes(self) -> int:
+        with session_scope(self.engine) as session:
+            rows = session.execute(
+                select(OutboxMessage.id).where(  # type: ignore[call-overload]
+                    OutboxMessage.tenant_id == self.caller.tenant,
+                    OutboxMessage.task == "resources.changed",
+                    OutboxMessage.completed_at.is_(None),  # type: ignore[union-attr]
+                )
+            ).all()
+        return len(rows)
+
     def bundle_posts(self) -> int:
         return sum(1 for m, p, _ in self.ehr.requests if m == "POST" and p == "/fhir")
 
@@ -93,17 +114,6 @@ def _linked(world: World, values: list[str]) -> None:
     assert len(world.ehr.resources("Observation")) == len(values)
 
 
-def _open_pushes(engine: Engine) -> int:
-    with session_scope(engine) as session:
-        rows = session.execute(
-            select(OutboxMessage.id).where(  # type: ignore[call-overload]
-                OutboxMessage.task == "resources.changed",
-                OutboxMessage.completed_at.is_(None),  # type: ignore[union-attr]
-            )
-        ).all()
-    return len(rows)
-
-
 def test_many_reports_of_several_patients_go_in_one_bundle_exactly_once(world: World) -> None:
     patients = [f"b-{n}" for n in range(4)]
     _linked(world, patients)
@@ -118,11 +128,11 @@ def test_many_reports_of_several_patients_go_in_one_bundle_exactly_once(world: W
     assert set(world.observations_by_identifier().values()) == {1}
     assert len(world.ehr.resources("QuestionnaireResponse")) == 16
     assert len(world.ehr.resources("Provenance")) == 16
-    assert _open_pushes(world.engine) == 0
+    assert world.open_pushes() == 0
     subjects = Counter(o["subject"]["reference"] for o in world.ehr.resources("Observation"))
     assert sorted(subjects.values()) == [4, 4, 4, 4]  # each in its own patient's chart
     with session_scope(world.engine) as session:
-        rows = session.execute(select(EhrWrite)).scalars().all()
+        rows = world.writes(session)
         assert {r.state for r in rows} == {WriteState.WRITTEN}
         assert all(r.ehr_reference for r in rows)
     world.drain()  # nothing left: no Bundle sent again
@@ -135,7 +145,7 @@ def test_a_refused_report_is_split_off_kept_for_replay_and_the_rest_land(world: 
     ghost = world.report("ghost", 1)["patient"].split("/")[1]
     world.drain()  # no EHR Patient carries the identifier: unlinked, waiting
     with session_scope(world.engine) as session:
-        connection = session.execute(select(EhrConnection)).scalars().one()
+        connection = world.connection(session)
         link = session.get(PatientLink, (connection.id, ghost))
         assert link is not None and link.state == LinkState.UNLINKED
         link.state = LinkState.LINKED
@@ -150,14 +160,14 @@ def test_a_refused_report_is_split_off_kept_for_replay_and_the_rest_land(world: 
     assert 1 < world.bundle_posts() - posts < 8  # refused whole, then split in halves
     assert len(world.ehr.resources("Observation")) == 6
     assert set(world.observations_by_identifier().values()) == {1}
-    assert _open_pushes(world.engine) == 0
+    assert world.open_pushes() == 0
     with session_scope(world.engine) as session:
-        [failure] = session.execute(select(EhrFailure)).scalars().all()
+        connection = world.connection(session)
+        query = select(EhrFailure).where(EhrFailure.connection_id == connection.id)  # type: ignore[arg-type]
+        [failure] = session.execute(query).scalars().all()
         assert failure.patient_id == ghost and failure.status_code == 422
         assert "Patient" in failure.reason
-        failed = session.execute(
-            select(EhrWrite).where(EhrWrite.state == WriteState.FAILED)  # type: ignore[arg-type]
-        ).scalars()
+        failed = [w for w in world.writes(session) if w.state == WriteState.FAILED]
         assert {w.patient_id for w in failed} == {ghost}
         # The operator fixes the link and replays: the refused report lands, once.
         chart = world.ehr.seed({"resourceType": "Patient", "active": True})
@@ -179,21 +189,21 @@ def test_a_lost_answer_to_a_batch_duplicates_nothing_on_the_retry(world: World) 
     for day in (2, 3):
         for value in patients:
             world.report(value, day)
+    posts = world.bundle_posts()
     world.ehr.inject(Fault.DROP_AFTER_COMMIT, count=1, method="POST", path_prefix="/fhir")
-    world.drain()  # the EHR commits the Bundle, the answer is lost: the pushes stay open
-    assert len(world.ehr.resources("Observation")) == 9
-    assert _open_pushes(world.engine) > 0
-    world.drain()  # the retry: conditional creates find what the EHR holds
-    assert _open_pushes(world.engine) == 0
+    # The EHR commits the Bundle and the answer is lost: the pushes are open again, and the
+    # retry's conditional creates find what the EHR holds.
+    world.drain()
+    world.drain()
+    assert world.bundle_posts() - posts == 2
+    assert world.open_pushes() == 0
     assert len(world.ehr.resources("Observation")) == 9
     assert set(world.observations_by_identifier().values()) == {1}
     assert len(world.ehr.resources("QuestionnaireResponse")) == 9
     assert len(world.ehr.resources("Provenance")) == 9
     ehr_ids = {f"Observation/{o['id']}" for o in world.ehr.resources("Observation")}
     with session_scope(world.engine) as session:
-        rows = session.execute(
-            select(EhrWrite).where(EhrWrite.reference.startswith("Observation/"))  # type: ignore[attr-defined]
-        ).scalars()
+        rows = [w for w in world.writes(session) if w.reference.startswith("Observation/")]
         assert {r.ehr_reference for r in rows} == ehr_ids
 
 
@@ -206,25 +216,26 @@ def _schedule(engine: Engine, connection_id: str, count: int) -> list[Pending]:
 
 
 def test_two_workers_never_claim_the_same_push(engine: Engine) -> None:
-    pushes = _schedule(engine, "conn-a", 6)
-    _schedule(engine, "conn-b", 2)  # another connection's pushes are never taken
+    conn_a, conn_b = f"a-{uuid.uuid4().hex}", f"b-{uuid.uuid4().hex}"
+    pushes = _schedule(engine, conn_a, 6)
+    _schedule(engine, conn_b, 2)  # another connection's pushes are never taken
     with Session(engine) as first:
         # The running task's own message (p-0) is completed with it, not returned.
-        taken = claim_pending(first, "conn-a", pushes[0], 2)
+        taken = claim_pending(first, conn_a, pushes[0], 2)
         assert [p.patient_id for p in taken] == ["p-1", "p-2"]
         if engine.dialect.name == "postgresql":
             # At the same time: what the first holds is skipped, not waited for.
             with Session(engine) as second:
-                other = claim_pending(second, "conn-a", Pending("x", ()), 10)
+                other = claim_pending(second, conn_a, Pending("x", ()), 10)
                 rollback(second)
             assert [p.patient_id for p in other] == ["p-3", "p-4", "p-5"]
         commit(first)  # on SQLite the second waits for the single writer: it comes after
     with Session(engine) as later:
-        rest = claim_pending(later, "conn-a", Pending("x", ()), 10)
+        rest = claim_pending(later, conn_a, Pending("x", ()), 10)
         rollback(later)
     assert [p.patient_id for p in rest] == ["p-3", "p-4", "p-5"]
     assert not {p.message_id for p in rest} & {p.message_id for p in taken}
     with Session(engine) as session:
-        again = claim_pending(session, "conn-b", Pending("x", ()), 10)
+        again = claim_pending(session, conn_b, Pending("x", ()), 10)
         rollback(session)
     assert [p.patient_id for p in again] == ["p-0", "p-1"]

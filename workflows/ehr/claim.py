@@ -60,9 +60,14 @@ def claim_pending(session: Session, connection_id: str, own: Pending, limit: int
     )
     if is_pg:
         open_pushes = open_pushes.with_for_update(skip_locked=True)
+    # Two statements: inside ``IN (...)`` PostgreSQL may run a locking subquery once per row,
+    # each run skipping the rows the UPDATE just changed, so LIMIT would not bound the claim.
+    ids = list(session.execute(open_pushes).scalars().all())
+    if not ids:
+        return []
     claim = (
         update(_O)
-        .where(_O.c.id.in_(open_pushes.scalar_subquery()), _O.c.completed_at.is_(None))
+        .where(_O.c.id.in_(ids), _O.c.completed_at.is_(None))
         .values(completed_at=utcnow(), outcome="done")
         .returning(_O.c.id, _O.c.payload)
     )
