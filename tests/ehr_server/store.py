@@ -80,8 +80,10 @@ class Txn:
 
     def all(self, rtype: str) -> list[Resource]:
         """Current versions of every resource of ``rtype`` (not copies)."""
-        ids = list(self._store._data.get(rtype, {}))
-        ids += [rid for (t, rid) in self.staged if t == rtype and rid not in ids]
+        committed = self._store._data.get(rtype, {})
+        ids = list(committed)
+        # A dict lookup, not a list scan: a transaction of many entries stays linear.
+        ids += [rid for (t, rid) in self.staged if t == rtype and rid not in committed]
         found = (self.read(rtype, rid) for rid in ids)
         return [r for r in found if r is not None]
 
