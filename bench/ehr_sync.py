@@ -7,9 +7,11 @@ it shares no GIL with the load or this process). The child serves ``TestEHR`` on
 obeys JSON commands on stdin: register careloop as a Backend Services client (keys from
 careloop's ``/.well-known/jwks.json``), seed Patients carrying the app's identifiers
 (``https://app.example/patients|p-<n>``), throttle, dump what it stores. careloop is connected
-with ``careloop ehr add``; every report then becomes one transaction Bundle per patient (the
-QuestionnaireResponse, Observation and Provenance, conditional creates on careloop's business
-identifiers).
+with ``careloop ehr add``; every report then becomes one ``ehr.push`` (the QuestionnaireResponse,
+Observation and Provenance, conditional creates on careloop's business identifiers), and a push
+task takes the connection's other pending pushes with it: up to 50 reports of any patients in one
+transaction Bundle (``EHR requests`` below counts the Bundles; a push done by another's Bundle is
+a no-op when its own task runs, so per-task stages measure the Bundle's task, not the report's).
 
 The app side is a separate process (asyncio httpx) POSTing distinct routine PHQ-9 reports (no
 alert), one per patient at a time. Phases, each drained before the next:
@@ -842,7 +844,9 @@ def db_health(pg_url: str) -> dict[str, Any]:
         failures = conn.execute("SELECT count(*) FROM ehr_failure").fetchone()
         dead = conn.execute("SELECT task, count(*) FROM dead_task GROUP BY task").fetchall()
         undispatched = conn.execute(
+            # Open and never published (a batch may complete a push before the relay sends it).
             "SELECT count(*) FROM outbox_message WHERE dispatched_at IS NULL"
+            " AND completed_at IS NULL"
         ).fetchone()
         conn_row = conn.execute(
             "SELECT consecutive_failures, circuit_open_until, last_error FROM ehr_connection"

@@ -117,7 +117,16 @@ class FhirService:
 
     def find(self, txn: Txn, rtype: str, query: list[tuple[str, str]]) -> list[Resource]:
         """Current resources matching ``query`` (strict parameters)."""
-        return parse_search(query, self.base_url).run(txn.all(rtype))
+        search = parse_search(query, self.base_url)
+        exact = [
+            v.partition("|")[2] if "|" in v else v
+            for k, v in query
+            if k == "identifier" and "," not in v
+        ]
+        if exact and exact[0]:
+            # Conditional creates look up one identifier: read its candidates, not every resource.
+            return search.run(txn.with_identifier(rtype, exact[0]))
+        return search.run(txn.all(rtype))
 
     def _search(self, txn: Txn, rtype: str, query: list[tuple[str, str]], strict: bool) -> Outcome:
         search = parse_search(query, self.base_url, strict)

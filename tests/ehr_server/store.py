@@ -24,12 +24,21 @@ def parse_instant(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def identifier_values(resource: Resource) -> list[str]:
+    """The ``identifier[].value`` strings of a resource."""
+    identifiers = resource.get("identifier") or []
+    items = [identifiers] if isinstance(identifiers, dict) else identifiers
+    return [str(i["value"]) for i in items if isinstance(i, dict) and i.get("value")]
+
+
 class Store:
     """Resources by type and id, each a list of versions (oldest first)."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._data: dict[str, dict[str, list[Resource]]] = {}
+        self._by_identifier: dict[tuple[str, str], set[str]] = {}
+        """(type, identifier value) -> ids of resources some version of which carried it."""
         self._last_instant = datetime.fromtimestamp(0, UTC)
 
     def next_instant(self) -> str:
@@ -49,6 +58,9 @@ class Store:
             yield txn
             for (rtype, rid), versions in txn.staged.items():
                 self._data.setdefault(rtype, {}).setdefault(rid, []).extend(versions)
+                for version in versions:
+                    for value in identifier_values(version):
+                        self._by_identifier.setdefault((rtype, value), set()).add(rid)
 
     def versions(self, rtype: str, rid: str) -> list[Resource]:
         """Committed versions of one resource (copies)."""
@@ -83,6 +95,13 @@ class Txn:
         ids = list(self._store._data.get(rtype, {}))
         ids += [rid for (t, rid) in self.staged if t == rtype and rid not in ids]
         found = (self.read(rtype, rid) for rid in ids)
+        return [r for r in found if r is not None]
+
+    def with_identifier(self, rtype: str, value: str) -> list[Resource]:
+        """Current versions that may carry identifier ``value`` (a superset: filter them)."""
+        ids = set(self._store._by_identifier.get((rtype, value), ()))
+        ids.update(rid for (t, rid) in self.staged if t == rtype)
+        found = (self.read(rtype, rid) for rid in sorted(ids))
         return [r for r in found if r is not None]
 
     def new_id(self) -> str:

@@ -47,19 +47,42 @@ def _rewrite(value: Any, refs: dict[str, str]) -> Any:
     return out
 
 
+def referenced(resource: Any, into: set[str]) -> set[str]:
+    """Add the relative ``Type/id`` references found anywhere in ``resource`` to ``into``."""
+    if isinstance(resource, list):
+        for value in resource:
+            referenced(value, into)
+    elif isinstance(resource, dict):
+        for key, value in resource.items():
+            if key == "reference" and isinstance(value, str):
+                if "/" in value and not value.startswith("urn:"):
+                    into.add(value)
+            elif isinstance(value, dict | list):
+                referenced(value, into)
+    return into
+
+
 @dataclass(frozen=True)
 class BundleEntry:
-    """One stored resource and the transaction request that writes it."""
+    """One stored resource (parsed) and the transaction request that writes it."""
 
     stored: StoredResource
     request: dict[str, str]
+    resource: dict[str, Any]
 
 
-def bundle_entries(stored: list[StoredResource], written: dict[str, EhrWrite]) -> list[BundleEntry]:
-    """The request for each resource: create once, then update by identifier."""
+def bundle_entries(
+    stored: list[StoredResource],
+    written: dict[str, EhrWrite],
+    parsed: dict[str, dict[str, Any]] | None = None,
+) -> list[BundleEntry]:
+    """The request for each resource: create once, then update by identifier.
+
+    ``parsed``: the resources already parsed, by ``Type/id`` (else parsed here).
+    """
     entries = []
     for item in stored:
-        resource = item.as_dict()
+        resource = (parsed or {}).get(item.reference) or item.as_dict()
         ident = _business_identifier(resource)
         previous = written.get(item.reference)
         if item.resource_type == "Provenance" or ident is None:
@@ -76,20 +99,23 @@ def bundle_entries(stored: list[StoredResource], written: dict[str, EhrWrite]) -
                 "url": item.resource_type,
                 "ifNoneExist": f"identifier={ident[0]}|{ident[1]}",
             }
-        entries.append(BundleEntry(item, request))
+        entries.append(BundleEntry(item, request, resource))
     return entries
 
 
 def transaction_bundle(
-    entries: list[BundleEntry], patient_id: str, ehr_patient_id: str, written: dict[str, EhrWrite]
+    entries: list[BundleEntry], patients: dict[str, str], written: dict[str, EhrWrite]
 ) -> dict[str, Any]:
-    """The transaction Bundle of ``entries``, references rewritten to the EHR's."""
-    refs = {f"Patient/{patient_id}": f"Patient/{ehr_patient_id}"}
+    """The transaction Bundle of ``entries``, references rewritten to the EHR's.
+
+    ``patients``: careloop patient id to EHR Patient id, for every patient in the Bundle.
+    """
+    refs = {f"Patient/{pid}": f"Patient/{ehr_pid}" for pid, ehr_pid in patients.items()}
     refs.update({w.reference: w.ehr_reference for w in written.values() if w.ehr_reference})
     refs.update({e.stored.reference: _urn(e.stored.reference) for e in entries})
     entries_out = []
     for entry in entries:
-        resource = _rewrite(entry.stored.as_dict(), refs)
+        resource = _rewrite(entry.resource, refs)
         resource.pop("meta", None)
         if entry.request["method"] == "POST" or "?" in entry.request["url"]:
             resource.pop("id", None)

@@ -1,26 +1,45 @@
-"""Pushing careloop's resources for one patient into an EHR, as one transaction per push."""
+"""Pushing careloop's resources into an EHR: several pending pushes in one transaction Bundle."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import select
+from sqlmodel import Session, col
 
-from careloop.integrations.egress import Disclosure, EgressBlocked
-from careloop.integrations.ehr.fhir_client import EhrError
+from careloop.integrations.egress import Disclosure, EgressBlocked, destination_label
+from careloop.integrations.egress.gate import Outcome
+from careloop.integrations.ehr.fhir_client import EhrError, FhirClient
 from careloop.integrations.ehr.smart import SmartError
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite, PatientLink
 from careloop.services.ehr.vocabulary import LinkState, PushState, WriteState
 from careloop.services.settings import Settings
-from careloop.services.store.repository import ResourceStore, StoredResource
-from careloop.workflows.ehr.bundles import bundle_entries, location_reference, transaction_bundle
+from careloop.services.store.models import FhirResource
+from careloop.services.store.repository import StoredResource
+from careloop.workflows.ehr.bundles import (
+    BundleEntry,
+    bundle_entries,
+    location_reference,
+    referenced,
+    transaction_bundle,
+)
 from careloop.workflows.ehr.circuit import check_circuit, record_success
+from careloop.workflows.ehr.claim import Pending, claim_pending, lock_patients, reopen
 from careloop.workflows.ehr.client import ehr_client
 from careloop.workflows.ehr.linking import resolve_link
 
 log = logging.getLogger("careloop.ehr")
+_R = FhirResource.__table__  # type: ignore[attr-defined]
+
+BATCH_PUSHES = 50
+"""At most this many pending pushes (reports) of a connection go out in one Bundle."""
+BATCH_ENTRIES = 300
+"""A batch stops taking pushes once it holds this many resources."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +50,17 @@ class PushResult:
     state: PushState
 
 
+@dataclass
+class _Part:
+    """The resources one push is to write, and the patient's chart they go to."""
+
+    index: int
+    patient_id: str
+    ehr_patient_id: str
+    items: list[StoredResource]
+    entries: list[BundleEntry] = field(default_factory=list)
+
+
 def push(
     session: Session,
     settings: Settings,
@@ -38,114 +68,242 @@ def push(
     patient_id: str,
     references: list[str],
 ) -> PushResult:
-    """Write ``references`` for one patient into the EHR (see ``_push``); a refused token
-    request (wrong client id or scopes: a configuration problem) is kept as an EhrFailure."""
+    """Write ``references`` for one patient into the EHR (see ``push_batch``)."""
+    return push_batch(session, settings, connection, [Pending(patient_id, tuple(references))])[0]
+
+
+def push_batch(
+    session: Session, settings: Settings, connection: EhrConnection, pushes: list[Pending]
+) -> list[PushResult]:
+    """Write several pushes into the EHR, as few transaction Bundles as the EHR accepts.
+
+    Conditional creates on careloop's business identifiers (and update-as-create on careloop's
+    id for Provenance) make a retry after a lost answer harmless: the EHR keeps one copy. A
+    refused Bundle is split in halves until the refused push stands alone; it is kept as an
+    EhrFailure with the EHR's reason, and the others are written. Raises EhrError (transient)
+    or SmartError for the caller to retry; a refused token request (wrong client id or scopes:
+    a configuration problem) is kept as an EhrFailure for every push.
+    """
     try:
-        return _push(session, settings, connection, patient_id, references)
+        return _push_batch(session, settings, connection, pushes)
     except SmartError as exc:
         if exc.transient:
             raise
-        session.add(
-            EhrFailure(
-                connection_id=connection.id,
-                patient_id=patient_id,
-                references=" ".join(references),
-                status_code=exc.status or 0,
-                reason=str(exc),
-            )
-        )
-        return PushResult([], PushState.REJECTED)
+        for item in pushes:
+            _failure(session, connection, item.patient_id, item.references, exc.status, str(exc))
+        return [PushResult([], PushState.REJECTED) for _ in pushes]
 
 
-def _push(
-    session: Session,
-    settings: Settings,
-    connection: EhrConnection,
-    patient_id: str,
-    references: list[str],
-) -> PushResult:
-    """Write ``references`` for one patient into the EHR as one transaction.
-
-    Conditional creates on careloop's business identifiers (and update-as-create on careloop's
-    id for Provenance) make a retry after a lost answer harmless: the EHR keeps one copy.
-    Raises EhrError (transient) or SmartError for the caller to retry; records a refused write
-    as an EhrFailure.
-    """
+def _push_batch(
+    session: Session, settings: Settings, connection: EhrConnection, pushes: list[Pending]
+) -> list[PushResult]:
     check_circuit(connection)
-    store = ResourceStore(session, connection.tenant_id)
-    stored = store.read_many(references)
+    stored = _read_current(session, connection.tenant_id, (r for p in pushes for r in p.references))
+    parsed = {ref: item.as_dict() for ref, item in stored.items()}
+    wanted: set[str] = set(stored)
+    for resource in parsed.values():
+        referenced(resource, wanted)
     written = {
         w.reference: w
-        for w in session.exec(
+        for w in session.execute(
             select(EhrWrite).where(
-                EhrWrite.connection_id == connection.id,
-                col(EhrWrite.reference).in_([s.reference for s in stored]),
+                col(EhrWrite.connection_id) == connection.id,
+                col(EhrWrite.reference).in_(sorted(wanted)),
+            )
+        )
+        .scalars()
+        .all()
+    }
+    results = [PushResult([], PushState.NOTHING) for _ in pushes]
+    todo: list[tuple[int, list[StoredResource]]] = []
+    taken: set[str] = set()
+    for index, item in enumerate(pushes):
+        items = []
+        for ref in item.references:
+            current = stored.get(ref)
+            if current is None or ref in taken:
+                continue
+            taken.add(ref)  # a resource in two pushes goes once, in the first
+            previous = written.get(ref)
+            if (
+                previous is None
+                or previous.state != WriteState.WRITTEN
+                or previous.version_synced < current.version_id
+            ):
+                items.append(current)
+        if items:
+            todo.append((index, items))
+    if not todo:
+        return results
+    with ehr_client(session, settings, connection) as client:
+        parts: list[_Part] = []
+        links: dict[str, PatientLink | None] = {}
+        for index, items in todo:
+            patient_id = pushes[index].patient_id
+            if patient_id not in links:
+                try:
+                    links[patient_id] = resolve_link(session, client, connection, patient_id)
+                except EgressBlocked:
+                    links[patient_id] = None
+            link = links[patient_id]
+            if link is None:
+                results[index] = PushResult([], PushState.BLOCKED)
+            elif link.state != LinkState.LINKED or link.ehr_patient_id is None:
+                for stored_item in items:
+                    _mark(
+                        session,
+                        connection,
+                        patient_id,
+                        stored_item,
+                        WriteState.WAITING,
+                        None,
+                        written,
+                    )
+                results[index] = PushResult([], PushState.WAITING)
+            else:
+                parts.append(_Part(index, patient_id, link.ehr_patient_id, items))
+        parts = _consented(client, parts, results)
+        for part in parts:
+            part.entries = bundle_entries(part.items, written, parsed)
+        if parts:
+            _send(session, client, connection, parts, written, results)
+    return results
+
+
+def _read_current(
+    session: Session, tenant_id: str, references: Iterable[str]
+) -> dict[str, StoredResource]:
+    """The current versions of ``references`` (``Type/id``) that exist, one query per type."""
+    by_type: dict[str, set[str]] = defaultdict(set)
+    for reference in references:
+        rtype, _, rid = reference.partition("/")
+        by_type[rtype].add(rid)
+    found: dict[str, StoredResource] = {}
+    for rtype, ids in by_type.items():
+        rows = session.execute(
+            select(_R.c.id, _R.c.version_id, _R.c.last_updated, _R.c.content).where(
+                _R.c.tenant_id == tenant_id, _R.c.resource_type == rtype, _R.c.id.in_(sorted(ids))
             )
         ).all()
-    }
-    todo = [
-        s
-        for s in stored
-        if s.reference not in written
-        or written[s.reference].state != WriteState.WRITTEN
-        or written[s.reference].version_synced < s.version_id
-    ]
-    if not todo:
-        return PushResult([], PushState.NOTHING)
-    with ehr_client(session, settings, connection) as client:
+        for row in rows:
+            item = StoredResource(rtype, row.id, row.version_id, row.last_updated, row.content)
+            found[item.reference] = item
+    return found
+
+
+def _disclosure(part: _Part) -> Disclosure:
+    return Disclosure(part.patient_id, tuple(s.reference for s in part.items))
+
+
+def _consented(client: FhirClient, parts: list[_Part], results: list[PushResult]) -> list[_Part]:
+    """The parts whose patients' consent allows the disclosure; the others are BLOCKED.
+
+    A single part is checked (and audited) by the egress client with its request.
+    """
+    if len(parts) < 2:
+        return parts
+    label = destination_label(client.http.channel, client.base_url)
+    allowed = []
+    for part in parts:
         try:
-            link = resolve_link(session, client, connection, patient_id)
+            client.http.guard.require_consent(_disclosure(part), label)
         except EgressBlocked:
-            return PushResult([], PushState.BLOCKED)
-        if link.state != LinkState.LINKED or link.ehr_patient_id is None:
-            for item in todo:
-                _mark(session, connection, patient_id, item, WriteState.WAITING, None, written)
-            return PushResult([], PushState.WAITING)
-        all_written = {
-            w.reference: w
-            for w in session.exec(
-                select(EhrWrite).where(
-                    EhrWrite.connection_id == connection.id,
-                    EhrWrite.patient_id == patient_id,
-                    EhrWrite.state == WriteState.WRITTEN,
-                )
-            ).all()
-        }
-        entries = bundle_entries(todo, all_written)
-        bundle = transaction_bundle(entries, patient_id, link.ehr_patient_id, all_written)
-        disclosure = Disclosure(patient_id, tuple(s.reference for s in todo))
-        try:
-            response = client.request("POST", "", bundle, disclosure=disclosure)
-        except EgressBlocked:
-            return PushResult([], PushState.BLOCKED)
-        except EhrError as exc:
-            if exc.transient:
-                raise
-            session.add(
-                EhrFailure(
-                    connection_id=connection.id,
-                    patient_id=patient_id,
-                    references=" ".join(s.reference for s in todo),
-                    status_code=exc.status or 0,
-                    reason=exc.reason or str(exc),
-                )
+            results[part.index] = PushResult([], PushState.BLOCKED)
+            continue
+        allowed.append(part)
+    return allowed
+
+
+def _post(client: FhirClient, parts: list[_Part], bundle: dict[str, Any]) -> dict[str, Any]:
+    """POST the Bundle; audited once per patient whose data it carries."""
+    if len(parts) == 1:
+        return client.request("POST", "", bundle, disclosure=_disclosure(parts[0]))
+    label = destination_label(client.http.channel, client.base_url)
+    outcome: Outcome = "failed"
+    try:
+        response = client.request("POST", "", bundle)
+        outcome = "success"
+        return response
+    finally:
+        for part in parts:
+            client.http.guard.record(label, outcome, _disclosure(part))
+
+
+def _send(
+    session: Session,
+    client: FhirClient,
+    connection: EhrConnection,
+    parts: list[_Part],
+    written: dict[str, EhrWrite],
+    results: list[PushResult],
+) -> None:
+    """Write ``parts`` in one transaction; a refused one is split until the refusal stands alone."""
+    entries = [e for p in parts for e in p.entries]
+    patients = {p.patient_id: p.ehr_patient_id for p in parts}
+    bundle = transaction_bundle(entries, patients, written)
+    try:
+        response = _post(client, parts, bundle)
+    except EgressBlocked:
+        for part in parts:
+            results[part.index] = PushResult([], PushState.BLOCKED)
+        return
+    except EhrError as exc:
+        if exc.transient:
+            raise
+        if len(parts) > 1:
+            half = len(parts) // 2
+            _send(session, client, connection, parts[:half], written, results)
+            _send(session, client, connection, parts[half:], written, results)
+            return
+        [part] = parts
+        refs = tuple(s.reference for s in part.items)
+        _failure(session, connection, part.patient_id, refs, exc.status, exc.reason or str(exc))
+        for item in part.items:
+            _mark(session, connection, part.patient_id, item, WriteState.FAILED, None, written)
+        log.warning("EHR %s refused a write (%s)", connection.name, exc.status)
+        results[part.index] = PushResult([], PushState.REJECTED)
+        return
+    answers = response.get("entry")
+    answers = answers if isinstance(answers, list) else []
+    by_entry = dict(zip((id(e) for e in entries), answers, strict=False))
+    for part in parts:
+        done = []
+        for entry in part.entries:
+            answer = by_entry.get(id(entry))
+            if answer is None:
+                continue
+            location = (answer.get("response") or {}).get("location", "")
+            ehr_ref = location_reference(location) if location else None
+            _mark(
+                session,
+                connection,
+                part.patient_id,
+                entry.stored,
+                WriteState.WRITTEN,
+                ehr_ref,
+                written,
             )
-            for item in todo:
-                _mark(session, connection, patient_id, item, WriteState.FAILED, None, written)
-            log.warning(
-                "EHR %s refused a write for patient %s (%s)",
-                connection.name,
-                patient_id,
-                exc.status,
-            )
-            return PushResult([], PushState.REJECTED)
-    result = []
-    for entry, answer in zip(entries, response.get("entry", []), strict=False):
-        location = (answer.get("response") or {}).get("location", "")
-        ehr_ref = location_reference(location) if location else None
-        _mark(session, connection, patient_id, entry.stored, WriteState.WRITTEN, ehr_ref, written)
-        result.append(entry.stored.reference)
-    return PushResult(result, PushState.WRITTEN)
+            done.append(entry.stored.reference)
+        results[part.index] = PushResult(done, PushState.WRITTEN)
+
+
+def _failure(
+    session: Session,
+    connection: EhrConnection,
+    patient_id: str,
+    references: Iterable[str],
+    status: int | None,
+    reason: str,
+) -> None:
+    session.add(
+        EhrFailure(
+            connection_id=connection.id,
+            patient_id=patient_id,
+            references=" ".join(references),
+            status_code=status or 0,
+            reason=reason,
+        )
+    )
 
 
 def push_to_ehr(
@@ -155,18 +313,39 @@ def push_to_ehr(
     patient_id: str,
     references: list[str],
 ) -> PushState:
-    """The ``ehr.push`` task's unit of work: push, and close the circuit on success."""
-    # Pushes to one EHR run in parallel; pushes for one patient take turns on the patient's link
-    # row, so two versions of a resource are never conditionally created at the same moment.
+    """The ``ehr.push`` task's unit of work: this push and the connection's other pending ones
+    (claimed in this transaction, see ``workflows.ehr.claim``), then close the circuit."""
     connection = session.get(EhrConnection, connection_id)
     if connection is None or not connection.active:
         return PushState.INACTIVE
+    # Pushes for one patient take turns on the patient's link row, so two versions of a
+    # resource are never conditionally created at the same moment.
     session.get(PatientLink, (connection_id, patient_id), with_for_update=True)
-    result = push(session, settings, connection, patient_id, references)
+    check_circuit(connection)
+    own = Pending(patient_id, tuple(references))
+    batch = [own, *_claim(session, connection_id, own)]
+    results = push_batch(session, settings, connection, batch)
     if connection.consecutive_failures or connection.circuit_open_until is not None:
         record_success(connection)
         session.add(connection)
-    return result.state
+    return results[0].state
+
+
+def _claim(session: Session, connection_id: str, own: Pending) -> list[Pending]:
+    """Other pending pushes of the connection whose patients no other push holds."""
+    claimed = claim_pending(session, connection_id, own, BATCH_PUSHES - 1)
+    others = {c.patient_id for c in claimed} - {own.patient_id}
+    ours = lock_patients(session, connection_id, others) | {own.patient_id}
+    batch, give_back = [], []
+    size = len(own.references)
+    for item in claimed:
+        if item.patient_id in ours and size + len(item.references) <= BATCH_ENTRIES:
+            batch.append(item)
+            size += len(item.references)
+        else:
+            give_back.append(item)
+    reopen(session, give_back)
+    return batch
 
 
 def _mark(
