@@ -183,7 +183,7 @@ def main() -> None:
         began = time.perf_counter()
         principal, by_size = seed(engine, args.plans, args.plan_history)
         if not args.sqlite:  # as autovacuum would have on a live database
-            with engine.connect() as connection:
+            with engine.begin() as connection:  # committed: a rolled back ANALYZE is lost
                 connection.execute(text("ANALYZE"))
         backend = "SQLite" if args.sqlite else "PostgreSQL"
         print(

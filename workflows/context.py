@@ -109,7 +109,7 @@ def _baseline(
 ) -> list[Reading]:
     """The patient's first readings of ``code`` (all of those at the first time)."""
     found = observations(
-        session, tenant_id, patient_id, until=_until(current), code=code, oldest=True, first_page=4
+        session, tenant_id, patient_id, until=_until(current), code=code, oldest=True, first_page=2
     )
     first: datetime | None = None
     result: list[Reading] = []

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, or_, select
 from sqlmodel import Session
 
 from careloop.fhir.terminology import LOINC
@@ -82,17 +82,17 @@ def _page(
     if where.until is not None:
         query = query.where(_R.c.date_lo <= where.until)
     if where.code is not None:
-        # Probed row by row through the token table's resource_seq index while the patient's
-        # rows are walked in date order: the tenant's other readings of the code are not read.
-        query = query.where(
-            exists().where(
-                _T.c.resource_seq == _R.c.seq,
-                _T.c.tenant_id == where.tenant_id,
-                _T.c.resource_type == "Observation",
-                _T.c.param == "code",
-                _T.c.code == where.code,
-            )
+        # A scalar subquery (never turned into a join) probes the token table's resource_seq
+        # index for each of the patient's rows as they are walked in date order: a planner
+        # that joins instead reads every token of the code in the database.
+        token = (
+            select(_T.c.resource_seq)
+            .where(_T.c.resource_seq == _R.c.seq, _T.c.param == "code", _T.c.code == where.code)
+            .limit(1)
+            .correlate(_R)
+            .scalar_subquery()
         )
+        query = query.where(token.is_not(None))
     if after is not None:
         when, seq = after
         if oldest:
