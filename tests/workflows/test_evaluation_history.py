@@ -4,27 +4,34 @@ A synthetic patient's readings (offsets from -11:00 to +14:00, readings at the s
 readings stored after later ones) are each evaluated against the context the store gives
 (``load_context``) and against one built from every earlier reading, as evaluation did before
 it read only what the rules look at. The firings must be the same; the missed check-in scan
-must find the same last report.
+measures silence from the newest reading.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlmodel import select
 from support.patient_data import SYSTEM, answers_for
 
+from careloop.services.alerts.models import Alert
 from careloop.services.auth.scopes import Grant, parse_scopes
 from careloop.services.auth.tokens import Principal
+from careloop.services.db import utcnow
+from careloop.services.fhirapi.writes import create_managed
 from careloop.services.reports.schemas import SymptomReportIn
 from careloop.services.reports.service import ingest_reports
+from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
 from careloop.services.tenancy.service import create_client
 from careloop.services.unit_of_work import session_scope
 from careloop.workflows.context import last_report, load_context
+from careloop.workflows.evaluation import scan_missed_checkins
 from careloop.workflows.rules.engine import PatientContext, evaluate_reading, reading_from
 from careloop.workflows.rules.program import load_program
 
@@ -106,3 +113,60 @@ def test_bounded_context_fires_what_the_whole_history_fired(engine: Engine) -> N
         assert last_report(session, principal.tenant_id, patient_id) == newest
     # The history exercises the rules that look back.
     assert {"phq9-worsening", "mood-low-streak"} <= fired
+
+
+def _daily_plan(patient_id: str) -> dict[str, Any]:
+    return {
+        "resourceType": "CarePlan", "status": "active", "intent": "plan",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "activity": [{"detail": {
+            "status": "in-progress",
+            "scheduledTiming": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+        }}],
+    }  # fmt: skip
+
+
+def test_the_scan_measures_silence_from_each_patients_newest_reading(
+    engine: Engine, settings: Settings
+) -> None:
+    with session_scope(engine) as session:
+        client = create_client(session, "scan", SCOPE, f"scan-{secrets.token_hex(4)}")
+    principal = Principal(
+        client.client_id, client.tenant_id, SCOPE, Grant(tuple(parse_scopes(SCOPE))), 0
+    )
+    now = utcnow()
+    silent_since = (now - timedelta(days=5)).astimezone(OFFSETS[-1])  # +14:00
+    reports = [
+        SymptomReportIn.model_validate(
+            {
+                "patient": {"system": SYSTEM, "value": patient},
+                "instrument": "mood",
+                "effective": when,
+                "value": 5,
+            }
+        )  # fmt: skip
+        for patient, when in (
+            ("scan-silent", now - timedelta(days=9)),
+            ("scan-silent", silent_since),
+            ("scan-silent", now - timedelta(days=7)),  # stored last, made earlier
+            ("scan-reporting", now - timedelta(days=9)),
+            ("scan-reporting", now - timedelta(hours=1)),
+        )
+    ]
+    with session_scope(engine) as session:
+        outcomes = ingest_reports(session, principal, reports)
+        patients = {o.patient for o in outcomes}
+        for patient in sorted(str(p).removeprefix("Patient/") for p in patients):
+            create_managed(session, principal, "CarePlan", _daily_plan(patient), None)
+    with session_scope(engine) as session:
+        scan_missed_checkins(session, settings, now)
+    with session_scope(engine) as session:
+        alerts = session.exec(
+            select(Alert).where(Alert.tenant_id == principal.tenant_id)  # type: ignore[arg-type]
+        ).all()
+        [alert] = alerts
+        assert alert.patient_id == str(outcomes[0].patient).removeprefix("Patient/")
+        assert alert.rule_id == "missed-checkin"
+        values = json.loads(alert.explanation)["values"]
+        assert datetime.fromisoformat(values["last_report"]) == silent_since
+        assert values["days_without_report"] == 5.0
