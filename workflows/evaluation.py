@@ -71,7 +71,7 @@ def evaluate_observation(
 
 
 def _plans(session: Session) -> dict[tuple[str, str], tuple[datetime, list[dict[str, Any]]]]:
-    """Every patient's CarePlans (oldest date first) with the time the first was stored."""
+    """Every patient's CarePlans (oldest date first) and the earliest of their last updates."""
     rows = session.execute(
         select(_R.c.tenant_id, _R.c.patient_id, _R.c.last_updated, _R.c.content)
         .where(_R.c.resource_type == "CarePlan", _R.c.patient_id.is_not(None))
