@@ -17,9 +17,10 @@ from sqlmodel import Session
 
 from careloop.fhir.terminology import LOINC
 from careloop.services.common.fhirtime import FhirTimeError, parse_fhir_datetime_range
-from careloop.services.store.models import FhirResource
+from careloop.services.store.models import FhirResource, SearchToken
 
 _R = FhirResource.__table__  # type: ignore[attr-defined]
+_T = SearchToken.__table__  # type: ignore[attr-defined]
 _NOT_RESULTS = ("entered-in-error", "cancelled")
 MAX_PLANS = 20
 """CarePlans (or Goals) of one patient read at most."""
@@ -54,23 +55,44 @@ sleep and sleep quality plus weekly questionnaires is about 2,400)."""
 _PAGE = 500
 
 
+@dataclass(frozen=True)
+class _Filter:
+    tenant_id: str
+    patient_id: str
+    since: datetime | None
+    until: datetime | None
+    code: str | None
+
+
 def _page(
     session: Session,
-    tenant_id: str,
-    patient_id: str,
-    since: datetime | None,
+    where: _Filter,
     oldest: bool,
     after: tuple[datetime, int] | None,
     size: int,
 ) -> list[Any]:
     query = select(_R.c.seq, _R.c.id, _R.c.date_lo, _R.c.content).where(
-        _R.c.tenant_id == tenant_id,
+        _R.c.tenant_id == where.tenant_id,
         _R.c.resource_type == "Observation",
-        _R.c.patient_id == patient_id,
+        _R.c.patient_id == where.patient_id,
         _R.c.date_lo.is_not(None),
     )
-    if since is not None:
-        query = query.where(_R.c.date_lo >= since)
+    if where.since is not None:
+        query = query.where(_R.c.date_lo >= where.since)
+    if where.until is not None:
+        query = query.where(_R.c.date_lo <= where.until)
+    if where.code is not None:
+        # A scalar subquery (never turned into a join) probes the token table's resource_seq
+        # index for each of the patient's rows as they are walked in date order: a planner
+        # that joins instead reads every token of the code in the database.
+        token = (
+            select(_T.c.resource_seq)
+            .where(_T.c.resource_seq == _R.c.seq, _T.c.param == "code", _T.c.code == where.code)
+            .limit(1)
+            .correlate(_R)
+            .scalar_subquery()
+        )
+        query = query.where(token.is_not(None))
     if after is not None:
         when, seq = after
         if oldest:
@@ -91,21 +113,25 @@ def observations(
     patient_id: str,
     *,
     since: datetime | None = None,
+    until: datetime | None = None,
+    code: str | None = None,
     oldest: bool = False,
     scan: int = MAX_SCAN,
     first_page: int = _PAGE,
 ) -> Iterator[tuple[str, datetime, dict[str, Any]]]:
     """The patient's Observations (id, time, resource), newest first (``oldest``: oldest
-    first), from ``since``; at most ``scan`` of them, read a page at a time.
+    first), from ``since`` to ``until`` (both included), only those with a coding of ``code``
+    (any system) when it is given; at most ``scan`` of them, read a page at a time.
 
-    Driven by the store's (tenant, type, patient, date) index alone, so the cost follows the
-    rows read, never the tenant's size.
+    Driven by the store's (tenant, type, patient, date) index, so the cost follows the rows
+    read, never the tenant's size.
     """
+    where = _Filter(tenant_id, patient_id, since, until, code)
     after: tuple[datetime, int] | None = None
     seen = 0
     size = min(first_page, _PAGE)
     while seen < scan:
-        rows = _page(session, tenant_id, patient_id, since, oldest, after, size)
+        rows = _page(session, where, oldest, after, size)
         for row in rows[: scan - seen]:
             yield row.id, row.date_lo, orjson.loads(row.content)
         seen += len(rows)
