@@ -161,7 +161,8 @@ def main() -> None:
         began = time.perf_counter()
         _tenant, patient, session_id = seed(engine, settings, args.others)
         if not args.sqlite:  # as autovacuum would have on a live database
-            with engine.connect() as connection:
+            # committed: statistics ANALYZE gathers in a rolled-back transaction are lost
+            with engine.begin() as connection:
                 connection.execute(text("ANALYZE"))
         backend = "SQLite" if args.sqlite else "PostgreSQL"
         print(
