@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select, tuple_
 from sqlmodel import Session
 
 from careloop.services.common.bounds import NUL, parse_bounded_int
@@ -131,7 +131,12 @@ SEARCH_PARAMS: dict[str, dict[str, ParamSpec]] = {
     },
 }
 SORTS = {"date", "-date", "_lastUpdated", "-_lastUpdated", "_id"}
-CONTROL_PARAMS = {"_count", "_sort", "_page"}
+CONTROL_PARAMS = {"_count", "_sort", "_page", "_total"}
+TOTAL_MODES = ("none", "estimate", "accurate")
+"""``_total``: omit ``Bundle.total``, estimate it, or count every match."""
+COUNT_CAP = 1000
+"""Matches counted exactly unless ``_total=accurate``: beyond this many, the total is omitted
+(``_total`` absent) or estimated (``_total=estimate``)."""
 MAX_PARAMS = 50
 """Query parameters of one search."""
 MAX_VALUE_LENGTH = 2048
@@ -152,9 +157,9 @@ class SearchError(ValueError):
 
 @dataclass
 class SearchPage:
-    """One page of matches with the total and the token for the next page."""
+    """One page of matches with the total (None: omitted) and the token for the next page."""
 
-    total: int
+    total: int | None
     resources: list[StoredResource]
     next_token: str | None
     snapshot: int
@@ -166,7 +171,11 @@ class SearchRequest:
 
     resource_type: str
     filters: list[ColumnElement[bool]] = field(default_factory=list)
+    tokens: list[TokenFilter] = field(default_factory=list)
+    """Token and reference parameters, each one EXISTS over ``search_token`` at run time."""
     sort: str = ""
+    total: str = ""
+    """The ``_total`` asked for (``none``, ``estimate``, ``accurate``; empty: not asked)."""
     count: int = 50
     cursor: PageCursor | None = None
     applied: list[tuple[str, str]] = field(default_factory=list)
@@ -209,12 +218,24 @@ def _date_filter(param: str, value: str, lo_col: Any, hi_col: Any) -> ColumnElem
     return condition
 
 
+@dataclass(frozen=True)
+class TokenFilter:
+    """A token or reference parameter: its index name, its alternatives, exact or system|code."""
+
+    index: str
+    values: list[str]
+    exact_reference: bool
+
+
 def _token_filter(
-    tenant_id: str, rtype: str, index: str, values: list[str], exact_reference: bool
+    tenant_id: str, rtype: str, token: TokenFilter, seq_range: list[ColumnElement[bool]]
 ) -> ColumnElement[bool]:
+    """EXISTS a matching token; ``seq_range`` bounds ``resource_seq`` as the page bounds ``seq``
+    (PostgreSQL does not carry a range across the join, so the token index scan starts there)."""
+    index, exact_reference = token.index, token.exact_reference
     alternatives = []
-    for value in values:
-        conds = [_T.c.resource_seq == _R.c.seq, _T.c.param == index]
+    for value in token.values:
+        conds = [_T.c.resource_seq == _R.c.seq, *seq_range, _T.c.param == index]
         if exact_reference or "|" not in value:
             conds.append(_T.c.code == value)
         else:
@@ -270,6 +291,10 @@ def parse_search(
             elif base == "_page":
                 page_token = value
                 continue
+            elif base == "_total":
+                if value not in TOTAL_MODES:
+                    raise SearchError("_total", f"_total supports {', '.join(TOTAL_MODES)}")
+                request.total = value
             request.applied.append((name, value))
             continue
         spec = supported.get(base)
@@ -284,7 +309,11 @@ def parse_search(
         values = value.split(",")
         if len(values) > MAX_ALTERNATIVES:
             raise SearchError(name, f"a parameter takes at most {MAX_ALTERNATIVES} values")
-        request.filters.append(_filter(tenant_id, rtype, base, spec, values))
+        if spec.kind in (ParamKind.token, ParamKind.reference):
+            exact = spec.kind == ParamKind.reference
+            request.tokens.append(TokenFilter(spec.index, values, exact))
+        else:
+            request.filters.append(_filter(base, spec, values))
         request.applied.append((name, value))
     if page_token is not None:
         try:
@@ -304,9 +333,7 @@ def _check_bounds(name: str, value: str) -> None:
         )
 
 
-def _filter(
-    tenant_id: str, rtype: str, name: str, spec: ParamSpec, values: list[str]
-) -> ColumnElement[bool]:
+def _filter(name: str, spec: ParamSpec, values: list[str]) -> ColumnElement[bool]:
     match spec.kind:
         case ParamKind.id:
             return _R.c.id.in_(values)  # type: ignore[no-any-return]
@@ -315,9 +342,6 @@ def _filter(
             if any("/" in i for i in ids):
                 raise SearchError(name, f"{name} must reference a Patient")
             return _R.c.patient_id.in_(ids)  # type: ignore[no-any-return]
-        case ParamKind.token | ParamKind.reference:
-            exact = spec.kind == ParamKind.reference
-            return _token_filter(tenant_id, rtype, spec.index, values, exact)
         case ParamKind.date:
             return or_(*(_date_filter(name, v, _R.c.date_lo, _R.c.date_hi) for v in values))
         case _:
@@ -335,8 +359,48 @@ def _sort_column(sort: str) -> Any:
     return None
 
 
+def _total(
+    session: Session, request: SearchRequest, where: list[ColumnElement[bool]]
+) -> int | None:
+    """``Bundle.total`` for the first page: exact up to ``COUNT_CAP`` matches (or always with
+    ``_total=accurate``); beyond, omitted or (``_total=estimate``) the planner's estimate."""
+    if request.total == "none":
+        return None
+    matches = select(_R.c.seq).where(*where)
+    if request.total == "accurate":
+        return int(
+            session.execute(select(func.count()).select_from(matches.subquery())).scalar_one()
+        )
+    capped = matches.limit(COUNT_CAP + 1).subquery()
+    counted = int(session.execute(select(func.count()).select_from(capped)).scalar_one())
+    if counted <= COUNT_CAP:
+        return counted
+    if request.total != "estimate":
+        return None
+    return max(COUNT_CAP + 1, _estimate(session, matches))
+
+
+def _estimate(session: Session, matches: Select[Any]) -> int:
+    """The planner's row estimate of ``matches`` (PostgreSQL), else its exact count."""
+    if session.get_bind().dialect.name != "postgresql":
+        return int(
+            session.execute(select(func.count()).select_from(matches.subquery())).scalar_one()
+        )
+    compiled = matches.compile(dialect=session.get_bind().dialect)
+    plan = (
+        session.connection()
+        .exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params)
+        .scalar_one()
+    )
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
 def run_search(session: Session, tenant_id: str, request: SearchRequest) -> SearchPage:
-    """Execute ``request``: one page, its total within the snapshot, and the next token."""
+    """Execute ``request``: one page, its total within the snapshot, and the next token.
+
+    Pages are keyset: a later page starts after the last row's (sort key, seq) through the same
+    indexes as the first, and the total counted on the first page travels in the page token.
+    """
     base = [_R.c.tenant_id == tenant_id, _R.c.resource_type == request.resource_type]
     base.extend(request.filters)
     cursor = request.cursor
@@ -344,22 +408,32 @@ def run_search(session: Session, tenant_id: str, request: SearchRequest) -> Sear
         snapshot = session.execute(select(func.coalesce(func.max(_R.c.seq), 0))).scalar_one()
         cursor = PageCursor(int(snapshot))
     base.append(_R.c.seq <= cursor.snapshot)
-    total = session.execute(select(func.count()).select_from(_R).where(*base)).scalar_one()
+    in_snapshot = [_T.c.resource_seq <= cursor.snapshot]
+    rtype = request.resource_type
+    count_filters = [
+        *base,
+        *(_token_filter(tenant_id, rtype, t, in_snapshot) for t in request.tokens),
+    ]
+    total = _total(session, request, count_filters) if request.cursor is None else cursor.total
     descending = request.sort.startswith("-")
     key_col = _sort_column(request.sort)
     page_filters = list(base)
+    token_range = list(in_snapshot)
     if cursor.last_seq is not None:
         seq_after = _R.c.seq < cursor.last_seq if descending else _R.c.seq > cursor.last_seq
         if key_col is None:
             page_filters.append(seq_after)
+            token_range.append(_T.c.resource_seq > cursor.last_seq)
         else:
             key = (
                 literal(cursor.last_key, UTCDateTime)
                 if isinstance(cursor.last_key, datetime)
                 else literal(cursor.last_key)
             )
-            beyond = key_col < key if descending else key_col > key
-            page_filters.append(or_(beyond, and_(key_col == key, seq_after)))
+            after = tuple_(key_col, _R.c.seq)
+            position = tuple_(key, literal(cursor.last_seq))
+            page_filters.append(after < position if descending else after > position)
+    page_filters.extend(_token_filter(tenant_id, rtype, t, token_range) for t in request.tokens)
     order = []
     if key_col is not None:
         order.append(key_col.desc() if descending else key_col.asc())
@@ -384,6 +458,7 @@ def run_search(session: Session, tenant_id: str, request: SearchRequest) -> Sear
             last.sort_key if key_col is not None else None,
             last.seq,
             cursor.offset + len(rows),
+            total,
         )
         next_token = encode_cursor(next_cursor, request.cursor_key, request.binding)
     return SearchPage(total, resources, next_token, cursor.snapshot)
