@@ -371,7 +371,8 @@ def _total(
         return int(
             session.execute(select(func.count()).select_from(matches.subquery())).scalar_one()
         )
-    capped = matches.limit(COUNT_CAP + 1).subquery()
+    # in seq order, the plan walks the same indexes as a page and stops at the cap
+    capped = matches.order_by(_R.c.seq).limit(COUNT_CAP + 1).subquery()
     counted = int(session.execute(select(func.count()).select_from(capped)).scalar_one())
     if counted <= COUNT_CAP:
         return counted
