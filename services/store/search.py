@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -19,7 +19,6 @@ from careloop.services.store.repository import StoredResource
 
 _R = FhirResource.__table__  # type: ignore[attr-defined]
 _T = SearchToken.__table__  # type: ignore[attr-defined]
-_MIN = datetime(1, 1, 2, tzinfo=UTC)
 
 
 class ParamKind(StrEnum):
@@ -351,7 +350,7 @@ def _filter(name: str, spec: ParamSpec, values: list[str]) -> ColumnElement[bool
 
 def _sort_column(sort: str) -> Any:
     if sort.lstrip("-") == "date":
-        return func.coalesce(_R.c.date_lo, literal(_MIN, UTCDateTime))
+        return _R.c.date_lo
     if sort.lstrip("-") == "_lastUpdated":
         return _R.c.last_updated
     if sort == "_id":
@@ -417,49 +416,76 @@ def run_search(session: Session, tenant_id: str, request: SearchRequest) -> Sear
     ]
     total = _total(session, request, count_filters) if request.cursor is None else cursor.total
     descending = request.sort.startswith("-")
-    key_col = _sort_column(request.sort)
-    page_filters = list(base)
-    token_range = list(in_snapshot)
-    if cursor.last_seq is not None:
-        seq_after = _R.c.seq < cursor.last_seq if descending else _R.c.seq > cursor.last_seq
-        if key_col is None:
-            page_filters.append(seq_after)
-            token_range.append(_T.c.resource_seq > cursor.last_seq)
-        else:
+    rows: list[tuple[Any, Any]] = []
+    for leg, after in _legs(request.sort, cursor, descending):
+        need = request.count + 1 - len(rows)
+        if need <= 0:
+            break
+        page_filters = [*base, *leg.filters]
+        token_range = list(in_snapshot)
+        if after is not None and leg.key is None:
+            page_filters.append(_R.c.seq < after[1] if descending else _R.c.seq > after[1])
+            bound = _T.c.resource_seq
+            token_range.append(bound < after[1] if descending else bound > after[1])
+        elif after is not None:
             key = (
-                literal(cursor.last_key, UTCDateTime)
-                if isinstance(cursor.last_key, datetime)
-                else literal(cursor.last_key)
+                literal(after[0], UTCDateTime)
+                if isinstance(after[0], datetime)
+                else literal(after[0])
             )
-            after = tuple_(key_col, _R.c.seq)
-            position = tuple_(key, literal(cursor.last_seq))
-            page_filters.append(after < position if descending else after > position)
-    page_filters.extend(_token_filter(tenant_id, rtype, t, token_range) for t in request.tokens)
-    order = []
-    if key_col is not None:
-        order.append(key_col.desc() if descending else key_col.asc())
-    order.append(_R.c.seq.desc() if descending else _R.c.seq.asc())
-    columns = [_R.c.seq, _R.c.id, _R.c.version_id, _R.c.last_updated, _R.c.content]
-    if key_col is not None:
-        columns.append(key_col.label("sort_key"))
-    rows = session.execute(
-        select(*columns).where(*page_filters).order_by(*order).limit(request.count + 1)
-    ).all()
+            row, position = tuple_(leg.key, _R.c.seq), tuple_(key, literal(after[1]))
+            page_filters.append(row < position if descending else row > position)
+        page_filters.extend(_token_filter(tenant_id, rtype, t, token_range) for t in request.tokens)
+        order = [] if leg.key is None else [leg.key.desc() if descending else leg.key.asc()]
+        order.append(_R.c.seq.desc() if descending else _R.c.seq.asc())
+        columns = [_R.c.seq, _R.c.id, _R.c.version_id, _R.c.last_updated, _R.c.content]
+        if leg.key is not None:
+            columns.append(leg.key.label("sort_key"))
+        found = session.execute(
+            select(*columns).where(*page_filters).order_by(*order).limit(need)
+        ).all()
+        rows.extend((r, r.sort_key if leg.key is not None else None) for r in found)
     has_more = len(rows) > request.count
     rows = rows[: request.count]
     resources = [
         StoredResource(request.resource_type, r.id, r.version_id, r.last_updated, r.content)
-        for r in rows
+        for r, _key in rows
     ]
     next_token = None
     if has_more and rows:
-        last = rows[-1]
+        last, last_key = rows[-1]
         next_cursor = PageCursor(
-            cursor.snapshot,
-            last.sort_key if key_col is not None else None,
-            last.seq,
-            cursor.offset + len(rows),
-            total,
+            cursor.snapshot, last_key, last.seq, cursor.offset + len(rows), total
         )
         next_token = encode_cursor(next_cursor, request.cursor_key, request.binding)
     return SearchPage(total, resources, next_token, cursor.snapshot)
+
+
+@dataclass(frozen=True)
+class _Leg:
+    """Part of a sorted search: its filters and its sort column (None: seq alone)."""
+
+    filters: list[ColumnElement[bool]]
+    key: Any
+
+
+def _legs(sort: str, cursor: PageCursor, descending: bool) -> list[tuple[_Leg, Any]]:
+    """The parts of a search in sort order, each with the (key, seq) to start after (None: from
+    its start); the parts before the cursor's are left out.
+
+    A date sort is two parts, so each is one index range: resources without a date (first
+    ascending, last descending, in seq order), then those with one by (date_lo, seq).
+    """
+    column = _sort_column(sort)
+    if column is None or sort.lstrip("-") != "date":
+        legs = [_Leg([], column)]
+        at = 0
+    else:
+        undated = _Leg([_R.c.date_lo.is_(None)], None)
+        dated = _Leg([_R.c.date_lo.is_not(None)], column)
+        legs = [dated, undated] if descending else [undated, dated]
+        at = legs.index(undated if cursor.last_key is None else dated)
+    if cursor.last_seq is None:
+        return [(leg, None) for leg in legs]
+    start = (cursor.last_key, cursor.last_seq)
+    return [(legs[at], start), *((leg, None) for leg in legs[at + 1 :])]

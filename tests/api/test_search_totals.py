@@ -87,3 +87,37 @@ def test_unknown_total_mode_is_refused(caller: Caller) -> None:
     response = caller.get("/fhir/Observation", params={"_total": "exact"})
     assert response.status_code == 400
     assert response.json()["issue"][0]["expression"] == ["_total"]
+
+
+def _native(caller: Caller, patient_ref: str, when: str | None) -> str:
+    observation: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
+        "subject": {"reference": patient_ref},
+        "valueInteger": 3,
+    }
+    if when:
+        observation["effectiveDateTime"] = when
+    headers = {"Content-Type": "application/fhir+json"}
+    response = caller.post("/fhir/Observation", json=observation, headers=headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+@pytest.mark.parametrize("sort", ["date", "-date"])
+def test_date_sort_pages_put_undated_resources_first_ascending(caller: Caller, sort: str) -> None:
+    patient_ref = caller.post("/v1/symptom-reports", json=phq9("tp-6")).json()["patient"]
+    dated = [
+        _native(caller, patient_ref, f"2026-10-{day:02d}T08:00:00Z") for day in (5, 3, 9, 3, 1)
+    ]
+    undated = [_native(caller, patient_ref, None) for _ in range(3)]
+    pages = _pages(caller, patient=patient_ref, _sort=sort, _count="2")
+    ids = [i for i in _ids(pages) if i in dated or i in undated]
+    assert len(ids) == len(set(ids)) == 8
+    if sort == "date":
+        assert ids[:3] == undated
+        assert ids[3:] == [dated[4], dated[1], dated[3], dated[0], dated[2]]
+    else:
+        assert ids[-3:] == undated[::-1]
+        assert ids[:5] == [dated[2], dated[0], dated[3], dated[1], dated[4]]
