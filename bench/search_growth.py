@@ -148,15 +148,16 @@ def timed(client: TestClient, headers: dict[str, str], path: str, runs: int) -> 
     return [*figures, f"total {total}"]
 
 
-def log_plans(engine: Engine) -> None:
-    """Print the plan (EXPLAIN ANALYZE, by auto_explain) of every statement ``engine`` runs."""
+def log_plans(engine: Engine, min_ms: int) -> None:
+    """Print the plan (EXPLAIN ANALYZE, by auto_explain) of statements ``engine`` runs that take
+    at least ``min_ms``."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: psycopg.Connection[object], _record: object) -> None:
         dbapi_connection.add_notice_handler(lambda d: print("    " + str(d.message_primary)))
         with dbapi_connection.cursor() as cur:
             cur.execute("LOAD 'auto_explain'")
-            cur.execute("SET auto_explain.log_min_duration = 0")
+            cur.execute(f"SET auto_explain.log_min_duration = {int(min_ms)}")
             cur.execute("SET auto_explain.log_analyze = on")
             cur.execute("SET auto_explain.log_buffers = on")
             cur.execute("SET client_min_messages = log")
@@ -169,14 +170,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--explain", action="store_true", help="log the page queries' plans")
+    parser.add_argument("--slow", type=int, default=-1, help="log plans taking this many ms")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with fresh_database("careloop_bench_search_") as url, tempfile.TemporaryDirectory() as data:
         engine = make_engine(url, pool_size=5)
         upgrade(engine)
-        if args.explain:
+        if args.explain or args.slow >= 0:
             engine.dispose()
-            log_plans(engine)
+            log_plans(engine, max(0, args.slow))
         settings = Settings(
             environment=Environment.test, database_url=url, data_dir=Path(data),
             secret_key="bench-" + secrets.token_urlsafe(32), base_url="http://testserver",
