@@ -428,7 +428,6 @@ def run_search(session: Session, tenant_id: str, request: SearchRequest) -> Sear
         *base,
         *(_token_filter(tenant_id, rtype, t, in_snapshot) for t in request.tokens),
     ]
-    total = _total(session, request, count_filters) if request.cursor is None else cursor.total
     descending = request.sort.startswith("-")
     rows: list[tuple[Any, Any]] = []
     for leg, after in _legs(request.sort, cursor, descending):
@@ -461,6 +460,12 @@ def run_search(session: Session, tenant_id: str, request: SearchRequest) -> Sear
         rows.extend((r, r.sort_key if leg.key is not None else None) for r in found)
     has_more = len(rows) > request.count
     rows = rows[: request.count]
+    if request.cursor is not None:
+        total = cursor.total
+    elif not has_more and request.total != "none":
+        total = len(rows)  # the first page holds every match: no count needed
+    else:
+        total = _total(session, request, count_filters)
     resources = [
         StoredResource(request.resource_type, r.id, r.version_id, r.last_updated, r.content)
         for r, _key in rows

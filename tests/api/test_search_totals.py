@@ -79,6 +79,8 @@ def test_beyond_the_cap_total_is_omitted_or_estimated(
     estimated = _get(caller, "/fhir/Observation", code=CODE, _total="estimate")
     assert estimated["total"] >= 5
     assert _get(caller, "/fhir/Observation", code=CODE, _total="accurate")["total"] == 6
+    assert _get(caller, "/fhir/Observation", code=CODE, _count="0")["total"] == 6
+    assert "total" not in _get(caller, "/fhir/Observation", code=CODE, _count="0", _total="none")
     monkeypatch.setattr(search, "COUNT_CAP", 6)
     assert _get(caller, "/fhir/Observation", code=CODE)["total"] == 6
 
