@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from careloop.services.common.errors import FHIR_JSON
 from careloop.services.fhirapi import capability
-from careloop.services.store.search import SEARCH_PARAMS, SORTS
+from careloop.services.store.search import SEARCH_PARAMS, SORTS, TOTAL_MODES
 
 CREATABLE = tuple(sorted(capability.CREATABLE))
 UPDATABLE = tuple(sorted(capability.UPDATABLE))
@@ -278,6 +278,14 @@ SEARCH_PARAMETERS = {
             "schema": {"type": "integer", "minimum": 0, "maximum": 1000},
         },
         {"name": "_sort", "in": "query", "required": False, "schema": {"enum": sorted(SORTS)}},
+        {
+            "name": "_total",
+            "in": "query",
+            "required": False,
+            "description": "Bundle.total: counted up to 250 matches by default (omitted beyond), "
+            "`accurate` counts all, `estimate` estimates beyond 250, `none` omits it.",
+            "schema": {"enum": list(TOTAL_MODES)},
+        },
         {
             "name": "_page",
             "in": "query",

@@ -51,10 +51,11 @@ def searchset(
                 "url": f"{fhir_base}/{rtype}?{urlencode([*kept, ('_page', page.next_token)])}",
             }
         )
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if page.total is not None:  # Bundle.total is optional: omitted when too costly to count
+        bundle["total"] = page.total
     return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": page.total,
+        **bundle,
         "link": links,
         "entry": [
             {

@@ -1,6 +1,7 @@
 """Signed page cursors: where the next page of one search starts.
 
-A cursor is the page position (snapshot, last sort key, last row, offset) as JSON, signed with
+A cursor is the page position (snapshot, last sort key, last row, offset) and the total counted
+on the first page as JSON, signed with
 an HMAC over the position and the search it belongs to (type, filters, sort). A cursor that is
 garbled, forged, or taken from another search is refused before it reaches the database.
 """
@@ -35,6 +36,8 @@ class PageCursor:
     last_key: Any = None
     last_seq: int | None = None
     offset: int = 0
+    total: int | None = None
+    """``Bundle.total`` as counted on the first page (None: omitted)."""
 
 
 class CursorError(ValueError):
@@ -48,6 +51,7 @@ class _Position(BaseModel):
     k: str | None = Field(default=None, max_length=64)
     q: int | None = Field(default=None, ge=0, le=_MAX_SEQ)
     o: int = Field(default=0, ge=0, le=_MAX_SEQ)
+    t: int | None = Field(default=None, ge=0, le=_MAX_SEQ)
 
 
 def _b64(raw: bytes) -> str:
@@ -67,7 +71,13 @@ def encode_cursor(cursor: PageCursor, key: str, binding: str) -> str:
     """The ``_page`` token for ``cursor`` of the search described by ``binding``."""
     last = cursor.last_key.isoformat() if isinstance(cursor.last_key, datetime) else cursor.last_key
     payload = orjson.dumps(
-        {"s": cursor.snapshot, "k": last, "q": cursor.last_seq, "o": cursor.offset}
+        {
+            "s": cursor.snapshot,
+            "k": last,
+            "q": cursor.last_seq,
+            "o": cursor.offset,
+            "t": cursor.total,
+        }
     )
     return f"{_b64(payload)}.{_b64(_mac(key, binding, payload))}"
 
@@ -104,4 +114,4 @@ def decode_cursor(token: str, key: str, binding: str, sort: str) -> PageCursor:
         raise CursorError("the page token is not one careloop issued") from exc
     if position.k is not None and position.q is None:
         raise CursorError("the page token is not one careloop issued")
-    return PageCursor(position.s, last_key, position.q, position.o)
+    return PageCursor(position.s, last_key, position.q, position.o, position.t)

@@ -25,6 +25,8 @@ class FhirResource(SQLModel, table=True):
     __table_args__ = (
         Index("ix_fhir_resource_type_id", "resource_type", "id", unique=True),
         Index("ix_fhir_resource_patient", "tenant_id", "resource_type", "patient_id", "date_lo"),
+        # a patient's search in seq order stops after one page, however long their history
+        Index("ix_fhir_resource_patient_seq", "tenant_id", "resource_type", "patient_id", "seq"),
         Index("ix_fhir_resource_updated", "tenant_id", "resource_type", "last_updated"),
     )
 
@@ -60,7 +62,17 @@ class SearchToken(SQLModel, table=True):
 
     __tablename__ = "search_token"
     __table_args__ = (
-        Index("ix_search_token_lookup", "tenant_id", "resource_type", "param", "code", "system"),
+        # code (and system) then resource_seq: a token search walks its matches in seq order
+        # and a page stops after ``_count`` rows instead of joining every match
+        Index(
+            "ix_search_token_code_seq",
+            "tenant_id",
+            "resource_type",
+            "param",
+            "code",
+            "resource_seq",
+            "system",
+        ),  # fmt: skip
     )
 
     id: int | None = Field(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select, tuple_
 from sqlmodel import Session
 
 from careloop.services.common.bounds import NUL, parse_bounded_int
@@ -19,7 +19,6 @@ from careloop.services.store.repository import StoredResource
 
 _R = FhirResource.__table__  # type: ignore[attr-defined]
 _T = SearchToken.__table__  # type: ignore[attr-defined]
-_MIN = datetime(1, 1, 2, tzinfo=UTC)
 
 
 class ParamKind(StrEnum):
@@ -131,7 +130,13 @@ SEARCH_PARAMS: dict[str, dict[str, ParamSpec]] = {
     },
 }
 SORTS = {"date", "-date", "_lastUpdated", "-_lastUpdated", "_id"}
-CONTROL_PARAMS = {"_count", "_sort", "_page"}
+CONTROL_PARAMS = {"_count", "_sort", "_page", "_total"}
+TOTAL_MODES = ("none", "estimate", "accurate")
+"""``_total``: omit ``Bundle.total``, estimate it, or count every match."""
+COUNT_CAP = 250
+"""Matches counted on a first page by default: beyond this many, the total is omitted (or, with
+``_total=estimate``, estimated). ``_total=accurate``, or ``_count=0`` (asking for the total
+alone), counts them all."""
 MAX_PARAMS = 50
 """Query parameters of one search."""
 MAX_VALUE_LENGTH = 2048
@@ -152,9 +157,9 @@ class SearchError(ValueError):
 
 @dataclass
 class SearchPage:
-    """One page of matches with the total and the token for the next page."""
+    """One page of matches with the total (None: omitted) and the token for the next page."""
 
-    total: int
+    total: int | None
     resources: list[StoredResource]
     next_token: str | None
     snapshot: int
@@ -166,7 +171,11 @@ class SearchRequest:
 
     resource_type: str
     filters: list[ColumnElement[bool]] = field(default_factory=list)
+    tokens: list[TokenFilter] = field(default_factory=list)
+    """Token and reference parameters, each one EXISTS over ``search_token`` at run time."""
     sort: str = ""
+    total: str = ""
+    """The ``_total`` asked for (``none``, ``estimate``, ``accurate``; empty: not asked)."""
     count: int = 50
     cursor: PageCursor | None = None
     applied: list[tuple[str, str]] = field(default_factory=list)
@@ -209,12 +218,24 @@ def _date_filter(param: str, value: str, lo_col: Any, hi_col: Any) -> ColumnElem
     return condition
 
 
+@dataclass(frozen=True)
+class TokenFilter:
+    """A token or reference parameter: its index name, its alternatives, exact or system|code."""
+
+    index: str
+    values: list[str]
+    exact_reference: bool
+
+
 def _token_filter(
-    tenant_id: str, rtype: str, index: str, values: list[str], exact_reference: bool
+    tenant_id: str, rtype: str, token: TokenFilter, seq_range: list[ColumnElement[bool]]
 ) -> ColumnElement[bool]:
+    """EXISTS a matching token; ``seq_range`` bounds ``resource_seq`` as the page bounds ``seq``
+    (PostgreSQL does not carry a range across the join, so the token index scan starts there)."""
+    index, exact_reference = token.index, token.exact_reference
     alternatives = []
-    for value in values:
-        conds = [_T.c.resource_seq == _R.c.seq, _T.c.param == index]
+    for value in token.values:
+        conds = [_T.c.resource_seq == _R.c.seq, *seq_range, _T.c.param == index]
         if exact_reference or "|" not in value:
             conds.append(_T.c.code == value)
         else:
@@ -270,6 +291,10 @@ def parse_search(
             elif base == "_page":
                 page_token = value
                 continue
+            elif base == "_total":
+                if value not in TOTAL_MODES:
+                    raise SearchError("_total", f"_total supports {', '.join(TOTAL_MODES)}")
+                request.total = value
             request.applied.append((name, value))
             continue
         spec = supported.get(base)
@@ -284,7 +309,11 @@ def parse_search(
         values = value.split(",")
         if len(values) > MAX_ALTERNATIVES:
             raise SearchError(name, f"a parameter takes at most {MAX_ALTERNATIVES} values")
-        request.filters.append(_filter(tenant_id, rtype, base, spec, values))
+        if spec.kind in (ParamKind.token, ParamKind.reference):
+            exact = spec.kind == ParamKind.reference
+            request.tokens.append(TokenFilter(spec.index, values, exact))
+        else:
+            request.filters.append(_filter(base, spec, values))
         request.applied.append((name, value))
     if page_token is not None:
         try:
@@ -304,9 +333,7 @@ def _check_bounds(name: str, value: str) -> None:
         )
 
 
-def _filter(
-    tenant_id: str, rtype: str, name: str, spec: ParamSpec, values: list[str]
-) -> ColumnElement[bool]:
+def _filter(name: str, spec: ParamSpec, values: list[str]) -> ColumnElement[bool]:
     match spec.kind:
         case ParamKind.id:
             return _R.c.id.in_(values)  # type: ignore[no-any-return]
@@ -315,9 +342,6 @@ def _filter(
             if any("/" in i for i in ids):
                 raise SearchError(name, f"{name} must reference a Patient")
             return _R.c.patient_id.in_(ids)  # type: ignore[no-any-return]
-        case ParamKind.token | ParamKind.reference:
-            exact = spec.kind == ParamKind.reference
-            return _token_filter(tenant_id, rtype, spec.index, values, exact)
         case ParamKind.date:
             return or_(*(_date_filter(name, v, _R.c.date_lo, _R.c.date_hi) for v in values))
         case _:
@@ -327,7 +351,7 @@ def _filter(
 
 def _sort_column(sort: str) -> Any:
     if sort.lstrip("-") == "date":
-        return func.coalesce(_R.c.date_lo, literal(_MIN, UTCDateTime))
+        return _R.c.date_lo
     if sort.lstrip("-") == "_lastUpdated":
         return _R.c.last_updated
     if sort == "_id":
@@ -335,8 +359,62 @@ def _sort_column(sort: str) -> Any:
     return None
 
 
+def _total(
+    session: Session, request: SearchRequest, where: list[ColumnElement[bool]]
+) -> int | None:
+    """``Bundle.total`` for the first page: exact up to ``COUNT_CAP`` matches (always with
+    ``_total=accurate`` or ``_count=0``); beyond, omitted or (``_total=estimate``) the
+    planner's estimate."""
+    if request.total == "none":
+        return None
+    matches = select(_R.c.seq).where(*where)
+    if request.total == "accurate" or (request.count == 0 and not request.total):
+        return int(
+            session.execute(select(func.count()).select_from(matches.subquery())).scalar_one()
+        )
+    # in seq order, the plan walks the same indexes as a page and stops at the cap
+    capped = matches.order_by(_R.c.seq).limit(COUNT_CAP + 1).subquery()
+    counted = int(session.execute(select(func.count()).select_from(capped)).scalar_one())
+    if counted <= COUNT_CAP:
+        return counted
+    if request.total != "estimate":
+        return None
+    return max(COUNT_CAP + 1, _estimate(session, matches))
+
+
+def _estimate(session: Session, matches: Select[Any]) -> int:
+    """The planner's row estimate of ``matches`` (PostgreSQL), else its exact count."""
+    if session.get_bind().dialect.name != "postgresql":
+        return int(
+            session.execute(select(func.count()).select_from(matches.subquery())).scalar_one()
+        )
+    compiled = matches.compile(dialect=session.get_bind().dialect)
+    plan = (
+        session.connection()
+        .exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params)
+        .scalar_one()
+    )
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+_PG_SEARCH_SETTINGS = (
+    "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_hashjoin = off; "
+    "SET LOCAL max_parallel_workers_per_gather = 0"
+)
+"""For the rest of the search's transaction: plan each search for its values (a prepared
+statement's generic plan cannot tell a code matching 30 rows from one matching 300,000), and walk
+the indexes in seq order (merge or nested loop: a page, or a capped count, stops at its limit)
+rather than hash every match because the planner underestimates how many there are."""
+
+
 def run_search(session: Session, tenant_id: str, request: SearchRequest) -> SearchPage:
-    """Execute ``request``: one page, its total within the snapshot, and the next token."""
+    """Execute ``request``: one page, its total within the snapshot, and the next token.
+
+    Pages are keyset: a later page starts after the last row's (sort key, seq) through the same
+    indexes as the first, and the total counted on the first page travels in the page token.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql(_PG_SEARCH_SETTINGS)
     base = [_R.c.tenant_id == tenant_id, _R.c.resource_type == request.resource_type]
     base.extend(request.filters)
     cursor = request.cursor
@@ -344,46 +422,89 @@ def run_search(session: Session, tenant_id: str, request: SearchRequest) -> Sear
         snapshot = session.execute(select(func.coalesce(func.max(_R.c.seq), 0))).scalar_one()
         cursor = PageCursor(int(snapshot))
     base.append(_R.c.seq <= cursor.snapshot)
-    total = session.execute(select(func.count()).select_from(_R).where(*base)).scalar_one()
+    in_snapshot = [_T.c.resource_seq <= cursor.snapshot]
+    rtype = request.resource_type
+    count_filters = [
+        *base,
+        *(_token_filter(tenant_id, rtype, t, in_snapshot) for t in request.tokens),
+    ]
     descending = request.sort.startswith("-")
-    key_col = _sort_column(request.sort)
-    page_filters = list(base)
-    if cursor.last_seq is not None:
-        seq_after = _R.c.seq < cursor.last_seq if descending else _R.c.seq > cursor.last_seq
-        if key_col is None:
-            page_filters.append(seq_after)
-        else:
+    rows: list[tuple[Any, Any]] = []
+    for leg, after in _legs(request.sort, cursor, descending):
+        need = request.count + 1 - len(rows)
+        if need <= 0:
+            break
+        page_filters = [*base, *leg.filters]
+        token_range = list(in_snapshot)
+        if after is not None and leg.key is None:
+            page_filters.append(_R.c.seq < after[1] if descending else _R.c.seq > after[1])
+            bound = _T.c.resource_seq
+            token_range.append(bound < after[1] if descending else bound > after[1])
+        elif after is not None:
             key = (
-                literal(cursor.last_key, UTCDateTime)
-                if isinstance(cursor.last_key, datetime)
-                else literal(cursor.last_key)
+                literal(after[0], UTCDateTime)
+                if isinstance(after[0], datetime)
+                else literal(after[0])
             )
-            beyond = key_col < key if descending else key_col > key
-            page_filters.append(or_(beyond, and_(key_col == key, seq_after)))
-    order = []
-    if key_col is not None:
-        order.append(key_col.desc() if descending else key_col.asc())
-    order.append(_R.c.seq.desc() if descending else _R.c.seq.asc())
-    columns = [_R.c.seq, _R.c.id, _R.c.version_id, _R.c.last_updated, _R.c.content]
-    if key_col is not None:
-        columns.append(key_col.label("sort_key"))
-    rows = session.execute(
-        select(*columns).where(*page_filters).order_by(*order).limit(request.count + 1)
-    ).all()
+            row, position = tuple_(leg.key, _R.c.seq), tuple_(key, literal(after[1]))
+            page_filters.append(row < position if descending else row > position)
+        page_filters.extend(_token_filter(tenant_id, rtype, t, token_range) for t in request.tokens)
+        order = [] if leg.key is None else [leg.key.desc() if descending else leg.key.asc()]
+        order.append(_R.c.seq.desc() if descending else _R.c.seq.asc())
+        columns = [_R.c.seq, _R.c.id, _R.c.version_id, _R.c.last_updated, _R.c.content]
+        if leg.key is not None:
+            columns.append(leg.key.label("sort_key"))
+        found = session.execute(
+            select(*columns).where(*page_filters).order_by(*order).limit(need)
+        ).all()
+        rows.extend((r, r.sort_key if leg.key is not None else None) for r in found)
     has_more = len(rows) > request.count
     rows = rows[: request.count]
+    if request.cursor is not None:
+        total = cursor.total
+    elif not has_more and request.total != "none":
+        total = len(rows)  # the first page holds every match: no count needed
+    else:
+        total = _total(session, request, count_filters)
     resources = [
         StoredResource(request.resource_type, r.id, r.version_id, r.last_updated, r.content)
-        for r in rows
+        for r, _key in rows
     ]
     next_token = None
     if has_more and rows:
-        last = rows[-1]
+        last, last_key = rows[-1]
         next_cursor = PageCursor(
-            cursor.snapshot,
-            last.sort_key if key_col is not None else None,
-            last.seq,
-            cursor.offset + len(rows),
+            cursor.snapshot, last_key, last.seq, cursor.offset + len(rows), total
         )
         next_token = encode_cursor(next_cursor, request.cursor_key, request.binding)
     return SearchPage(total, resources, next_token, cursor.snapshot)
+
+
+@dataclass(frozen=True)
+class _Leg:
+    """Part of a sorted search: its filters and its sort column (None: seq alone)."""
+
+    filters: list[ColumnElement[bool]]
+    key: Any
+
+
+def _legs(sort: str, cursor: PageCursor, descending: bool) -> list[tuple[_Leg, Any]]:
+    """The parts of a search in sort order, each with the (key, seq) to start after (None: from
+    its start); the parts before the cursor's are left out.
+
+    A date sort is two parts, so each is one index range: resources without a date (first
+    ascending, last descending, in seq order), then those with one by (date_lo, seq).
+    """
+    column = _sort_column(sort)
+    if column is None or sort.lstrip("-") != "date":
+        legs = [_Leg([], column)]
+        at = 0
+    else:
+        undated = _Leg([_R.c.date_lo.is_(None)], None)
+        dated = _Leg([_R.c.date_lo.is_not(None)], column)
+        legs = [dated, undated] if descending else [undated, dated]
+        at = legs.index(undated if cursor.last_key is None else dated)
+    if cursor.last_seq is None:
+        return [(leg, None) for leg in legs]
+    start = (cursor.last_key, cursor.last_seq)
+    return [(legs[at], start), *((leg, None) for leg in legs[at + 1 :])]
