@@ -244,6 +244,22 @@ def test_on_postgresql_a_relay_skips_what_another_relay_holds(pg_engine: Engine)
     assert relay(pg_engine, Sent(), messages) == 0
 
 
+def test_on_postgresql_a_relay_claims_at_most_its_limit(pg_engine: Engine) -> None:
+    """The oldest ``limit`` due messages, no more: a claim that takes more leaves them leased
+    without publishing (their lease still runs) or publishes a larger batch than asked."""
+    with pg_engine.begin() as conn:  # this module's own database: nothing else is due in it
+        conn.execute(update(OutboxMessage).values(completed_at=utcnow(), outcome="done"))
+    messages = _enqueue(pg_engine, 30)
+    sent = Sent()
+    assert relay(pg_engine, sent, limit=7) == 7
+    assert sent.ids() == messages[:7]
+    with Session(pg_engine) as session:
+        claimed = session.exec(
+            select(OutboxMessage).where(OutboxMessage.attempts > 0)  # type: ignore[arg-type]
+        ).all()
+    assert sorted(m.id for m in claimed) == messages[:7]
+
+
 def _locked(engine: Engine, messages: list[int]) -> int:
     """How many of ``messages`` other transactions hold locked right now."""
     with engine.connect() as conn:
