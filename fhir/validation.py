@@ -4,9 +4,10 @@
 structure and datatypes, and the required status bindings the models leave open.
 """
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -175,7 +176,24 @@ def validate_resource(resource: dict[str, Any]) -> dict[str, Any]:
     return dumped
 
 
+OWN_OUTPUT_CHECKS_ENV = "CARELOOP_CHECK_OWN_FHIR"
+"""Set to ``true`` to validate every resource careloop builds as it builds it (the tests do)."""
+
+
+@cache
+def own_output_checks() -> bool:
+    """Whether ``checked`` validates: off in production, on in the test suite.
+
+    careloop's builders have fixed shapes and take only inputs that their schemas bounded, and
+    ``tests/fhir/test_builders_valid.py`` validates their output over the whole input space
+    (property-based), so a runtime check of each one is a millisecond per report that can only
+    repeat a proof. Everything that comes from outside is still validated in full.
+    """
+    return os.environ.get(OWN_OUTPUT_CHECKS_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
 def checked(resource: dict[str, Any]) -> dict[str, Any]:
-    """``resource`` itself, after ``check_resource`` found it valid."""
-    check_resource(resource)
+    """``resource`` itself (a builder's output), validated when ``own_output_checks`` is on."""
+    if own_output_checks():
+        check_resource(resource)
     return resource

@@ -28,6 +28,9 @@ for _name in [n for n in os.environ if n.startswith("CARELOOP_") and n not in _K
     del os.environ[_name]
 SCRATCH_DATA_DIR = Path(tempfile.mkdtemp(prefix="careloop-tests-"))
 os.environ["CARELOOP_DATA_DIR"] = str(SCRATCH_DATA_DIR)
+# Every resource careloop builds is validated as it is built, in every test and in the servers
+# the tests start (production skips that check: tests/fhir/test_builders_valid.py is the proof).
+os.environ["CARELOOP_CHECK_OWN_FHIR"] = "true"
 atexit.register(shutil.rmtree, SCRATCH_DATA_DIR, ignore_errors=True)
 
 import pytest
