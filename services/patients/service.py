@@ -8,6 +8,7 @@ from sqlalchemy import select, tuple_
 from sqlmodel import Session
 
 from careloop.fhir.patients import map_patient
+from careloop.services.patients.known_ids import known_ids, seen
 from careloop.services.patients.models import PatientIdentifier
 from careloop.services.store.repository import ResourceStore
 
@@ -17,17 +18,22 @@ Ident = tuple[str, str]
 
 def find_patients(session: Session, tenant_id: str, idents: Iterable[Ident]) -> dict[Ident, str]:
     """The patient ids already known for the given identifiers."""
-    wanted = list(set(idents))
-    found: dict[Ident, str] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    wanted = set(idents)
+    memory = known_ids(session)
+    remembered = memory.get_many((tenant_id, *i) for i in wanted) if memory is not None else {}
+    found: dict[Ident, str] = {(s, v): pid for (_t, s, v), pid in remembered.items()}
+    missing = [i for i in wanted if i not in found]
+    for start in range(0, len(missing), 500):
+        chunk = missing[start : start + 500]
         rows = session.execute(
             select(_P.c.system, _P.c.value, _P.c.patient_id).where(
                 _P.c.tenant_id == tenant_id,
                 tuple_(_P.c.system, _P.c.value).in_(chunk),
             )
         ).all()
-        found.update({(r.system, r.value): r.patient_id for r in rows})
+        looked_up = {(r.system, r.value): r.patient_id for r in rows}
+        found.update(looked_up)
+        seen(session, {(tenant_id, s, v): pid for (s, v), pid in looked_up.items()})
     return found
 
 
@@ -47,6 +53,7 @@ def create_patients(session: Session, store: ResourceStore, ids: dict[Ident, str
         ],
     )
     store.create_many([map_patient(pid, [ident]) for ident, pid in ids.items()])
+    seen(session, {(store.tenant_id, s, v): pid for (s, v), pid in ids.items()})
 
 
 def patient_exists(session: Session, tenant_id: str, ident: Ident) -> str | None:

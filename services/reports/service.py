@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from careloop.fhir.errors import MappingError
@@ -20,7 +22,7 @@ from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import Issue
 from careloop.services.db import utcnow
 from careloop.services.ehr.pushes import resources_changed
-from careloop.services.outbox.record import reading_created
+from careloop.services.outbox.record import readings_created
 from careloop.services.patients.service import create_patients, find_patients
 from careloop.services.reports.models import SymptomReport
 from careloop.services.reports.schemas import SCORED, SymptomReportIn
@@ -138,62 +140,97 @@ def ingest_reports(
             continue
         valid.append(p)
 
-    existing = _existing_reports(session, principal.tenant_id, [_key(p) for p in valid])
-    accepted: list[_Prepared] = []
+    firsts: dict[tuple[str, str, datetime, str], _Prepared] = {}
+    repeats: list[_Prepared] = []
     for p in valid:
-        previous = existing.get(_key(p))
-        if previous is not None:
-            outcomes[p.index] = _duplicate(previous, p.content_hash)
-            continue
-        accepted.append(p)
-        existing[_key(p)] = _ExistingReport(
-            p.report_id, f"Patient/{_key(p)[0]}", [_ref(r) for r in p.resources], p.content_hash
-        )
-    patients_to_create = {p.ident for p in accepted if p.ident in new_ids}
-    create_patients_with_ids = {i: new_ids[i] for i in patients_to_create}
+        if _key(p) in firsts:
+            repeats.append(p)  # the same report twice in one request: judged by the first
+        else:
+            firsts[_key(p)] = p
+    candidates = list(firsts.values())
+    new_idents = {p.ident for p in candidates if p.ident in new_ids}
+    create_patients_with_ids = {i: new_ids[i] for i in new_idents}
     create_patients(session, store, create_patients_with_ids)
 
-    resources: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     created_patient_refs = {f"Patient/{pid}" for pid in create_patients_with_ids.values()}
-    for p in accepted:
-        report_id = p.report_id
+    for p in candidates:
         refs = [_ref(r) for r in p.resources]
         patient_ref = f"Patient/{_key(p)[0]}"
         targets = list(refs)
         if patient_ref in created_patient_refs:
             targets.append(patient_ref)
             created_patient_refs.discard(patient_ref)
-        provenance = map_provenance(report_id, targets, now, principal.client_id, _key(p)[0])
-        resources.extend(p.resources)
-        resources.append(provenance)
-        refs.append(_ref(provenance))
-        rows.append(
-            {
-                "id": report_id,
-                "tenant_id": principal.tenant_id,
-                "client_id": principal.client_id,
-                "patient_id": _key(p)[0],
-                "instrument": p.report.instrument,
-                "effective": p.report.effective,
-                "app_report_id": _key(p)[3],
-                "content_hash": p.content_hash,
-                "resources": " ".join(refs),
-                "created_at": now,
-            }
+        provenance = map_provenance(p.report_id, targets, now, principal.client_id, _key(p)[0])
+        p.resources.append(provenance)
+        rows.append(_report_row(p, principal, now))
+    inserted = _insert_new(session, rows)
+    resources: list[dict[str, Any]] = []
+    accepted: dict[tuple[str, str, datetime, str], _ExistingReport] = {}
+    for p in candidates:
+        if p.report_id in inserted:
+            resources.extend(p.resources)
+            stored = _ExistingReport(
+                p.report_id, f"Patient/{_key(p)[0]}", [_ref(r) for r in p.resources], p.content_hash
+            )
+            accepted[_key(p)] = stored
+            outcomes[p.index] = ReportOutcome(
+                201, stored.report_id, stored.patient, stored.resources
+            )
+    # A report whose natural key was already taken (a retry, here or in a concurrent request,
+    # which the insert waited for) is answered with what was stored: rare, so looked up only now.
+    taken = [_key(p) for p in candidates if p.report_id not in inserted]
+    accepted.update(_existing_reports(session, principal.tenant_id, taken))
+    for p in [p for p in candidates if p.report_id not in inserted] + repeats:
+        previous = accepted.get(_key(p))
+        outcomes[p.index] = (
+            _duplicate(previous, p.content_hash) if previous is not None else _transient()
         )
-        outcomes[p.index] = ReportOutcome(201, report_id, patient_ref, refs)
     store.create_many(resources)
-    if rows:
-        session.execute(_S.insert(), rows)
-    for resource in resources:
-        if resource["resourceType"] == "Observation":
-            reading_created(session, principal.tenant_id, resource)
+    readings_created(
+        session,
+        principal.tenant_id,
+        [r for r in resources if r["resourceType"] == "Observation"],
+    )
     by_patient: dict[str, list[str]] = {}
     for row in rows:
-        by_patient.setdefault(row["patient_id"], []).extend(row["resources"].split())
+        if row["id"] in inserted:
+            by_patient.setdefault(row["patient_id"], []).extend(row["resources"].split())
     resources_changed(session, principal.tenant_id, by_patient)
     return [o if o is not None else _refused("body", "not processed") for o in outcomes]
+
+
+def _report_row(p: _Prepared, principal: Principal, now: datetime) -> dict[str, Any]:
+    return {
+        "id": p.report_id,
+        "tenant_id": principal.tenant_id,
+        "client_id": principal.client_id,
+        "patient_id": _key(p)[0],
+        "instrument": p.report.instrument,
+        "effective": p.report.effective,
+        "app_report_id": _key(p)[3],
+        "content_hash": p.content_hash,
+        "resources": " ".join(_ref(r) for r in p.resources),
+        "created_at": now,
+    }
+
+
+_NATURAL_KEY = ["tenant_id", "patient_id", "instrument", "effective", "app_report_id"]
+
+
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert report rows; the ids of those inserted (one whose natural key is taken is not)."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(_S).on_conflict_do_nothing(index_elements=_NATURAL_KEY).returning(_S.c.id)
+    return {str(i) for i in session.execute(statement, rows).scalars().all()}
+
+
+def _transient() -> ReportOutcome:
+    # The natural key was taken, yet its report is gone (deleted meanwhile): nothing was stored.
+    return ReportOutcome(503, issues=[Issue("transient", "the report collided; retry", "body")])
 
 
 def _key(p: _Prepared) -> tuple[str, str, datetime, str]:

@@ -171,3 +171,35 @@ def test_concurrent_first_reports_for_one_new_patient_make_one_patient(caller: C
     )
     assert found.json()["total"] == 1
     assert caller.get("/fhir/Observation", params={"_count": 0}).json()["total"] == 16
+
+
+def test_concurrent_copies_of_one_report_store_it_once(caller: Caller) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    report = phq9("race-2", effective="2026-11-03T09:00:00Z")
+    caller.post("/v1/symptom-reports", json=phq9("race-2", effective="2026-11-02T09:00:00Z"))
+
+    def post(_n: int) -> tuple[int, str]:
+        answer = caller.post("/v1/symptom-reports", json=report)
+        return int(answer.status_code), str(answer.json()["id"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(post, range(12)))
+    assert sorted(status for status, _ in answers) == [200] * 11 + [201]
+    assert len({report_id for _, report_id in answers}) == 1
+    assert caller.get("/fhir/Observation", params={"_count": 0}).json()["total"] == 2
+
+
+def test_a_report_twice_in_one_batch_is_stored_once_and_a_changed_copy_refused(
+    caller: Caller,
+) -> None:
+    report = phq9("twice-1", effective="2026-11-04T09:00:00Z")
+    changed = {**report, "answers": [3] * 9}
+    results = caller.post(
+        "/v1/symptom-reports/batch", json={"reports": [report, report, changed]}
+    ).json()["results"]
+    assert [r["status"] for r in results] == [201, 200, 409]
+    assert results[1]["id"] == results[0]["id"]
+    again = caller.post("/v1/symptom-reports/batch", json={"reports": [changed, report]})
+    assert [r["status"] for r in again.json()["results"]] == [409, 200]
+    assert caller.get("/fhir/Observation", params={"_count": 0}).json()["total"] == 1
