@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -17,30 +18,41 @@ from careloop.services.settings import Settings
 from careloop.services.unit_of_work import hand_off_to
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_app_engine(request: Request) -> Engine:
+async def get_app_engine(request: Request) -> Engine:
     """The app's database engine."""
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_session(
+async def get_session(
     request: Request, engine: Annotated[Engine, Depends(get_app_engine)]
-) -> Iterator[Session]:
-    """A session for one request; its unit of work commits with ``unit_of_work.commit``."""
-    with Session(engine, expire_on_commit=False) as session:
-        state = request.app.state
-        hand_off_to(
-            session,
-            getattr(state, "outbox_handoff", None),
-            getattr(state, "reading_triage", None),
-        )
+) -> AsyncIterator[Session]:
+    """A session for one request; its unit of work commits with ``unit_of_work.commit``.
+
+    Opening a session touches no connection, so it happens on the event loop; closing one that
+    still holds a connection (a read, or a failed write) talks to the database, so that runs in
+    a worker thread. A committed unit of work has already given its connection back.
+    """
+    session = Session(engine, expire_on_commit=False)
+    state = request.app.state
+    hand_off_to(
+        session,
+        getattr(state, "outbox_handoff", None),
+        getattr(state, "reading_triage", None),
+    )
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
@@ -56,7 +68,7 @@ _bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer", bearerFormat
 """Declares the bearer scheme in the OpenAPI; the header is checked below, answering 401."""
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     settings: SettingsDep,
     _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
@@ -75,7 +87,11 @@ def get_principal(
     request.state.client_id = principal.client_id
     limits: RateLimits | None = getattr(request.app.state, "rate_limits", None)
     if limits is not None:
-        wait = limits.limiter.hit(limits.api_per_client, principal.client_id)
+        hit = limits.limiter.hit
+        if limits.limiter.in_process:
+            wait = hit(limits.api_per_client, principal.client_id)
+        else:  # a round trip to Redis: not on the event loop
+            wait = await run_in_threadpool(hit, limits.api_per_client, principal.client_id)
         if wait is not None:
             raise too_many_requests(wait, "requests from this client")
     return principal
@@ -98,7 +114,7 @@ def check_scope(principal: Principal, resource_type: str, permission: str) -> No
         )
 
 
-def get_admin(principal: PrincipalDep) -> Principal:
+async def get_admin(principal: PrincipalDep) -> Principal:
     """The principal, if its token carries ``careloop/admin`` (403 otherwise)."""
     if not principal.grant.is_admin:
         raise ApiError(403, [Issue("forbidden", "this needs the careloop/admin scope")])
@@ -108,10 +124,16 @@ def get_admin(principal: PrincipalDep) -> Principal:
 AdminDep = Annotated[Principal, Depends(get_admin)]
 
 
-def require(resource_type: str, *permissions: str) -> Callable[[Principal], Principal]:
-    """A dependency granting access only with all ``permissions`` on ``resource_type``."""
+def require(
+    resource_type: str, *permissions: str
+) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+    """A dependency granting access only with all ``permissions`` on ``resource_type``.
 
-    def dependency(principal: PrincipalDep) -> Principal:
+    Like the other cheap dependencies it is ``async``: it runs on the event loop instead of
+    costing a hand-off to a worker thread per request.
+    """
+
+    async def dependency(principal: PrincipalDep) -> Principal:
         for permission in permissions:
             check_scope(principal, resource_type, permission)
         return principal

@@ -50,6 +50,8 @@ class Limiter:
         if not isinstance(storage, Storage):
             raise ValueError(f"not a synchronous rate-limit storage: {storage_url}")
         self.storage = storage
+        self.in_process = storage_url.startswith("memory://")
+        """Counters in this process's memory: a hit is cheap and never waits on the network."""
         self.strategy: RateLimiter = STRATEGIES[strategy](self.storage)
         self._warned_at = -math.inf
         self._lock = threading.Lock()
