@@ -62,7 +62,7 @@ def make_engine(url: str, pool_size: int = 20) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         # Overflow connections close when returned; a pool as large as the concurrency keeps
@@ -71,6 +71,10 @@ def make_engine(url: str, pool_size: int = 20) -> Engine:
         pool_pre_ping=True,
         hide_parameters=True,
     )
+    # An executemany INSERT (search tokens, a dozen per report) as one multi-row INSERT, as with
+    # RETURNING: psycopg would otherwise pipeline one statement per row, each parsed and run.
+    engine.dialect.use_insertmanyvalues_wo_returning = True
+    return engine
 
 
 @lru_cache
