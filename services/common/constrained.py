@@ -19,16 +19,22 @@ CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 """Control characters no text field takes (tab, line feed and carriage return are text)."""
 
 
+def _is_space(c: str) -> bool:
+    # Python's whitespace plus U+FEFF, which ECMA-262's \s (the documented patterns, the FHIR
+    # JSON schema's uri pattern) also counts: a BOM in an identifier system is not valid FHIR.
+    return c.isspace() or c == "\ufeff"
+
+
 def _text(value: str) -> str:
     if CONTROL.search(value):
         raise ValueError("must not contain control characters (such as NUL)")
-    if not value.strip():
+    if all(_is_space(c) for c in value):
         raise ValueError("must not be blank")
     return value
 
 
 def _uri(value: str) -> str:
-    if any(c.isspace() for c in value):
+    if any(_is_space(c) for c in value):
         raise ValueError("must be a URI without whitespace")
     return value
 
