@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -54,7 +55,9 @@ from common import (
     HOST,
     VENV_BIN,
     Server,
+    careloop_cmd,
     create_client,
+    delete_queue,
     descendants,
     fetch_token,
     free_port,
@@ -172,21 +175,37 @@ class CpuSnapshot:
         return cls(time.monotonic(), proc_stats(), host_jiffies(), client)
 
 
-def cpu_used(before: CpuSnapshot, after: CpuSnapshot, server: Server) -> dict[str, float]:
-    """Cores used between the snapshots: the server's workers, its other processes, PostgreSQL,
-    the load generator and everything else (the whole machine minus those)."""
+def cpu_used(
+    before: CpuSnapshot, after: CpuSnapshot, server: Server, task_worker: Server | None = None
+) -> dict[str, float]:
+    """Cores used between the snapshots: the server's workers, its other processes, the task
+    worker (with ``--broker``), PostgreSQL, the load generator and everything else (the whole
+    machine minus those)."""
     seconds = after.at - before.at
     if seconds <= 0 or server.proc is None:
         return {}
     workers = set(server.worker_pids())
     family = descendants(after.procs, server.proc.pid)
-    groups = {"workers": 0.0, "server other": 0.0, "postgres": 0.0, "load client": 0.0}
+    tasks = (
+        descendants(after.procs, task_worker.proc.pid) | {task_worker.proc.pid}
+        if task_worker is not None and task_worker.proc is not None
+        else set()
+    )
+    groups = {
+        "workers": 0.0,
+        "server other": 0.0,
+        "task worker": 0.0,
+        "postgres": 0.0,
+        "load client": 0.0,
+    }
     for pid, (_, comm, cpu) in after.procs.items():
         used = cpu - before.procs.get(pid, (0, "", 0.0))[2]
         if pid in workers:
             groups["workers"] += used
         elif pid in family:
             groups["server other"] += used
+        elif pid in tasks:
+            groups["task worker"] += used
         elif comm.startswith("postgres"):
             groups["postgres"] += used
     groups["load client"] = after.client - before.client
@@ -464,10 +483,11 @@ def print_table(
         f"{'met' if single_ok else 'NOT met'}; "
         f"goal batch >= {fmt(GOAL_BATCH_RESOURCES)} resources/s: {'met' if batch_ok else 'NOT met'}"
     )
-    groups = ["workers", "server other", "postgres", "load client", "everything else", "machine"]
+    groups = ["workers", "server other", "task worker", "postgres", "load client"]
+    groups += ["everything else", "machine"]
     print(
         f"\nCPU during each phase, in cores of {os.cpu_count()} (server other: careloop's "
-        "embedded task worker and supervisor)"
+        "supervisor and its embedded task worker; task worker: `careloop worker` with --broker)"
     )
     print(f"{'phase':<10}" + "".join(f"{g:>16}" for g in groups))
     for r in (single, batch, bare):
@@ -562,6 +582,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra setting for careloop's server, e.g. CARELOOP_RELAY_AFTER_COMMIT=false "
         "(repeatable)",
     )
+    parser.add_argument(
+        "--broker",
+        default="",
+        metavar="URL",
+        help="a real broker (redis://127.0.0.1:6379/0, amqp://guest:guest@127.0.0.1:5672//) "
+        "with a queue of its own and a `careloop worker` beside the API; default: the "
+        "embedded one, as `careloop serve` alone runs",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print wrk's own output")
     args = parser.parse_args(argv)
     if args.quick:
@@ -591,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_httpx(load)
 
     servers: list[Server] = []
+    queue = f"bench-ingest-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="careloop-bench-") as tmp, fresh_database() as db_url:
         logs = Path(tmp)
         try:
@@ -609,6 +638,17 @@ def main(argv: list[str] | None = None) -> int:
                 "CARELOOP_DATA_DIR": str(logs / "data"),
                 **dict(item.split("=", 1) for item in args.env),
             }
+            task_worker: Server | None = None
+            if args.broker:
+                env["CARELOOP_BROKER_URL"] = args.broker
+                env["CARELOOP_QUEUE"] = queue
+                task_worker = Server(
+                    "worker",
+                    careloop_cmd("worker", "--concurrency", "4", "--pool", "threads"),
+                    env,
+                    0,
+                    logs,
+                )
             careloop = Server(
                 "careloop",
                 [
@@ -651,6 +691,10 @@ def main(argv: list[str] | None = None) -> int:
                 server.start()
             for server in servers:
                 server.wait_ready(60)
+            if task_worker is not None:
+                servers.append(task_worker)
+                task_worker.start()
+                task_worker.wait_log(r"\S+@\S+ ready\.", 90)
             client_id, secret = create_client(env)
             token = fetch_token(careloop.url, client_id, secret)
 
@@ -706,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
                 before = CpuSnapshot.take()
                 sessions0 = pg_sessions(db_url)
                 result = drive(load(name, careloop, path, batch, conns, args.duration, day))
-                result.cpu = cpu_used(before, CpuSnapshot.take(), careloop)
+                result.cpu = cpu_used(before, CpuSnapshot.take(), careloop, task_worker)
                 print(
                     f"{name}: {pg_sessions(db_url) - sessions0} new PostgreSQL sessions during "
                     "the phase (a pool that fits the concurrency opens few)"
@@ -755,6 +799,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in servers:
                 server.stop()
+            if args.broker:
+                try:
+                    delete_queue(args.broker, queue)
+                except Exception as exc:  # clean-up must not hide the real error
+                    print(f"could not delete queue {queue}: {exc!r}", file=sys.stderr)
                 if server.leftovers:
                     print(
                         f"  !!!  {server.name} left {server.leftovers} processes running after "

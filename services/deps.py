@@ -86,7 +86,7 @@ async def get_principal(
         raise ApiError(401, [Issue("login", str(exc))], _BEARER) from exc
     request.state.client_id = principal.client_id
     limits: RateLimits | None = getattr(request.app.state, "rate_limits", None)
-    if limits is not None:
+    if limits is not None and limits.api_per_client.items:
         hit = limits.limiter.hit
         if limits.limiter.in_process:
             wait = hit(limits.api_per_client, principal.client_id)
