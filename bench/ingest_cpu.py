@@ -6,6 +6,8 @@ wall time, so other load hardly moves it), on a fresh PostgreSQL database (or SQ
 on its own:
 
 * ``service``  ``ingest_reports`` and the commit, in a unit of work of one report;
+* ``batch``    ``ingest_reports`` of ``--reports`` reports in one unit of work, as the batch
+               endpoint runs it (its body parsing left out);
 * ``http``     ``POST /v1/symptom-reports`` through the whole ASGI app (auth, body, idempotency,
                the unit of work, the response; no socket, no server), the outbox hand-off off.
 
@@ -136,6 +138,14 @@ def run_all(url: str, args: argparse.Namespace) -> int:
             with session_scope(engine) as session:
                 ingest_reports(session, principal, [report])
 
+    def batch(count: int) -> None:
+        reports = [
+            SymptomReportIn.model_validate(report_body(next(serial), args.patients))
+            for _ in range(count)
+        ]
+        with session_scope(engine) as session:
+            ingest_reports(session, principal, reports)
+
     app = create_app(settings, engine)
     token = issue_token(
         settings.secret_key, BASE_URL, client.client_id, client.tenant_id, SCOPE, 3600
@@ -155,7 +165,7 @@ def run_all(url: str, args: argparse.Namespace) -> int:
         asyncio.run(post_all(count))
 
     print(f"{'sqlite' if args.sqlite else 'postgresql'}: {args.rounds} rounds of {args.reports}")
-    for label, run in (("service", service), ("http", http)):
+    for label, run in (("service", service), ("batch", batch), ("http", http)):
         measure(label, run, args.reports, args.rounds, counter)
         if args.profile:
             profiler = cProfile.Profile()

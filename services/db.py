@@ -71,9 +71,6 @@ def make_engine(url: str, pool_size: int = 20) -> Engine:
         pool_pre_ping=True,
         hide_parameters=True,
     )
-    # An executemany INSERT (search tokens, a dozen per report) as one multi-row INSERT, as with
-    # RETURNING: psycopg would otherwise pipeline one statement per row, each parsed and run.
-    engine.dialect.use_insertmanyvalues_wo_returning = True
     return engine
 
 

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import insert
 from sqlmodel import Session
 
+from careloop.services.common.bulk_insert import insert_rows
 from careloop.services.db import utcnow
 from careloop.services.outbox.events import Event, ReadingCreated, ReadingTriage, payload_of
 from careloop.services.outbox.models import OutboxMessage
@@ -26,7 +26,6 @@ TRIAGE_KEY = "careloop_reading_triage"
 """Key in ``session.info`` of the unit of work's ``ReadingTriage``, if it has one."""
 
 _O = OutboxMessage.__table__  # type: ignore[attr-defined]
-_INSERT = insert(_O).returning(_O.c.id, sort_by_parameter_order=True)
 
 
 def record(session: Session, tenant_id: str, event: Event) -> None:
@@ -79,8 +78,7 @@ def record_messages(
         }
         for name, payload in messages
     ]
-    ids = session.execute(_INSERT, rows).scalars().all()
-    written(session, [int(i) for i in ids])
+    written(session, [int(r.id) for r in insert_rows(session, _O, rows, returning=("id",))])
 
 
 def written(session: Session, ids: Iterable[int]) -> None:

@@ -11,14 +11,13 @@ from typing import Any
 
 import orjson
 from sqlalchemy import select, tuple_
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from careloop.fhir.errors import MappingError
 from careloop.fhir.provenance import map_provenance
 from careloop.fhir.reports import ReportContext, map_rating_report, map_scored_report
 from careloop.services.auth.tokens import Principal
+from careloop.services.common.bulk_insert import insert_rows
 from careloop.services.common.errors import Issue
 from careloop.services.db import utcnow
 from careloop.services.ehr.pushes import resources_changed
@@ -220,12 +219,8 @@ _NATURAL_KEY = ["tenant_id", "patient_id", "instrument", "effective", "app_repor
 
 def _insert_new(session: Session, rows: list[dict[str, Any]]) -> set[str]:
     """Insert report rows; the ids of those inserted (one whose natural key is taken is not)."""
-    if not rows:
-        return set()
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(_S).on_conflict_do_nothing(index_elements=_NATURAL_KEY).returning(_S.c.id)
-    return {str(i) for i in session.execute(statement, rows).scalars().all()}
+    inserted = insert_rows(session, _S, rows, returning=("id",), skip_conflicts_on=_NATURAL_KEY)
+    return {str(r.id) for r in inserted}
 
 
 def _transient() -> ReportOutcome:

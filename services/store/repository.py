@@ -11,6 +11,7 @@ import orjson
 from sqlalchemy import delete, insert, select, update
 from sqlmodel import Session
 
+from careloop.services.common.bulk_insert import insert_rows
 from careloop.services.common.fhirtime import format_instant
 from careloop.services.db import utcnow
 from careloop.services.store.indexing import SearchValues, extract_search_values
@@ -116,16 +117,14 @@ class ResourceStore:
                     "content": _with_meta(resource, 1, now),
                 }
             )
-        seqs = (
-            self.session.execute(insert(_R).returning(_R.c.seq, sort_by_parameter_order=True), rows)
-            .scalars()
-            .all()
-        )
+        returned = insert_rows(self.session, _R, rows, returning=("resource_type", "id", "seq"))
+        seqs = {(r.resource_type, r.id): r.seq for r in returned}
         tokens: list[dict[str, Any]] = []
-        for seq, resource, values in zip(seqs, resources, indexed, strict=True):
-            tokens.extend(_token_rows(self.tenant_id, resource["resourceType"], seq, values))
-        if tokens:
-            self.session.execute(insert(_T), tokens)
+        for resource, values in zip(resources, indexed, strict=True):
+            rtype = resource["resourceType"]
+            seq = seqs[(rtype, resource["id"])]
+            tokens.extend(_token_rows(self.tenant_id, rtype, seq, values))
+        insert_rows(self.session, _T, tokens)
         return [StoredResource(r["resource_type"], r["id"], 1, now, r["content"]) for r in rows]
 
     def update(
@@ -169,9 +168,7 @@ class ResourceStore:
             )
         )
         self.session.execute(delete(_T).where(_T.c.resource_seq == current.seq))
-        tokens = _token_rows(self.tenant_id, rtype, current.seq, values)
-        if tokens:
-            self.session.execute(insert(_T), tokens)
+        insert_rows(self.session, _T, _token_rows(self.tenant_id, rtype, current.seq, values))
         return StoredResource(rtype, rid, version, now, content)
 
     def read(self, rtype: str, rid: str) -> StoredResource | None:
