@@ -25,7 +25,7 @@ last, the backlog's trend over the second half, accepted reports against stored 
 and two verdicts (RSS flat, backlog steady). Processes, database and queues are cleaned up at
 the end, also on error, Ctrl-C or SIGTERM.
 
-    .venv/bin/python bench/soak.py                   # 10 minutes at 40 reports/s on Redis
+    .venv/bin/python bench/soak.py                   # 10 minutes at 25 reports/s on Redis
     .venv/bin/python bench/soak.py --quick           # 1 minute, a row every 5 s
     .venv/bin/python bench/soak.py --broker rabbitmq --rate 30 --minutes 20
 """
@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import httpx
@@ -84,8 +85,8 @@ BROKERS = ("redis", "rabbitmq")
 MIB = 1024 * 1024
 
 # Shared counters of the load process (indexes into a shared array).
-ACCEPTED, ALERTS, REFUSED, FAILED, FHIR_OK, FHIR_FAILED, LATE = range(7)
-COUNTERS = 7
+ACCEPTED, ALERTS, REFUSED, FAILED, FHIR_OK, FHIR_FAILED, LATE, UNSENT = range(8)
+COUNTERS = 8
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,6 +165,9 @@ async def _load(spec: LoadSpec, counters: Any) -> dict[str, Any]:
             due = start + n / spec.rate
             if due >= deadline:
                 return
+            if time.monotonic() >= deadline:  # behind schedule at the end: not sent
+                counters[UNSENT] += 1
+                continue
             late = time.monotonic() - due
             if late > 0:
                 worst_late = max(worst_late, late)
@@ -200,7 +204,7 @@ async def _load(spec: LoadSpec, counters: Any) -> dict[str, Any]:
             return
         for k in itertools.count():
             due = start + k / spec.search_rate
-            if due >= deadline:
+            if due >= deadline or time.monotonic() >= deadline:
                 return
             if due > time.monotonic():
                 await asyncio.sleep(due - time.monotonic())
@@ -273,6 +277,7 @@ class Load:
         )
         self.proc.start()
         self.timeout_s = spec.seconds + 120
+        self._result: dict[str, Any] | None = None
 
     @property
     def pid(self) -> int:
@@ -283,11 +288,20 @@ class Load:
         """One live counter."""
         return int(self.counters[index])
 
+    def running(self) -> bool:
+        """Whether the load still runs; takes its figures once it is done (the process cannot
+        exit before they are read from the pipe)."""
+        if self._result is None:
+            with contextlib.suppress(Empty):
+                self._result = self._out.get_nowait()
+        return self._result is None and self.proc.is_alive()
+
     def result(self) -> dict[str, Any]:
         """Wait for the load to finish; its figures."""
-        data: dict[str, Any] = self._out.get(timeout=self.timeout_s)
+        if self._result is None:
+            self._result = self._out.get(timeout=self.timeout_s)
         self.proc.join(10)
-        return data
+        return self._result
 
     def kill(self) -> None:
         """Make sure the process is gone."""
@@ -600,6 +614,82 @@ def print_row(sample: Sample, roles: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# tracemalloc (optional): where Python memory grew in each process between two marks
+
+SITECUSTOMIZE = """
+# Written by bench/soak.py --tracemalloc: on mark file "first" start tracing allocations (from
+# the start, imports would take 15 times longer), on "last" dump what is still allocated.
+import os, threading, time, tracemalloc
+
+_DIR = os.environ.get("CARELOOP_SOAK_TRACEMALLOC_DIR")
+if _DIR:
+
+    def _watch() -> None:
+        for name in ("first", "last"):
+            while not os.path.exists(os.path.join(_DIR, name)):
+                time.sleep(1)
+            if name == "first":
+                tracemalloc.start(int(os.environ.get("CARELOOP_SOAK_TRACEMALLOC_FRAMES", "6")))
+            path = os.path.join(_DIR, f"{os.getpid()}-{name}.snap")
+            tracemalloc.take_snapshot().dump(path + ".tmp")
+            os.replace(path + ".tmp", path)
+
+    threading.Thread(target=_watch, name="soak-tracemalloc", daemon=True).start()
+"""
+
+
+def tracemalloc_env(directory: Path, frames: int) -> dict[str, str]:
+    """Settings making every careloop process trace its allocations (``SITECUSTOMIZE``)."""
+    site = directory / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    path = os.environ.get("PYTHONPATH", "")
+    return {
+        "PYTHONPATH": f"{site}{os.pathsep}{path}" if path else str(site),
+        "CARELOOP_SOAK_TRACEMALLOC_DIR": str(directory),
+        "CARELOOP_SOAK_TRACEMALLOC_FRAMES": str(frames),
+    }
+
+
+def tracemalloc_mark(directory: Path, name: str) -> None:
+    """Ask every traced process for a snapshot named ``name``."""
+    (directory / name).touch()
+
+
+def print_tracemalloc(directory: Path, pids: dict[str, int], top: int = 8) -> None:
+    """Per process: traced memory at both marks and the lines whose allocations grew most."""
+    import tracemalloc
+
+    deadline = time.monotonic() + 60
+    ignore = (
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"),
+        tracemalloc.Filter(False, "<unknown>"),
+    )
+    print(
+        "\ntracemalloc: Python allocations made after warm-up and still alive once the load had "
+        "ended and the work drained, by the stack that made them"
+    )
+    for role, pid in pids.items():
+        paths = [directory / f"{pid}-{name}.snap" for name in ("first", "last")]
+        while not all(p.exists() for p in paths) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if not all(p.exists() for p in paths):
+            print(f"  {role}: no snapshots")
+            continue
+        first, last = (tracemalloc.Snapshot.load(str(p)).filter_traces(ignore) for p in paths)
+        size = [sum(t.size for t in snap.traces) / MIB for snap in (first, last)]
+        print(f"  {role} (pid {pid}): {size[1] - size[0]:.1f} MiB still allocated")
+        for stat in last.compare_to(first, "traceback")[:top]:
+            if stat.size_diff <= 0:
+                break
+            frames = " <- ".join(
+                f"{Path(f.filename).name}:{f.lineno}" for f in reversed(stat.traceback[-4:])
+            )
+            print(f"    {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {frames}")
+
+
+# --------------------------------------------------------------------------------------------
 # Summary
 
 
@@ -749,6 +839,7 @@ def print_summary(
     limit = max(args.backlog_items, 2 * args.rate)
     growing = b_growth > limit or u_growth > limit
     depths = [(s.queue or 0) + (s.urgent or 0) for s in samples]
+    extra = max(d - s.open_rows for d, s in zip(depths, samples, strict=True))
     print(
         f"\nbacklog: broker queues max {max(depths)} (urgent max "
         f"{max((s.urgent or 0) for s in samples)}), outbox max {max(s.outbox for s in samples)}, "
@@ -756,15 +847,21 @@ def print_summary(
         f"queues + outbox {b_min:+.1f}/min ({b_growth:+.0f} over the half), not evaluated "
         f"{u_min:+.1f}/min ({u_growth:+.0f}); drained {checks['drain']}"
     )
+    if extra > 0:
+        print(
+            f"  the broker held up to {extra} more messages than open outbox rows: the relay "
+            "published again work whose lease ran out while it waited in the queue"
+        )
 
     seconds = load["seconds"]
     status = load["status"]
     accepted = int(status.get("201", 0))
-    offered = args.rate * args.minutes * 60
+    scheduled = round(args.rate * args.minutes * 60)
     post = load["post_ms"]
     fhir = load["fhir_ms"]
     print(
-        f"\nload: offered {args.rate:g} reports/s for {seconds:.0f} s ({offered:.0f}); accepted "
+        f"\nload: offered {args.rate:g} reports/s for {seconds:.0f} s ({scheduled}, "
+        f"{checks['unsent']} not sent: behind schedule at the end); accepted "
         f"{accepted} ({accepted / seconds:.1f}/s), other answers "
         f"{ {k: v for k, v in status.items() if k != '201'} or 'none' }, errors "
         f"{load['errors'] or 'none'}; POST p50 {fmt_ms(percentile(post, 50))} ms, p99 "
@@ -795,7 +892,8 @@ def print_summary(
             + ", ".join(f"{g} {mean[g]:.2f}" for g in CPU_GROUPS)
             + f" (outside this benchmark: {other:.2f})"
         )
-    nothing_lost = lost <= 0 and checks["evaluated"] >= stored and not checks["dead"]
+    nothing_lost = lost <= 0 and not checks["dead"]
+    kept_up = accepted >= 0.98 * scheduled
     print(
         f"\nRSS flat: {'yes' if flat else 'no'} (every process grew less than {args.rss_mib:g} "
         f"MiB and less than {args.rss_pct:g} % after warm-up)"
@@ -804,8 +902,15 @@ def print_summary(
         f"backlog: {'growing' if growing else 'steady'} (queues + outbox and readings not yet "
         f"evaluated each grew by at most {limit:.0f} over the second half)"
     )
-    print(f"nothing lost: {'yes' if nothing_lost else 'NO'}")
-    return flat and not growing and nothing_lost
+    print(
+        f"API kept up with the offered rate: {'yes' if kept_up else 'no'} (accepted "
+        f"{100 * accepted / scheduled:.0f} % of the {scheduled} reports scheduled)"
+    )
+    print(
+        f"nothing lost: {'yes' if nothing_lost else 'NO'} (every accepted report stored, no dead "
+        f"task; {checks['evaluated']} of {stored} readings evaluated when the drain ended)"
+    )
+    return flat and not growing and nothing_lost and kept_up
 
 
 # --------------------------------------------------------------------------------------------
@@ -818,6 +923,10 @@ def soak(args: argparse.Namespace, logs: Path) -> int:
     broker_url = urls[args.broker]
     receiver = Receiver()
     queue = ""
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    traced = logs / "tracemalloc" if args.tracemalloc else None
+    if traced is not None:
+        extra_env |= tracemalloc_env(traced, args.tracemalloc)
     try:
         with careloop_stack(
             "soak",
@@ -825,13 +934,13 @@ def soak(args: argparse.Namespace, logs: Path) -> int:
             logs,
             api_workers=args.api_workers,
             worker_concurrency=args.worker_concurrency,
-            extra_env=dict(item.split("=", 1) for item in args.env),
+            extra_env=extra_env,
         ) as (stack, env, pg_url):
             queue = env["CARELOOP_QUEUE"]
             run_cli(env, "notify", "add-webhook", receiver.url)
             client_id, client_secret = create_client(env)
             token = fetch_token(stack.api.url, client_id, client_secret)
-            return run_soak(args, stack, token, broker_url, queue, pg_url, receiver)
+            return run_soak(args, stack, token, broker_url, queue, pg_url, receiver, traced)
     finally:
         receiver.close()
         if queue and args.broker == "rabbitmq":
@@ -850,6 +959,7 @@ def run_soak(
     queue: str,
     pg_url: str,
     receiver: Receiver,
+    traced: Path | None,
 ) -> int:
     """The load, the rows, the drain, the summary."""
     spec = LoadSpec(
@@ -874,13 +984,17 @@ def run_soak(
             columns = list(roles.current())
             print_header(columns)
             tick = 1
-            while load.proc.is_alive():
+            marked = False
+            while load.running():
                 due = sampler.started + tick * args.interval
-                while time.monotonic() < due and load.proc.is_alive():
+                while time.monotonic() < due and load.running():
                     time.sleep(min(0.2, max(0.0, due - time.monotonic())))
-                if not load.proc.is_alive() and time.monotonic() < due - args.interval / 2:
+                if not load.running() and time.monotonic() < due - args.interval / 2:
                     break
                 sample = sampler.take()
+                if traced is not None and not marked and sample.elapsed >= args.warmup:
+                    tracemalloc_mark(traced, "first")
+                    marked = True
                 new = [r for r in sample.rss if r not in columns]
                 if new:
                     columns += new
@@ -891,6 +1005,8 @@ def run_soak(
         finally:
             load.kill()
         drain = wait_drained(sampler, args.drain_timeout)
+        if traced is not None:
+            tracemalloc_mark(traced, "last")  # quiet now: what is still allocated was kept
         counts = db_counts(conn)
         time.sleep(1.0)  # the last pages in flight
         checks: dict[str, Any] = {
@@ -898,6 +1014,7 @@ def run_soak(
             "observations": fhir_total(stack.api.url, token, "Observation"),
             "critical": load.count(ALERTS),
             "late": load.count(LATE),
+            "unsent": load.count(UNSENT),
             "pages": receiver.received,
             "notes": list(roles.notes),
             **counts,
@@ -911,6 +1028,8 @@ def run_soak(
         print("no samples taken")
         return 1
     good = print_summary(args, sampler.samples, result, checks)
+    if traced is not None:
+        print_tracemalloc(traced, sampler.samples[-1].pids)
     return 0 if good else 1
 
 
@@ -920,7 +1039,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Soak careloop: RSS of each process and the backlog under a steady load.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--rate", type=float, default=40.0, help="reports/s offered")
+    parser.add_argument("--rate", type=float, default=25.0, help="reports/s offered")
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the load")
     parser.add_argument("--interval", type=float, default=15.0, help="seconds between rows")
     parser.add_argument(
@@ -950,6 +1069,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=50.0,
         help="backlog steady: growth over the second half at most max(this, 2 s of --rate)",
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="trace Python allocations in careloop's processes (slows them; lower --rate)",
     )
     parser.add_argument("--drain-timeout", type=float, default=180.0, help="max s to drain")
     parser.add_argument("--quick", action="store_true", help="1 minute, a row every 5 s")
