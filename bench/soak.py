@@ -87,6 +87,7 @@ MIB = 1024 * 1024
 # Shared counters of the load process (indexes into a shared array).
 ACCEPTED, ALERTS, REFUSED, FAILED, FHIR_OK, FHIR_FAILED, LATE, UNSENT = range(8)
 COUNTERS = 8
+FHIR_KINDS = ("Observation search", "Patient read", "Observation read", "Patient search")
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +235,7 @@ async def _load(spec: LoadSpec, counters: Any) -> dict[str, Any]:
                 counters[FHIR_FAILED] += 1
                 continue
             fhir_ms.append((time.perf_counter() - t0) * 1000)
-            fhir_status[f"{path.split('/')[2]} {response.status_code}"] += 1
+            fhir_status[f"{FHIR_KINDS[kind]} {response.status_code}"] += 1
             counters[FHIR_OK if response.status_code == 200 else FHIR_FAILED] += 1
 
     # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them: a request
