@@ -22,12 +22,16 @@ acknowledged are not in it), the outbox backlog (rows not yet published to the b
 readings not yet evaluated (open ``reading.created`` outbox rows), and the CPU each role used in
 the interval. At the end: per process the RSS at the first sample after ``--warmup`` against the
 last, the backlog's trend over the second half, accepted reports against stored Observations,
-and two verdicts (RSS flat, backlog steady). Processes, database and queues are cleaned up at
+and two verdicts (RSS flat, backlog steady). ``--tracemalloc FRAMES`` makes every careloop
+process trace its Python allocations from the end of the warm-up, and prints per process the
+stacks whose allocations were still alive once the load ended and the work drained (the
+processes run several times slower meanwhile). Processes, database and queues are cleaned up at
 the end, also on error, Ctrl-C or SIGTERM.
 
     .venv/bin/python bench/soak.py                   # 10 minutes at 25 reports/s on Redis
     .venv/bin/python bench/soak.py --quick           # 1 minute, a row every 5 s
     .venv/bin/python bench/soak.py --broker rabbitmq --rate 30 --minutes 20
+    .venv/bin/python bench/soak.py --minutes 4 --rate 10 --tracemalloc 8
 """
 
 from __future__ import annotations
