@@ -72,6 +72,9 @@ def serve(
             log_config=logging_config(settings.log_level, settings.log_format, "api"),
             log_level=settings.log_level.lower(),
             access_log=False,
+            # A new worker imports careloop before it can answer the supervisor's ping: several
+            # seconds on a busy machine, and uvicorn's 5 s default then kills it over and over.
+            timeout_worker_healthcheck=30,
         )
     finally:
         if embedded is not None:
