@@ -39,11 +39,13 @@ def _payload_prefix(connection_id: str) -> str:
     return orjson.dumps({"connection_id": connection_id}).decode()[:-1] + ","
 
 
-def claim_pending(session: Session, connection_id: str, own: Pending, limit: int) -> list[Pending]:
+def claim_pending(
+    session: Session, connection_id: str, own: Pending | None, limit: int
+) -> list[Pending]:
     """Complete up to ``limit`` other open pushes to ``connection_id`` in this transaction.
 
-    The oldest first. The running task's own message (the first one with its payload) is not
-    returned: ``own`` is its work.
+    The oldest first. The running task's own message (the first one with the payload of
+    ``own``, its work) is not returned.
     """
     if limit <= 0:
         return []
@@ -77,9 +79,10 @@ def claim_pending(session: Session, connection_id: str, own: Pending, limit: int
     for row in rows:
         payload = orjson.loads(row.payload)
         item = Pending(str(payload["patient_id"]), tuple(payload["references"]), row.id)
-        if not own_seen and (item.patient_id, item.references) == (
-            own.patient_id,
-            own.references,
+        if (
+            own is not None
+            and not own_seen
+            and (item.patient_id, item.references) == (own.patient_id, own.references)
         ):
             own_seen = True  # the running task's message: completed with its work
             continue
