@@ -608,14 +608,15 @@ def start_profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes
 
 
 def print_profile(path: Path, top: int = 14) -> None:
-    """Share of the ehr.push threads' samples (waiting included) per careloop source line."""
+    """Share of the push threads' samples (waiting included) per careloop source line (samples
+    under ``push_to_ehr``: a push that finds its work done by another is not counted)."""
     lines: Counter[str] = Counter()
     total = 0
     with contextlib.suppress(OSError):
         for raw in path.read_text().splitlines():
             stack, _, samples = raw.rpartition(" ")
             frames = stack.split(";")
-            if not samples.isdigit() or not any(f.startswith("ehr_push ") for f in frames):
+            if not samples.isdigit() or not any(f.startswith("push_to_ehr ") for f in frames):
                 continue
             total += int(samples)
             seen = set()

@@ -40,12 +40,13 @@ def _payload_prefix(connection_id: str) -> str:
 
 
 def claim_pending(
-    session: Session, connection_id: str, own: Pending | None, limit: int
+    session: Session, connection_id: str, own: Pending | None, limit: int, peek: bool = False
 ) -> list[Pending]:
     """Complete up to ``limit`` other open pushes to ``connection_id`` in this transaction.
 
     The oldest first. The running task's own message (the first one with the payload of
-    ``own``, its work) is not returned.
+    ``own``, its work) is not returned. With ``peek`` only their ids are read (and locked on
+    PostgreSQL), nothing is completed.
     """
     if limit <= 0:
         return []
@@ -65,6 +66,8 @@ def claim_pending(
     # Two statements: inside ``IN (...)`` PostgreSQL may run a locking subquery once per row,
     # each run skipping the rows the UPDATE just changed, so LIMIT would not bound the claim.
     ids = list(session.execute(open_pushes).scalars().all())
+    if peek:
+        return [Pending("", (), i) for i in ids]
     if not ids:
         return []
     claim = (

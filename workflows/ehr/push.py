@@ -24,6 +24,7 @@ from careloop.services.settings import Settings
 from careloop.services.store.models import FhirResource
 from careloop.services.store.repository import StoredResource
 from careloop.services.unit_of_work import commit, rollback
+from careloop.workflows.ehr import drain_slots
 from careloop.workflows.ehr.bundles import (
     BundleEntry,
     bundle_entries,
@@ -332,7 +333,14 @@ def push_to_ehr(
     batch = [own, *_take(session, connection_id, own, claimed)]
     state = push_batch(session, settings, connection, batch)[0].state
     _succeeded(session, connection)
-    drain(session, settings, connection)
+    while drain_slots.take(connection_id):
+        try:
+            drain(session, settings, connection)
+        finally:
+            drain_slots.give_back(connection_id)
+        # A push that found the slot taken left its connection's other pushes to this drain.
+        if not _open_pushes(session, connection_id):
+            break
     return state
 
 
@@ -365,6 +373,13 @@ def drain(session: Session, settings: Settings, connection: EhrConnection) -> in
             raise
         _succeeded(session, connection)
         rounds += 1
+
+
+def _open_pushes(session: Session, connection_id: str) -> bool:
+    """Whether the connection has open pushes no other transaction holds."""
+    found = bool(claim_pending(session, connection_id, None, 1, peek=True))
+    commit(session)
+    return found
 
 
 def _due_now(session: Session, items: list[Pending]) -> None:
