@@ -140,6 +140,7 @@ def _push_batch(
             todo.append((index, items))
     if not todo:
         return results
+    _load_links(session, connection.id, {pushes[index].patient_id for index, _ in todo})
     with ehr_client(session, settings, connection) as client:
         parts: list[_Part] = []
         links: dict[str, PatientLink | None] = {}
@@ -173,6 +174,16 @@ def _push_batch(
         if parts:
             _send(session, client, connection, parts, written, results)
     return results
+
+
+def _load_links(session: Session, connection_id: str, patient_ids: set[str]) -> None:
+    """Read the patients' links in one query (``resolve_link`` then finds them in the session)."""
+    session.execute(
+        select(PatientLink).where(
+            col(PatientLink.connection_id) == connection_id,
+            col(PatientLink.patient_id).in_(sorted(patient_ids)),
+        )
+    ).scalars().all()
 
 
 def _read_current(
