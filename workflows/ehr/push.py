@@ -140,7 +140,7 @@ def _push_batch(
             todo.append((index, items))
     if not todo:
         return results
-    _load_links(session, connection.id, {pushes[index].patient_id for index, _ in todo})
+    known = _load_links(session, connection.id, {pushes[index].patient_id for index, _ in todo})
     with ehr_client(session, settings, connection) as client:
         parts: list[_Part] = []
         links: dict[str, PatientLink | None] = {}
@@ -148,7 +148,9 @@ def _push_batch(
             patient_id = pushes[index].patient_id
             if patient_id not in links:
                 try:
-                    links[patient_id] = resolve_link(session, client, connection, patient_id)
+                    links[patient_id] = resolve_link(
+                        session, client, connection, patient_id, known.get(patient_id)
+                    )
                 except EgressBlocked:
                     links[patient_id] = None
             link = links[patient_id]
@@ -176,14 +178,17 @@ def _push_batch(
     return results
 
 
-def _load_links(session: Session, connection_id: str, patient_ids: set[str]) -> None:
-    """Read the patients' links in one query (``resolve_link`` then finds them in the session)."""
-    session.execute(
+def _load_links(
+    session: Session, connection_id: str, patient_ids: set[str]
+) -> dict[str, PatientLink]:
+    """The patients' links that exist, in one query."""
+    rows = session.execute(
         select(PatientLink).where(
             col(PatientLink.connection_id) == connection_id,
             col(PatientLink.patient_id).in_(sorted(patient_ids)),
         )
-    ).scalars().all()
+    )
+    return {link.patient_id: link for link in rows.scalars().all()}
 
 
 def _read_current(
