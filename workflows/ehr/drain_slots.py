@@ -1,28 +1,35 @@
-"""One drain per EHR connection in a worker process (``workflows.ehr.push.drain``).
+"""At most ``DRAINS`` drains per EHR connection in a worker process (``workflows.ehr.push``).
 
-A push that finds its connection's slot taken does its own Bundle and leaves the rest to the
-drain holding it, which looks for open pushes once more after it lets the slot go, so nothing
-left to it waits for a lease to end.
+Two, so one drain's Bundle is in flight while the other reads and records its own. A push
+that finds its connection's slots taken does its own Bundle and leaves the rest to the drains
+holding them, each of which looks for open pushes once more after it lets its slot go, so
+nothing left to them waits for a lease to end.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
+
+DRAINS = 2
+"""Drains of one connection at once in a process."""
 
 _lock = threading.Lock()
-_held: set[str] = set()
+_held: Counter[str] = Counter()
 
 
 def take(connection_id: str) -> bool:
-    """Take the slot of ``connection_id`` if it is free; whether this thread now holds it."""
+    """Take a slot of ``connection_id`` if one is free; whether this thread now holds one."""
     with _lock:
-        if connection_id in _held:
+        if _held[connection_id] >= DRAINS:
             return False
-        _held.add(connection_id)
+        _held[connection_id] += 1
         return True
 
 
 def give_back(connection_id: str) -> None:
-    """Free the slot of ``connection_id``."""
+    """Free a slot of ``connection_id``."""
     with _lock:
-        _held.discard(connection_id)
+        _held[connection_id] -= 1
+        if _held[connection_id] <= 0:
+            del _held[connection_id]
