@@ -1,9 +1,9 @@
 """At most ``DRAINS`` drains per EHR connection in a worker process (``workflows.ehr.push``).
 
-Two, so one drain's Bundle is in flight while the other reads and records its own. A push
-that finds its connection's slots taken does its own Bundle and leaves the rest to the drains
-holding them, each of which looks for open pushes once more after it lets its slot go, so
-nothing left to them waits for a lease to end.
+A push that finds its connection's slots taken does its own Bundle and leaves the rest to the
+drains holding them, each of which looks for open pushes once more after it lets its slot go,
+so nothing left to them waits for a lease to end. The other worker threads stay free for
+evaluations (and, with a second process, a second drain runs there).
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-DRAINS = 2
-"""Drains of one connection at once in a process."""
+DRAINS = 1
+"""Drains of one connection at once in a process (2 was tried: no gain measurable on a machine
+this busy, see the README)."""
 
 _lock = threading.Lock()
 _held: Counter[str] = Counter()
