@@ -7,11 +7,12 @@ it shares no GIL with the load or this process). The child serves ``TestEHR`` on
 obeys JSON commands on stdin: register careloop as a Backend Services client (keys from
 careloop's ``/.well-known/jwks.json``), seed Patients carrying the app's identifiers
 (``https://app.example/patients|p-<n>``), throttle, dump what it stores. careloop is connected
-with ``careloop ehr add``; every report then becomes one ``ehr.push`` (the QuestionnaireResponse,
-Observation and Provenance, conditional creates on careloop's business identifiers), and a push
-task takes the connection's other pending pushes with it: up to 50 reports of any patients in one
-transaction Bundle (``EHR requests`` below counts the Bundles; a push done by another's Bundle is
-a no-op when its own task runs, so per-task stages measure the Bundle's task, not the report's).
+with ``careloop ehr add``; every report then becomes one pending push (the QuestionnaireResponse,
+Observation and Provenance, conditional creates on careloop's business identifiers); a relay
+publishes one ``ehr.push`` per connection of what it relays, and that push drains the
+connection: up to 50 reports of any patients per transaction Bundle until none is pending
+(``EHR requests`` below counts the Bundles; per-task stages measure the task that ran, which is
+often not the report's own).
 
 The app side is a separate process (asyncio httpx) POSTing distinct routine PHQ-9 reports (no
 alert), one per patient at a time. Phases, each drained before the next:
@@ -608,14 +609,15 @@ def start_profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes
 
 
 def print_profile(path: Path, top: int = 14) -> None:
-    """Share of the ehr.push threads' samples (waiting included) per careloop source line."""
+    """Share of the push threads' samples (waiting included) per careloop source line (samples
+    under ``push_to_ehr``: a push that finds its work done by another is not counted)."""
     lines: Counter[str] = Counter()
     total = 0
     with contextlib.suppress(OSError):
         for raw in path.read_text().splitlines():
             stack, _, samples = raw.rpartition(" ")
             frames = stack.split(";")
-            if not samples.isdigit() or not any(f.startswith("ehr_push ") for f in frames):
+            if not samples.isdigit() or not any(f.startswith("push_to_ehr ") for f in frames):
                 continue
             total += int(samples)
             seen = set()

@@ -30,6 +30,20 @@ def urgent_queue(settings: Settings) -> str:
     return f"{settings.queue}.urgent"
 
 
+EHR_TASKS = frozenset({TaskName.EHR_PUSH, TaskName.EHR_PULL})
+"""EHR sync: its own queue, so a push never waits behind a backlog of routine evaluations."""
+
+
+def ehr_queue(settings: Settings) -> str:
+    """The queue of EHR sync work."""
+    return f"{settings.queue}.ehr"
+
+
+def queues(settings: Settings) -> tuple[str, ...]:
+    """Every queue a worker takes work from: alert work, EHR sync, the rest."""
+    return urgent_queue(settings), ehr_queue(settings), settings.queue
+
+
 def _every(task: TaskName, seconds: float) -> dict[str, object]:
     """A beat schedule entry: run ``task`` every ``seconds``."""
     return {"task": task.value, "schedule": seconds}
@@ -56,11 +70,14 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
         task_default_queue=settings.queue,
         # Alert work (deliveries, escalations, readings that may be critical) has a queue of its
         # own, so it never waits behind a backlog of routine evaluations or EHR writes.
-        task_queues=(Queue(urgent_queue(settings)), Queue(settings.queue)),
+        task_queues=tuple(Queue(name) for name in queues(settings)),
         # The relay too: it is what publishes lost alert work again.
         task_routes={
-            name.value: {"queue": urgent_queue(settings)}
-            for name in URGENT_TASKS | {TaskName.OUTBOX_RELAY}
+            **{
+                name.value: {"queue": urgent_queue(settings)}
+                for name in URGENT_TASKS | {TaskName.OUTBOX_RELAY}
+            },
+            **{name.value: {"queue": ehr_queue(settings)} for name in EHR_TASKS},
         },
         task_serializer="json",
         accept_content=["json"],

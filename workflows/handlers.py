@@ -66,6 +66,10 @@ class Handler:
     ehr: bool = False
     """It talks to an EHR (``connection_id``): failures retry against the connection's circuit."""
     max_retries: int | None = MAX_RETRIES
+    drains: str | None = None
+    """A payload key: one run also does the open messages with the same value there (an EHR
+    push drains its connection's pending pushes), so a relay publishes one message per value
+    of a batch and leases the others with it (``workflows.routing``)."""
 
 
 def _evaluate(
@@ -114,7 +118,9 @@ HANDLERS: Mapping[str, Handler] = MappingProxyType(
         TaskName.NOTIFICATION_DELIVER: Handler(
             _deliver, already_done=True, crash_after="after-deliver-commit"
         ),
-        TaskName.EHR_PUSH: Handler(_push, already_done="done", ehr=True, max_retries=None),
+        TaskName.EHR_PUSH: Handler(
+            _push, already_done="done", ehr=True, max_retries=None, drains="connection_id"
+        ),
         TaskName.EHR_PULL: Handler(_pull, already_done={}, ehr=True, max_retries=20),
     }
 )

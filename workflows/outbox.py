@@ -44,11 +44,16 @@ URGENT_TASKS = frozenset(
 Publisher = Callable[[str, dict[str, Any], str], None]
 """Sends one task: (task name, kwargs, task id)."""
 
-Router = Callable[[Connection, Sequence[Any]], list[str]]
-"""The Celery task that runs each claimed message (rows with ``id``, ``task``, ``payload``)."""
+Router = Callable[[Connection, Sequence[Any]], list[str | None]]
+"""The Celery task that runs each claimed message (rows with ``id``, ``task``, ``payload``).
+
+None: an earlier message of the same batch is published for it (its task's run does the work
+of both, see ``workflows.handlers.Handler.drains``); it is leased like a published one, so it
+is published itself if that run does not complete it within the lease.
+"""
 
 
-def by_name(_conn: Connection, rows: Sequence[Any]) -> list[str]:
+def by_name(_conn: Connection, rows: Sequence[Any]) -> list[str | None]:
     """Each message runs the task it names (work replayed from a dead letter, tests)."""
     return [row.task for row in rows]
 
@@ -121,9 +126,11 @@ def relay(
     leases: Leases | None = None,
     route: Router = by_name,
 ) -> int:
-    """Publish due open messages (all the given ones, or the oldest ``limit``); how many.
+    """Publish due open messages (all the given ones, or the oldest ``limit``); how many
+    (those published with another's task included).
 
-    ``route`` names the task that reacts to each message (an event's, see ``workflows.routing``).
+    ``route`` names the task that reacts to each message (an event's, see ``workflows.routing``),
+    or says another message's task does its work.
 
     Each published message gets a lease: unless its task completes it first, it is due again
     when the lease ends. A crash between publishing and committing publishes it again later,
@@ -140,19 +147,24 @@ def relay(
         tasks = route(conn, rows) if rows else []
         sent: list[dict[str, Any]] = []
         unsent: list[int] = []
+        covered = 0
         for row, task in zip(rows, tasks, strict=True):
             if unsent:
                 unsent.append(row.id)
                 continue
             try:
-                publish(task, orjson.loads(row.payload), task_id(row.id))
+                if task is not None:
+                    publish(task, orjson.loads(row.payload), task_id(row.id))
+                else:
+                    covered += 1
             except Exception as exc:  # the broker is down: leave the rest for the next relay
                 log.warning(
                     "outbox relay could not publish message %s: %s", row.id, type(exc).__name__
                 )
                 unsent.append(row.id)
                 continue
-            lease = timedelta(seconds=leases.seconds(task, row.attempts))
+            # Work covered by another message's run is routine work (an EHR push).
+            lease = timedelta(seconds=leases.seconds(task or "", row.attempts))
             sent.append({"m_id": row.id, "m_due": now + lease, "m_now": now})
         if sent:
             conn.execute(
@@ -167,9 +179,10 @@ def relay(
     # Publishing fresh work is routine; publishing again means a worker lost or overran it.
     log.log(
         logging.INFO if again else logging.DEBUG,
-        "outbox relay published %d messages (%d again, their lease ran out)",
-        len(sent),
+        "outbox relay published %d messages (%d again, their lease ran out; %d with another's)",
+        len(sent) - covered,
         again,
+        covered,
     )
     return len(sent)
 

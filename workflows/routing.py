@@ -20,7 +20,7 @@ from careloop.services.outbox.events import EventType, ReadingTriage
 from careloop.services.settings import Settings
 from careloop.services.store.models import FhirResource
 from careloop.workflows.evaluation import program_for
-from careloop.workflows.handlers import EVENT_TASKS
+from careloop.workflows.handlers import EVENT_TASKS, HANDLERS
 from careloop.workflows.outbox import Router
 from careloop.workflows.rules.engine import PatientContext, evaluate_reading
 from careloop.workflows.rules.program import Program
@@ -47,9 +47,11 @@ def event_router(program: Program) -> Router:
     """The router of outbox messages under ``program``: events to their reactions' tasks.
 
     A message that names no event (work replayed from a dead letter) runs the task it names.
+    Of the messages whose task drains a key (``Handler.drains``: an EHR push, its connection),
+    only the first per value is published; the rest are covered by its run (None).
     """
 
-    def route(conn: Connection, rows: Sequence[Any]) -> list[str]:
+    def route(conn: Connection, rows: Sequence[Any]) -> list[str | None]:
         payloads = [orjson.loads(row.payload) for row in rows]
         # Readings triaged when recorded say so; only the others are loaded and judged here.
         readings = [
@@ -71,9 +73,26 @@ def event_router(program: Program) -> Router:
                 return EVENT_TASKS[EventType(row.task)][0]
             return str(row.task)
 
-        return [task(row, payload) for row, payload in zip(rows, payloads, strict=True)]
+        names = [task(row, payload) for row, payload in zip(rows, payloads, strict=True)]
+        return coalesce(names, payloads)
 
     return route
+
+
+def coalesce(names: list[str], payloads: list[dict[str, Any]]) -> list[str | None]:
+    """``names`` with None for a message whose work an earlier one's run drains."""
+    seen: set[tuple[str, str]] = set()
+    out: list[str | None] = []
+    for name, payload in zip(names, payloads, strict=True):
+        handler = HANDLERS.get(name)
+        key = handler.drains if handler is not None else None
+        if key is None or not isinstance(payload.get(key), str):
+            out.append(name)
+            continue
+        value = (name, str(payload[key]))
+        out.append(None if value in seen else name)
+        seen.add(value)
+    return out
 
 
 def triage_for(settings: Settings) -> ReadingTriage:

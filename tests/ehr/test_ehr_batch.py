@@ -1,6 +1,7 @@
 """Several pending pushes to one EHR go out in one transaction Bundle, each exactly once: a
 refused report is split off and kept for replay, a lost answer duplicates nothing on the retry,
-and two workers never claim the same push."""
+and two workers never claim the same push. The relay publishes one push per connection and
+its run drains the connection; a failed round's pushes are due again at once."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from ehr_server import Fault, TestEHR
 from fastapi.testclient import TestClient
@@ -19,14 +22,22 @@ from support.clients import BASE_URL, Caller, make_caller
 from support.ehr import connect_ehr
 from support.reports import phq9
 
+from careloop.integrations.ehr.fhir_client import EhrError
+from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite, PatientLink
 from careloop.services.ehr.pushes import schedule_push
 from careloop.services.ehr.vocabulary import LinkState, WriteState
 from careloop.services.outbox.models import OutboxMessage
 from careloop.services.settings import Settings
 from careloop.services.unit_of_work import commit, rollback, session_scope
+from careloop.workflows.ehr import drain_slots
+from careloop.workflows.ehr import push as push_module
 from careloop.workflows.ehr.claim import Pending, claim_pending
+from careloop.workflows.ehr.push import drain
+from careloop.workflows.handlers import HANDLERS
 from careloop.workflows.inline import run_pending
+from careloop.workflows.outbox import complete, message_id, relay, start
+from careloop.workflows.routing import router_for
 from careloop.workflows.web import create_app
 
 APP_SYSTEM = "https://app.example/patients"
@@ -74,15 +85,24 @@ class World:
         return list(session.execute(query).scalars().all())
 
     def open_pushes(self) -> int:
+        return len(self.open_push_times())
+
+    def open_push_times(self) -> list[datetime]:
+        """When each open push to the connection is due."""
         with session_scope(self.engine) as session:
+            connection = self.connection(session)
             rows = session.execute(
-                select(OutboxMessage.id).where(  # type: ignore[call-overload]
-                    OutboxMessage.tenant_id == self.caller.tenant,
+                select(OutboxMessage.available_at, OutboxMessage.payload).where(  # type: ignore[call-overload]
+                    OutboxMessage.tenant_id == connection.tenant_id,
                     OutboxMessage.task == "resources.changed",
                     OutboxMessage.completed_at.is_(None),  # type: ignore[union-attr]
                 )
             ).all()
-        return len(rows)
+        return [
+            at if at.tzinfo else at.replace(tzinfo=UTC)
+            for at, payload in rows
+            if orjson.loads(payload)["connection_id"] == connection.id
+        ]
 
     def bundle_posts(self) -> int:
         return sum(1 for m, p, _ in self.ehr.requests if m == "POST" and p == "/fhir")
@@ -98,7 +118,8 @@ class World:
 
 @pytest.fixture
 def world(settings: Settings, engine: Engine) -> Iterator[World]:
-    fast = settings.model_copy(update={"ehr_timeout_seconds": 1.0, "ehr_circuit_failures": 100})
+    # A timeout well past the EHR's answer on a busy machine: these tests inject their faults.
+    fast = settings.model_copy(update={"ehr_timeout_seconds": 10.0, "ehr_circuit_failures": 100})
     with TestEHR() as ehr, TestClient(create_app(fast, engine), base_url=BASE_URL) as api:
         caller = make_caller(api, engine)
         connect_ehr(api, engine, fast, caller, ehr)
@@ -239,3 +260,102 @@ def test_two_workers_never_claim_the_same_push(engine: Engine) -> None:
         again = claim_pending(session, conn_b, Pending("x", ()), 10)
         rollback(session)
     assert [p.patient_id for p in again] == ["p-0", "p-1"]
+
+
+def _relay_all(world: World) -> list[tuple[str, dict[str, Any], str]]:
+    """Relay every due message as the API and beat do; what was published."""
+    published: list[tuple[str, dict[str, Any], str]] = []
+    relay(
+        world.engine,
+        lambda task, kwargs, tid: published.append((task, kwargs, tid)),
+        route=router_for(world.settings),
+    )
+    return published
+
+
+def _run(world: World, task: str, kwargs: dict[str, Any], tid: str) -> None:
+    """Run one published task's work in this process, as a worker would."""
+    message = message_id(tid)
+    with session_scope(world.engine) as session:
+        assert start(session, message)
+        HANDLERS[task].handle(session, world.settings, **kwargs)
+        complete(session, message)
+
+
+def _open_due(world: World) -> tuple[int, int]:
+    """Open pushes to the connection: (all, due now)."""
+    times = world.open_push_times()
+    now = utcnow()
+    return len(times), sum(1 for at in times if at <= now)
+
+
+def test_one_push_is_published_per_connection_and_its_run_drains_the_rest(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patients = [f"d-{n}" for n in range(3)]
+    _linked(world, patients)
+    for day in (2, 3):
+        for value in patients:
+            world.report(value, day)
+    published = _relay_all(world)
+    pushes = [p for p in published if p[0] == "ehr.push"]
+    assert len(pushes) == 1  # six reports, one connection: one task
+    assert sum(1 for p in published if p[0] == "observation.evaluate") == 6
+    assert _open_due(world) == (6, 0)  # the other five leased with it, not published
+    monkeypatch.setattr(push_module, "BATCH_PUSHES", 2)  # Bundles of two reports
+    posts = world.bundle_posts()
+    _run(world, *pushes[0])
+    assert world.bundle_posts() - posts == 3  # one run, every pending push, Bundle by Bundle
+    assert world.open_pushes() == 0
+    assert len(world.ehr.resources("Observation")) == 9
+    assert set(world.observations_by_identifier().values()) == {1}
+
+
+def test_a_failed_drain_round_gives_its_pushes_back_due_at_once(world: World) -> None:
+    patients = [f"f-{n}" for n in range(4)]
+    _linked(world, patients)
+    for value in patients:
+        world.report(value, 2)
+    assert [p[0] for p in _relay_all(world)].count("ehr.push") == 1
+    assert _open_due(world) == (4, 0)
+    world.ehr.inject(Fault.http_503(None), count=1, method="POST", path_prefix="/fhir")
+    with Session(world.engine, expire_on_commit=False) as session:
+        connection = world.connection(session)
+        with pytest.raises(EhrError):
+            drain(session, world.settings, connection)
+    # The round's pushes are open and due now: the relay publishes them again at once.
+    assert _open_due(world) == (4, 4)
+    [(task, kwargs, tid)] = [p for p in _relay_all(world) if p[0] == "ehr.push"]
+    _run(world, task, kwargs, tid)
+    assert world.open_pushes() == 0
+    assert len(world.ehr.resources("Observation")) == 8
+    assert set(world.observations_by_identifier().values()) == {1}
+
+
+def test_a_push_finding_its_connections_drain_taken_leaves_the_rest_to_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    patients = [f"s-{n}" for n in range(3)]
+    _linked(world, patients)
+    for day in (2, 3):
+        for value in patients:
+            world.report(value, day)
+    published = _relay_all(world)
+    pushes = [p for p in published if p[0] == "ehr.push"]
+    assert len(pushes) == 1, [(p[0], p[1].get("patient_id")) for p in published]
+    [(task, kwargs, tid)] = pushes
+    monkeypatch.setattr(push_module, "BATCH_PUSHES", 2)
+    connection_id = kwargs["connection_id"]
+    for _ in range(drain_slots.DRAINS):  # other threads' drains are running
+        assert drain_slots.take(connection_id)
+    assert not drain_slots.take(connection_id)
+    try:
+        _run(world, task, kwargs, tid)
+    finally:
+        for _ in range(drain_slots.DRAINS):
+            drain_slots.give_back(connection_id)
+    assert world.open_pushes() == 4  # its own Bundle only: the drain takes the others
+    with Session(world.engine, expire_on_commit=False) as session:
+        assert drain(session, world.settings, world.connection(session)) == 2
+    assert world.open_pushes() == 0
+    assert set(world.observations_by_identifier().values()) == {1}

@@ -40,7 +40,7 @@ from careloop.services.settings import Environment, Settings
 from careloop.services.tenancy.service import get_or_create_tenant
 from careloop.services.unit_of_work import session_scope
 from careloop.workflows import runtime
-from careloop.workflows.celery_app import celery_app, configure_celery, urgent_queue
+from careloop.workflows.celery_app import celery_app, configure_celery, queues
 from careloop.workflows.web import create_app
 
 BROKERS = {
@@ -87,7 +87,7 @@ def readme_settings(
     configure_celery(settings)
     yield settings
     with celery_app.connection_for_write() as connection:
-        for queue in (settings.queue, urgent_queue(settings)):
+        for queue in queues(settings):
             connection.default_channel.queue_delete(queue=queue)
     celery_app.close()
 
@@ -148,11 +148,11 @@ def _open_messages(engine: Engine, tenant_id: str) -> int:
 
 
 def _queued(settings: Settings) -> int:
-    """Messages waiting in this test's two queues."""
+    """Messages waiting in this test's queues."""
     total = 0
     with celery_app.connection_for_write() as connection:
         channel = connection.default_channel
-        for queue in (settings.queue, urgent_queue(settings)):
+        for queue in queues(settings):
             try:
                 total += channel.queue_declare(queue=queue, passive=True).message_count
             except ChannelError:  # Redis: an empty queue has no key

@@ -63,11 +63,13 @@ def test_every_outbox_task_has_a_handler_and_beat_tasks_have_none() -> None:
     assert all(isinstance(name, TaskName) for name in HANDLERS)
 
 
-def test_alert_work_and_the_relay_go_to_the_urgent_queue_the_rest_to_the_routine_one() -> None:
+def test_alert_work_and_the_relay_go_to_the_urgent_queue_ehr_sync_to_its_own() -> None:
     router = celery_app.amqp.router
     queues = {name: router.route({}, name)["queue"].name for name in _ours()}
     routine = celery_app.conf.task_default_queue
     urgent = {name for name, queue in queues.items() if queue == f"{routine}.urgent"}
+    ehr = {name for name, queue in queues.items() if queue == f"{routine}.ehr"}
+    assert ehr == {"ehr.push", "ehr.pull"}  # never behind a backlog of evaluations
     assert urgent == URGENT_TASKS | {TaskName.OUTBOX_RELAY}  # short leases, short queue
     assert urgent == {
         "notification.deliver",
@@ -75,7 +77,7 @@ def test_alert_work_and_the_relay_go_to_the_urgent_queue_the_rest_to_the_routine
         "alerts.escalate_due",
         "outbox.relay",
     }
-    assert all(queues[name] == routine for name in _ours() - urgent)
+    assert all(queues[name] == routine for name in _ours() - urgent - ehr)
 
 
 def test_each_task_keeps_its_retry_limit() -> None:

@@ -15,7 +15,7 @@ import typer
 from careloop.services.db import get_engine
 from careloop.services.settings import Settings, get_settings
 from careloop.workflows import runtime
-from careloop.workflows.celery_app import POLLING_TASKS, celery_app, configure_celery, urgent_queue
+from careloop.workflows.celery_app import POLLING_TASKS, celery_app, configure_celery, queues
 from careloop.workflows.task_logging import quiet_polling_logs
 
 
@@ -106,7 +106,7 @@ def worker(
         # fight over the exclusive celery@host.celery.pidbox queue.
         f"--hostname=careloop-{os.getpid()}@%h",
         "-Q",
-        f"{urgent_queue(settings)},{settings.queue}",
+        ",".join(queues(settings)),
     ]
     if beat:
         argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]

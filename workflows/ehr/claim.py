@@ -39,11 +39,14 @@ def _payload_prefix(connection_id: str) -> str:
     return orjson.dumps({"connection_id": connection_id}).decode()[:-1] + ","
 
 
-def claim_pending(session: Session, connection_id: str, own: Pending, limit: int) -> list[Pending]:
+def claim_pending(
+    session: Session, connection_id: str, own: Pending | None, limit: int, peek: bool = False
+) -> list[Pending]:
     """Complete up to ``limit`` other open pushes to ``connection_id`` in this transaction.
 
-    The oldest first. The running task's own message (the first one with its payload) is not
-    returned: ``own`` is its work.
+    The oldest first. The running task's own message (the first one with the payload of
+    ``own``, its work) is not returned. With ``peek`` only their ids are read (and locked on
+    PostgreSQL), nothing is completed.
     """
     if limit <= 0:
         return []
@@ -63,6 +66,8 @@ def claim_pending(session: Session, connection_id: str, own: Pending, limit: int
     # Two statements: inside ``IN (...)`` PostgreSQL may run a locking subquery once per row,
     # each run skipping the rows the UPDATE just changed, so LIMIT would not bound the claim.
     ids = list(session.execute(open_pushes).scalars().all())
+    if peek:
+        return [Pending("", (), i) for i in ids]
     if not ids:
         return []
     claim = (
@@ -77,9 +82,10 @@ def claim_pending(session: Session, connection_id: str, own: Pending, limit: int
     for row in rows:
         payload = orjson.loads(row.payload)
         item = Pending(str(payload["patient_id"]), tuple(payload["references"]), row.id)
-        if not own_seen and (item.patient_id, item.references) == (
-            own.patient_id,
-            own.references,
+        if (
+            own is not None
+            and not own_seen
+            and (item.patient_id, item.references) == (own.patient_id, own.references)
         ):
             own_seen = True  # the running task's message: completed with its work
             continue

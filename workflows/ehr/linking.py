@@ -23,16 +23,22 @@ def _identifiers(session: Session, tenant_id: str, patient_id: str) -> list[tupl
 
 
 def resolve_link(
-    session: Session, client: FhirClient, connection: EhrConnection, patient_id: str
+    session: Session,
+    client: FhirClient,
+    connection: EhrConnection,
+    patient_id: str,
+    link: PatientLink | None = None,
 ) -> PatientLink:
     """The patient's link, searching the EHR by identifier unless already linked.
 
     Exactly one EHR Patient carrying one of the patient's identifiers links; none leaves the
     patient unlinked, several ambiguous. careloop never guesses. A link keeps the EHR's name or
     MRN of the patient as ``ehr_label`` for the clinicians' pages. The search carries the
-    patient's identifiers to the EHR, so it passes consent and audit (EgressBlocked).
+    patient's identifiers to the EHR, so it passes consent and audit (EgressBlocked). ``link``:
+    the link row, if the caller has read it already.
     """
-    link = session.get(PatientLink, (connection.id, patient_id))
+    if link is None:
+        link = session.get(PatientLink, (connection.id, patient_id))
     if link is not None and link.state == LinkState.LINKED:
         return link
     matches: dict[str, dict[str, object]] = {}

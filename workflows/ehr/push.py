@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
 from careloop.integrations.egress import Disclosure, EgressBlocked, destination_label
@@ -18,9 +19,12 @@ from careloop.integrations.ehr.smart import SmartError
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite, PatientLink
 from careloop.services.ehr.vocabulary import LinkState, PushState, WriteState
+from careloop.services.outbox.models import OutboxMessage
 from careloop.services.settings import Settings
 from careloop.services.store.models import FhirResource
 from careloop.services.store.repository import StoredResource
+from careloop.services.unit_of_work import commit, rollback
+from careloop.workflows.ehr import drain_slots
 from careloop.workflows.ehr.bundles import (
     BundleEntry,
     bundle_entries,
@@ -35,6 +39,7 @@ from careloop.workflows.ehr.linking import resolve_link
 
 log = logging.getLogger("careloop.ehr")
 _R = FhirResource.__table__  # type: ignore[attr-defined]
+_O = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 BATCH_PUSHES = 50
 """At most this many pending pushes (reports) of a connection go out in one Bundle."""
@@ -135,6 +140,7 @@ def _push_batch(
             todo.append((index, items))
     if not todo:
         return results
+    known = _load_links(session, connection.id, {pushes[index].patient_id for index, _ in todo})
     with ehr_client(session, settings, connection) as client:
         parts: list[_Part] = []
         links: dict[str, PatientLink | None] = {}
@@ -142,7 +148,9 @@ def _push_batch(
             patient_id = pushes[index].patient_id
             if patient_id not in links:
                 try:
-                    links[patient_id] = resolve_link(session, client, connection, patient_id)
+                    links[patient_id] = resolve_link(
+                        session, client, connection, patient_id, known.get(patient_id)
+                    )
                 except EgressBlocked:
                     links[patient_id] = None
             link = links[patient_id]
@@ -168,6 +176,19 @@ def _push_batch(
         if parts:
             _send(session, client, connection, parts, written, results)
     return results
+
+
+def _load_links(
+    session: Session, connection_id: str, patient_ids: set[str]
+) -> dict[str, PatientLink]:
+    """The patients' links that exist, in one query."""
+    rows = session.execute(
+        select(PatientLink).where(
+            col(PatientLink.connection_id) == connection_id,
+            col(PatientLink.patient_id).in_(sorted(patient_ids)),
+        )
+    )
+    return {link.patient_id: link for link in rows.scalars().all()}
 
 
 def _read_current(
@@ -314,30 +335,101 @@ def push_to_ehr(
     references: list[str],
 ) -> PushState:
     """The ``ehr.push`` task's unit of work: this push and the connection's other pending ones
-    (claimed in this transaction, see ``workflows.ehr.claim``), then close the circuit."""
+    (claimed in this transaction, see ``workflows.ehr.claim``), then the connection's remaining
+    pending pushes until none is left (``drain``); the state of this push."""
     connection = session.get(EhrConnection, connection_id)
     if connection is None or not connection.active:
         return PushState.INACTIVE
     # Pushes for one patient take turns on the patient's link row, so two versions of a
     # resource are never conditionally created at the same moment.
-    session.get(PatientLink, (connection_id, patient_id), with_for_update=True)
+    _lock_patient(session, connection_id, patient_id)
     check_circuit(connection)
     own = Pending(patient_id, tuple(references))
-    batch = [own, *_claim(session, connection_id, own)]
-    results = push_batch(session, settings, connection, batch)
+    claimed = claim_pending(session, connection_id, own, BATCH_PUSHES - 1)
+    batch = [own, *_take(session, connection_id, own, claimed)]
+    state = push_batch(session, settings, connection, batch)[0].state
+    _succeeded(session, connection)
+    while drain_slots.take(connection_id):
+        try:
+            drain(session, settings, connection)
+        finally:
+            drain_slots.give_back(connection_id)
+        # A push that found the slot taken left its connection's other pushes to this drain.
+        if not _open_pushes(session, connection_id):
+            break
+    return state
+
+
+def drain(session: Session, settings: Settings, connection: EhrConnection) -> int:
+    """Push the connection's pending pushes, a Bundle per transaction, until none is left; how
+    many Bundles' worth were taken.
+
+    One running push drains its connection, so the relay publishes one push per connection of
+    what it relays, not one per report (``Handler.drains``); the others wait in the outbox,
+    leased, for a drain to claim them. Each round commits the one before, claims the oldest
+    open pushes (``FOR UPDATE SKIP LOCKED``: what another push holds is its to do) and waits
+    for the first one's patient, as a push waits for its own. If a round fails, its pushes are
+    given back due at once (their run may have been this one), and the error is raised for the
+    task's retry and the connection's circuit.
+    """
+    rounds = 0
+    while True:
+        commit(session)
+        claimed = claim_pending(session, connection.id, None, BATCH_PUSHES)
+        if not claimed:
+            return rounds
+        lead, others = claimed[0], claimed[1:]
+        try:
+            _lock_patient(session, connection.id, lead.patient_id)
+            batch = [lead, *_take(session, connection.id, lead, others)]
+            push_batch(session, settings, connection, batch)
+        except Exception:
+            rollback(session)
+            _due_now(session, claimed)
+            raise
+        _succeeded(session, connection)
+        rounds += 1
+
+
+def _open_pushes(session: Session, connection_id: str) -> bool:
+    """Whether the connection has open pushes no other transaction holds."""
+    found = bool(claim_pending(session, connection_id, None, 1, peek=True))
+    commit(session)
+    return found
+
+
+def _due_now(session: Session, items: list[Pending]) -> None:
+    """Make claimed pushes (open again after a rollback) due at once; failing that, their lease
+    still ends."""
+    ids = [i.message_id for i in items if i.message_id is not None]
+    try:
+        session.execute(update(_O).where(_O.c.id.in_(ids)).values(available_at=utcnow()))
+        commit(session)
+    except DBAPIError:
+        rollback(session)
+        log.warning("could not give %d pushes back; their leases end", len(ids))
+
+
+def _lock_patient(session: Session, connection_id: str, patient_id: str) -> None:
+    session.get(PatientLink, (connection_id, patient_id), with_for_update=True)
+
+
+def _succeeded(session: Session, connection: EhrConnection) -> None:
+    """Close the connection's circuit after a push got through."""
     if connection.consecutive_failures or connection.circuit_open_until is not None:
         record_success(connection)
         session.add(connection)
-    return results[0].state
 
 
-def _claim(session: Session, connection_id: str, own: Pending) -> list[Pending]:
-    """Other pending pushes of the connection whose patients no other push holds."""
-    claimed = claim_pending(session, connection_id, own, BATCH_PUSHES - 1)
-    others = {c.patient_id for c in claimed} - {own.patient_id}
-    ours = lock_patients(session, connection_id, others) | {own.patient_id}
+def _take(
+    session: Session, connection_id: str, lead: Pending, claimed: list[Pending]
+) -> list[Pending]:
+    """Of ``claimed``, what goes with ``lead`` (its patient held): the pushes whose patients no
+    other push holds, up to ``BATCH_ENTRIES`` resources; the others are given back."""
+    others = {c.patient_id for c in claimed} - {lead.patient_id}
+    ours = lock_patients(session, connection_id, others) | {lead.patient_id}
     batch, give_back = [], []
-    size = len(own.references)
+    size = len(lead.references)
     for item in claimed:
         if item.patient_id in ours and size + len(item.references) <= BATCH_ENTRIES:
             batch.append(item)
