@@ -21,6 +21,7 @@ from support.reports import phq9
 
 from careloop.services.app import create_app
 from careloop.services.common.egress import destination_policy
+from careloop.services.ehr.models import EhrConnection as EhrConnectionModel
 from careloop.services.ehr.models import EhrWrite
 from careloop.services.ehr.service import add_connection
 from careloop.services.outbox.events import EventType
@@ -105,3 +106,50 @@ def test_a_patient_link_hands_the_waiting_writes_on_when_it_commits(
     )
     assert link.status_code == 201, link.text
     assert _names(engine, ids) == [EventType.RESOURCES_CHANGED]
+
+
+def test_a_batch_schedules_one_push_per_active_connection_and_patient(
+    handed_off: tuple[TestClient, list[int]], engine: Engine, settings: Settings
+) -> None:
+    import orjson
+
+    from careloop.services.ehr.service import remove_connection
+
+    http, ids = handed_off
+    caller = make_caller(http, engine)
+    connections = []
+    with session_scope(engine) as session:
+        for name in ("north", "south", "gone"):
+            connections.append(
+                add_connection(
+                    session,
+                    name,
+                    f"https://ehr-{uuid.uuid4().hex[:8]}.example/fhir",
+                    "c",
+                    "system/*.rs",
+                    caller.tenant,
+                    destinations=destination_policy(settings),
+                ).id
+            )
+    with session_scope(engine) as session:
+        gone = session.get(EhrConnectionModel, connections[2])
+        assert gone is not None
+        remove_connection(session, gone)
+    ids.clear()
+    reports = [phq9(f"fan-{n}", [1] * 9) for n in range(3)]
+    results = caller.post("/v1/symptom-reports/batch", json={"reports": reports}).json()
+    assert [r["status"] for r in results["results"]] == [201] * 3
+    with Session(engine) as session:
+        query = select(OutboxMessage).where(
+            col(OutboxMessage.id).in_(ids), OutboxMessage.task == EventType.RESOURCES_CHANGED
+        )
+        pushes = [orjson.loads(m.payload) for m in session.exec(query).all()]
+    expected = {
+        (connection, r["patient"].removeprefix("Patient/"), tuple(r["resources"]))
+        for connection in connections[:2]
+        for r in results["results"]
+    }
+    assert len(pushes) == 6
+    assert {(p["connection_id"], p["patient_id"], tuple(p["references"])) for p in pushes} == (
+        expected
+    )
