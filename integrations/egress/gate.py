@@ -6,7 +6,7 @@ tenant's consent lookup and audit sink (services/audit/egress_guard.py builds on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
@@ -53,6 +53,10 @@ class AuditSink(Protocol):
     def __call__(self, event: EgressEvent) -> None: ...
 
 
+def _nothing(_patient_ids: Sequence[str]) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Guard:
     """What the gate needs from careloop for one tenant: consent lookup and audit sink."""
@@ -61,6 +65,8 @@ class Guard:
     agent: str
     consent: ConsentLookup
     audit: AuditSink
+    prefetch: Callable[[Sequence[str]], None] = _nothing
+    """Read the Consents of these patients at once (a Bundle carries many); optional."""
 
     def record(
         self,

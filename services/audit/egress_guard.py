@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlmodel import Session
 
 from careloop.integrations.egress import EgressEvent, Guard, denying_consent
 from careloop.services.audit.models import AuditRecord
-from careloop.services.store.repository import ResourceStore
+from careloop.services.store.repository import ResourceStore, StoredResource
 
 MAX_ENTITIES = 100
 
@@ -14,10 +16,19 @@ MAX_ENTITIES = 100
 def session_guard(session: Session, tenant_id: str, agent: str) -> Guard:
     """A `Guard` reading the tenant's Consents and adding audit records to ``session``."""
     store = ResourceStore(session, tenant_id)
+    read: dict[str, list[StoredResource]] = {}
+    """Consents read at once for a Bundle's patients, kept for this unit of work only."""
+
+    def prefetch(patient_ids: Sequence[str]) -> None:
+        wanted = [p for p in dict.fromkeys(patient_ids) if p not in read]
+        if wanted:
+            read.update(store.for_patients("Consent", wanted))
 
     def consent(patient_id: str, purpose: str) -> str | None:
-        consents = ((s.id, s.as_dict()) for s in store.for_patient("Consent", patient_id))
-        return denying_consent(consents, purpose)
+        stored = read.pop(patient_id, None)  # a prefetched read serves one check, then re-read
+        if stored is None:
+            stored = store.for_patient("Consent", patient_id)
+        return denying_consent(((s.id, s.as_dict()) for s in stored), purpose)
 
     def audit(event: EgressEvent) -> None:
         disclosure = event.disclosure
@@ -39,4 +50,4 @@ def session_guard(session: Session, tenant_id: str, agent: str) -> Guard:
             )
         )
 
-    return Guard(tenant_id, agent, consent, audit)
+    return Guard(tenant_id, agent, consent, audit, prefetch)

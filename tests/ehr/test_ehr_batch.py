@@ -16,7 +16,7 @@ import orjson
 import pytest
 from ehr_server import Fault, TestEHR
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlmodel import Session
 from support.clients import BASE_URL, Caller, make_caller
 from support.ehr import connect_ehr
@@ -371,3 +371,48 @@ def test_a_push_finding_its_connections_drain_taken_leaves_the_rest_to_it(
         assert drain(session, world.settings, world.connection(session)) == 2
     assert world.open_pushes() == 0
     assert set(world.observations_by_identifier().values()) == {1}
+
+
+def test_a_bundle_leaves_out_the_patient_whose_consent_refuses_and_reads_consents_once(
+    world: World, engine: Engine
+) -> None:
+    from support.consents import deny_all_consent
+
+    from careloop.services.audit.models import AuditRecord
+
+    patients = [f"c-{n}" for n in range(3)]
+    _linked(world, patients)
+    reports = [world.report(value, 2) for value in patients]
+    refused = reports[1]["patient"]
+    consent = world.caller.post(
+        "/fhir/Consent",
+        json=deny_all_consent(refused),
+        headers={"Content-Type": "application/fhir+json"},
+    )
+    assert consent.status_code == 201, consent.text
+    consent_reads: list[str] = []
+
+    def note(*args: Any) -> None:
+        statement = str(args[2])
+        if "fhir_resource" in statement and "patient_id" in statement:
+            consent_reads.append(statement)
+
+    posts = world.bundle_posts()
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        world.drain()
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert world.bundle_posts() - posts == 1  # the two others, in one Bundle
+    stored = world.observations_by_identifier()
+    assert len(stored) == 5 and set(stored.values()) == {1}  # 3 first reports, 2 of the new
+    sent = {o["subject"]["reference"] for o in world.ehr.resources("Observation")}
+    assert len(sent) == 3  # every patient's first report, linked before the Consent
+    assert [s for s in consent_reads if "IN (" in s]  # the Bundle's patients read at once
+    with Session(engine) as session:
+        audits = session.execute(
+            select(AuditRecord.entity, AuditRecord.outcome).where(
+                AuditRecord.outcome == "blocked", AuditRecord.entity.startswith(refused)
+            )
+        ).all()
+    assert audits  # the refusal is audited, for that patient only

@@ -224,6 +224,7 @@ def _consented(client: FhirClient, parts: list[_Part], results: list[PushResult]
     if len(parts) < 2:
         return parts
     label = destination_label(client.http.channel, client.base_url)
+    client.http.guard.prefetch([part.patient_id for part in parts])  # one query, not one each
     allowed = []
     for part in parts:
         try:
