@@ -33,3 +33,5 @@ class TaskName(StrEnum):
     """Beat: publish the outbox messages that are due."""
     OUTBOX_PRUNE = "outbox.prune"
     """Beat: delete outbox messages completed long ago."""
+    DB_ANALYZE = "db.analyze"
+    """Beat: refresh the planner's statistics of busy tables that changed (PostgreSQL)."""

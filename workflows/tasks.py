@@ -20,6 +20,7 @@ from careloop.services.alerts.service import escalate
 from careloop.services.alerts.vocabulary import AlertStatus
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection
+from careloop.services.table_statistics import analyze_stale_tables
 from careloop.services.unit_of_work import session_scope
 from careloop.workflows.backoff import backoff
 from careloop.workflows.celery_app import celery_app
@@ -151,6 +152,12 @@ def prune_outbox() -> int:
     """Delete outbox messages completed longer ago than the retention period."""
     rt = runtime()
     return prune(rt.engine, timedelta(days=rt.settings.outbox_retention_days), PRUNE_BATCH, 60)
+
+
+@celery_app.task(name=TaskName.DB_ANALYZE.value, base=CareloopTask)
+def analyze_tables() -> int:
+    """Refresh stale planner statistics (see ``services.table_statistics``); how many tables."""
+    return len(analyze_stale_tables(runtime().engine))
 
 
 def publish(task: str, kwargs: dict[str, Any], task_id: str) -> None:
