@@ -33,10 +33,9 @@ def analyze_stale_tables(engine: Engine) -> list[str]:
     """ANALYZE the tables whose statistics are stale; their names (none on SQLite)."""
     if engine.dialect.name != "postgresql":
         return []
-    with engine.connect() as conn:
-        stale = [str(r.relname) for r in conn.execute(_STALE, {"tables": list(TABLES)})]
-        conn.commit()
+    # No transaction: a read of the statistics views, then ANALYZE, each on its own.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        stale = [str(r.relname) for r in conn.execute(_STALE, {"tables": list(TABLES)})]
         for table in stale:  # names from TABLES only, never from input
             conn.execute(text(f'ANALYZE "{table}"'))
     return stale
