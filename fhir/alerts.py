@@ -7,6 +7,7 @@ from typing import Any
 
 from careloop.fhir.elements import fhir_datetime
 from careloop.fhir.identifiers import business_identifier, deterministic_id
+from careloop.fhir.risks import evidence_reference
 from careloop.fhir.validation import checked
 
 PRIORITY = {"critical": "stat", "high": "asap", "warning": "urgent", "info": "routine"}
@@ -71,7 +72,7 @@ def map_alert_task(
         "lastModified": fhir_datetime(modified, "modified"),
     }
     if observation_id:
-        task["focus"] = {"reference": f"Observation/{observation_id}"}
+        task["focus"] = {"reference": evidence_reference(observation_id)}
     if owner:
         task["owner"] = {"reference": owner}
     annotations = ([{"text": note}] if note else []) + [_annotation(n) for n in notes if n.text]
@@ -93,7 +94,7 @@ def map_alert_communication(
     """The Communication recording one notification sent about an alert."""
     about = [{"reference": f"Task/{task_id_for(alert_id)}"}]
     if observation_id:
-        about.append({"reference": f"Observation/{observation_id}"})
+        about.append({"reference": evidence_reference(observation_id)})
     recipient_ref = (
         {"reference": recipient}
         if recipient.startswith("Practitioner/")

@@ -27,6 +27,7 @@ IDENTIFIER_KINDS = frozenset(
         "practitioner",
         "practitioner-role",
         "consent",
+        "risk-assessment",
     }
 )
 

@@ -39,6 +39,7 @@ from careloop.services.launch.frame_ancestors import EhrOrigins
 from careloop.services.measures.endpoints import router as measures_router
 from careloop.services.outbox.events import ReadingTriage
 from careloop.services.reports.endpoints import router as reports_router
+from careloop.services.risks.endpoints import router as risks_router
 from careloop.services.settings import Settings, get_settings
 from careloop.services.telehealth.endpoints import router as telehealth_router
 from careloop.services.unit_of_work import OutboxHandoff
@@ -108,6 +109,7 @@ def create_app(
     app.include_router(auth_router)
     app.include_router(reports_router)
     app.include_router(telehealth_router)
+    app.include_router(risks_router)
     app.include_router(alerts_router)
     app.include_router(measures_router)
     app.include_router(fhir_router)

@@ -38,15 +38,18 @@ def evaluate_observation(
 ) -> list[Alert]:
     """Evaluate one Observation once; a repeat call does nothing.
 
-    Every rule the reading fires goes into one alert (at most one is returned), so a reading
-    that crosses several rules pages once.
+    ``observation_id`` is an Observation's id, or a ``RiskAssessment/<id>`` reference (a risk
+    signal, judged by the risk-signal rules; the alert's evidence is that reference). Every
+    rule the reading fires goes into one alert (at most one is returned), so a reading that
+    crosses several rules pages once.
     """
     if session.get(ProcessedReading, observation_id) is not None:
         return []
     store = ResourceStore(session, tenant_id)
-    stored = store.read("Observation", observation_id)
+    rtype, _, rid = observation_id.rpartition("/")
+    stored = store.read(rtype or "Observation", rid)
     if stored is None:
-        log.warning("observation %s does not exist; nothing to evaluate", observation_id)
+        log.warning("reading %s does not exist; nothing to evaluate", observation_id)
         return []
     observation = stored.as_dict()
     reference = (observation.get("subject") or {}).get("reference", "")
@@ -55,11 +58,11 @@ def evaluate_observation(
     if reference.startswith("Patient/"):
         patient_id = reference.removeprefix("Patient/")
         program = program_for(settings)
-        current = reading_from(observation)
+        current = reading_from(observation) if not rtype else None
         ctx = (
             load_context(session, tenant_id, patient_id, program, current)
             if current is not None
-            else PatientContext()  # no code or time: no rule fires, nothing to load
+            else PatientContext()  # no code or time (or a risk signal): nothing to load
         )
         firings = evaluate_reading(program, observation, ctx)
         alert = apply_firings(session, settings, tenant_id, patient_id, firings, observation_id)

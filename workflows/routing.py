@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, tuple_
 
 from careloop.services.alerts.vocabulary import Severity
 from careloop.services.outbox.events import EventType, ReadingTriage
@@ -35,12 +35,19 @@ def critical_by_itself(program: Program, observation: dict[str, Any]) -> bool:
 
 
 def _observations(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
-    if not ids:
+    """The readings by their event's ``observation_id`` (an id, or ``RiskAssessment/<id>``)."""
+    wanted = [tuple(i.split("/", 1)) if "/" in i else ("Observation", i) for i in ids]
+    if not wanted:
         return {}
-    query = select(_R.c.id, _R.c.content).where(
-        _R.c.resource_type == "Observation", _R.c.id.in_(ids)
+    query = select(_R.c.resource_type, _R.c.id, _R.c.content).where(
+        tuple_(_R.c.resource_type, _R.c.id).in_(wanted)
     )
-    return {row.id: orjson.loads(row.content) for row in conn.execute(query)}
+    return {
+        (row.id if row.resource_type == "Observation" else f"{row.resource_type}/{row.id}"): (
+            orjson.loads(row.content)
+        )
+        for row in conn.execute(query)
+    }
 
 
 def event_router(program: Program) -> Router:

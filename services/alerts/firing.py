@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from careloop.fhir.risks import evidence_reference
+
 REASON_KEYS = ("rule", "title", "severity", "values", "threshold", "source")
 """What one reason holds; an alert's explanation repeats its primary reason's under these keys."""
 
@@ -33,7 +35,7 @@ class Firing:
 
     def reason(self, observation_id: str | None) -> dict[str, Any]:
         """One reason of an alert: the explanation and the reading it came from."""
-        observation = f"Observation/{observation_id}" if observation_id else None
+        observation = evidence_reference(observation_id) if observation_id else None
         return self.explanation() | {"observation": observation}
 
 

@@ -10,6 +10,7 @@ import orjson
 from sqlmodel import Session, select
 
 from careloop.fhir.alerts import TaskNote, map_alert_task, task_id_for
+from careloop.fhir.risks import evidence_reference
 from careloop.services.alerts.firing import summary
 from careloop.services.alerts.models import Alert, AlertEvent, Notification
 from careloop.services.alerts.routing import Target, targets_for
@@ -214,7 +215,7 @@ def alert_json(alert: Alert, base_url: str) -> dict[str, Any]:
         "rule": alert.rule_id,
         "patient": f"Patient/{alert.patient_id}",
         "task": f"Task/{alert.task_id}",
-        "observation": f"Observation/{alert.observation_id}" if alert.observation_id else None,
+        "observation": evidence_reference(alert.observation_id) if alert.observation_id else None,
         "explanation": orjson.loads(alert.explanation),
         "occurrences": alert.occurrences,
         "opened_at": alert.opened_at.isoformat(),

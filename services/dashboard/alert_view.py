@@ -173,6 +173,8 @@ def reading_of(store: ResourceStore, observation_id: str | None) -> Reading | No
     """The alert's reading (name, value, band, when, item scores), when it is stored."""
     if not observation_id:
         return None
+    if observation_id.startswith("RiskAssessment/"):
+        return _risk_signal_of(store, observation_id)
     stored = store.read("Observation", observation_id)
     if stored is None:
         return None
@@ -193,6 +195,25 @@ def reading_of(store: ResourceStore, observation_id: str | None) -> Reading | No
         effective=_effective(effective) if isinstance(effective, str) else "",
         items=[(_concept_text(c.get("code")), _value(c), _code(c.get("code"))) for c in components],
         code_names=code_names,
+    )
+
+
+def _risk_signal_of(store: ResourceStore, reference: str) -> Reading | None:
+    """A chatbot or AI risk signal shown as the alert's reading: its category and level."""
+    stored = store.read("RiskAssessment", reference.removeprefix("RiskAssessment/"))
+    if stored is None:
+        return None
+    assessment = stored.as_dict()
+    prediction = (assessment.get("prediction") or [{}])[0]
+    occurrence = assessment.get("occurrenceDateTime")
+    return Reading(
+        reference=reference,
+        name=f"Risk signal: {_concept_text(assessment.get('code')) or 'unknown'}",
+        value=_concept_text(prediction.get("qualitativeRisk")),
+        band="",
+        effective=_effective(occurrence) if isinstance(occurrence, str) else "",
+        items=[],
+        code_names={},
     )
 
 

@@ -16,7 +16,8 @@ class EventType(StrEnum):
     """What an outbox message says happened (stored in ``outbox_message.task``)."""
 
     READING_CREATED = "reading.created"
-    """A new Observation was stored: it is to be judged against the care program."""
+    """A new Observation (or risk-signal RiskAssessment) was stored: it is to be judged against
+    the care program."""
     RESOURCES_CHANGED = "resources.changed"
     """careloop resources of a patient are new or changed: one connected EHR is to get them."""
     NOTIFICATION_REQUESTED = "notification.requested"
@@ -35,6 +36,7 @@ class ReadingCreated:
     type: ClassVar[EventType] = EventType.READING_CREATED
     tenant_id: str
     observation_id: str
+    """The Observation's id; a risk signal's RiskAssessment comes as ``RiskAssessment/<id>``."""
     urgent: bool | None = None
     """Triaged when recorded (the unit of work had a ``ReadingTriage``); None: when relayed."""
 

@@ -122,6 +122,7 @@ _DATE_ELEMENTS = {
     "Communication": ("sent",),
     "Task": ("authoredOn",),
     "Consent": ("dateTime",),
+    "RiskAssessment": ("occurrenceDateTime",),
 }
 _STATUS_TYPES = {
     "Observation",
@@ -132,6 +133,7 @@ _STATUS_TYPES = {
     "CareTeam",
     "Communication",
     "Consent",
+    "RiskAssessment",
 }
 _REFERENCE_PARAMS = {
     "Provenance": (("target", "target"),),
@@ -165,6 +167,8 @@ def extract_search_values(resource: dict[str, Any]) -> SearchValues:
     _identifiers(values, resource, rtype)
     if rtype in _STATUS_TYPES and "status" in resource:
         values.token("status", "", resource["status"], f"{rtype}.status")
+    if rtype == "RiskAssessment":
+        _codings(values, "code", resource.get("code"), f"{rtype}.code")
     if rtype == "Observation":
         _codings(values, "code", resource.get("code"), f"{rtype}.code")
         for category, at in _list(resource.get("category"), f"{rtype}.category"):

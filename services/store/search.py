@@ -76,6 +76,14 @@ SEARCH_PARAMS: dict[str, dict[str, ParamSpec]] = {
         "class": ParamSpec(ParamKind.token, "token", "class"),
         "date": ParamSpec(ParamKind.date, "date"),
     },
+    "RiskAssessment": {
+        **_COMMON,
+        **_PATIENT_REF,
+        "identifier": ParamSpec(ParamKind.token, "token", "identifier"),
+        "status": ParamSpec(ParamKind.token, "token", "status"),
+        "code": ParamSpec(ParamKind.token, "token", "code"),
+        "date": ParamSpec(ParamKind.date, "date"),
+    },
     "Provenance": {
         **_COMMON,
         "patient": ParamSpec(ParamKind.patient, "reference"),

@@ -8,9 +8,10 @@ from typing import Any
 
 from fhirpathpy import evaluate as fhirpath
 
+from careloop.fhir.risks import RISK_CATEGORY_SYSTEM, RISK_PROBABILITY
 from careloop.services.alerts.firing import Firing
 from careloop.services.alerts.vocabulary import severity_rank
-from careloop.workflows.rules.program import Program, Rule
+from careloop.workflows.rules.program import RISK_LEVELS, Program, Rule
 
 
 @dataclass(frozen=True)
@@ -217,16 +218,75 @@ def _fhirpath(rule: Rule, observation: dict[str, Any], program: Program) -> Firi
     )
 
 
+def _code_in(concept: Any, system: str) -> str | None:
+    if not isinstance(concept, dict):
+        return None
+    for item in concept.get("coding") or []:
+        if isinstance(item, dict) and item.get("system") == system:
+            return str(item.get("code", ""))
+    return None
+
+
+def risk_signal_from(assessment: dict[str, Any]) -> tuple[str, str] | None:
+    """The (category, level) of a careloop risk-signal RiskAssessment, or None."""
+    category = _code_in(assessment.get("code"), RISK_CATEGORY_SYSTEM)
+    predictions = assessment.get("prediction") or [{}]
+    first = predictions[0] if isinstance(predictions[0], dict) else {}
+    level = _code_in(first.get("qualitativeRisk"), RISK_PROBABILITY)
+    if category is None or level not in RISK_LEVELS:
+        return None
+    return category, str(level)
+
+
+def _risk_signal(rule: Rule, signal: tuple[str, str], program: Program) -> Firing | None:
+    category, level = signal
+    if category not in rule.categories:
+        return None
+    rank = RISK_LEVELS.index(level) + 1
+    for tier in rule.tiers:
+        if rank >= tier.at_least:
+            return Firing(
+                rule.id,
+                tier.severity,
+                rule.title,
+                {"category": category, "level": level},
+                {"at_least": RISK_LEVELS[int(tier.at_least) - 1]},
+                _program_source(program),
+            )
+    return None
+
+
+def _evaluate_risk(program: Program, assessment: dict[str, Any]) -> list[Firing]:
+    signal = risk_signal_from(assessment)
+    if signal is None:
+        return []
+    firings = [
+        f
+        for f in (
+            _risk_signal(r, signal, program) for r in program.rules if r.kind == "risk-signal"
+        )
+        if f is not None
+    ]
+    return sorted(firings, key=lambda f: -severity_rank(f.severity))
+
+
 def evaluate_reading(
     program: Program, observation: dict[str, Any], ctx: PatientContext
 ) -> list[Firing]:
-    """The rules ``observation`` fires, most severe first; the same input gives the same output."""
+    """The rules ``observation`` fires, most severe first; the same input gives the same output.
+
+    A RiskAssessment (a chatbot or AI risk signal) is judged by the risk-signal rules alone.
+    """
+    if observation.get("resourceType") == "RiskAssessment":
+        return _evaluate_risk(program, observation)
     reading = reading_from(observation)
     if reading is None:
         return []
     firings: list[Firing] = []
     for rule in program.rules:
         firing: Firing | None = None
+        if rule.kind == "risk-signal":
+            continue
         if rule.kind == "fhirpath":
             firing = _fhirpath(rule, observation, program)
         elif rule.code != reading.code:

@@ -18,7 +18,10 @@ KINDS = (
     "consecutive-days-at-most",
     "missed-checkin",
     "fhirpath",
+    "risk-signal",
 )
+RISK_LEVELS = ("low", "moderate", "high")
+"""Levels of a risk signal, lowest first; a risk-signal tier's ``at_least`` names one."""
 TITLE_LENGTH = 200
 """A rule's title goes into alert messages (email, webhook, Task): one printable line."""
 
@@ -54,6 +57,8 @@ class Rule:
     min_days: float = 0
     grace_factor: float = 1
     expression: str = ""
+    categories: tuple[str, ...] = ()
+    """risk-signal: the risk categories the rule judges."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +74,27 @@ class Program:
         return next((r for r in self.rules if r.id == rule_id), None)
 
 
+def _at_least(kind: Any, value: Any) -> float:
+    # A risk-signal tier names a level ("moderate"); it is kept as its rank (1 for low).
+    if kind == "risk-signal":
+        if value not in RISK_LEVELS:
+            raise ValueError(f"at_least must be one of {', '.join(RISK_LEVELS)}")
+        return float(RISK_LEVELS.index(value) + 1)
+    return float(value)
+
+
+def _categories(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError("categories must be a list")
+    return tuple(str(c) for c in value)
+
+
 def _rule(data: dict[str, Any]) -> Rule:
     try:
-        tiers = tuple(Tier(float(t["at_least"]), str(t["severity"])) for t in data.get("tiers", []))
+        tiers = tuple(
+            Tier(_at_least(data.get("kind"), t["at_least"]), str(t["severity"]))
+            for t in data.get("tiers", [])
+        )
         rule = Rule(
             id=str(data["id"]),
             kind=str(data["kind"]),
@@ -88,6 +111,7 @@ def _rule(data: dict[str, Any]) -> Rule:
             min_days=float(data.get("min_days", 0)),
             grace_factor=float(data.get("grace_factor", 1)),
             expression=str(data.get("expression", "")),
+            categories=_categories(data.get("categories", [])),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ProgramError(f"rule {data.get('id', '?')}: {exc}") from exc
@@ -95,6 +119,8 @@ def _rule(data: dict[str, Any]) -> Rule:
         raise ProgramError(f"rule {rule.id}: title must be 1-{TITLE_LENGTH} printable characters")
     if rule.kind not in KINDS:
         raise ProgramError(f"rule {rule.id}: unknown kind {rule.kind!r}")
+    if rule.kind == "risk-signal" and not (rule.categories and rule.tiers):
+        raise ProgramError(f"rule {rule.id}: a risk-signal rule needs categories and tiers")
     for severity in [rule.severity, *(t.severity for t in rule.tiers)]:
         if not Severity.has(severity):
             raise ProgramError(f"rule {rule.id}: unknown severity {severity!r}")

@@ -1,0 +1,1 @@
+"""Chatbot and AI risk signals."""
