@@ -106,7 +106,6 @@ def ingest_signal(session: Session, principal: Principal, data: RiskSignalIn) ->
     existing = store.read("RiskAssessment", ra_id)
     if existing is not None:
         return _retry(existing.as_dict(), signal_id, patient_id, principal, data)
-    created_patient = patient_id is None
     if patient_id is None:
         patient_id = str(uuid.uuid4())
         create_patients(session, store, {ident: patient_id})
@@ -127,11 +126,7 @@ def ingest_signal(session: Session, principal: Principal, data: RiskSignalIn) ->
         ReadingCreated(principal.tenant_id, f"RiskAssessment/{ra_id}", urgent),
     )
     references = [f"RiskAssessment/{ra_id}", f"Provenance/{provenance['id']}"]
-    resources_changed(
-        session,
-        principal.tenant_id,
-        {patient_id: references + ([f"Patient/{patient_id}"] if created_patient else [])},
-    )
+    resources_changed(session, principal.tenant_id, {patient_id: references})
     return SignalOutcome(201, signal_id, f"Patient/{patient_id}", references)
 
 

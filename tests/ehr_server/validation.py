@@ -29,6 +29,7 @@ SUPPORTED_TYPES = frozenset(
         "Organization",
         "Flag",
         "Consent",
+        "RiskAssessment",
         "AuditEvent",
         "Device",
         "Condition",
