@@ -2,7 +2,8 @@
 
 A signal says that an app's model detected a risk (a category at a level) in a conversation;
 it never carries the conversation's text, and neither do the resources: the conversation is at
-most an opaque identifier in ``basis``. The model is a contained Device, the RiskAssessment's
+most an opaque identifier in ``basis``. ``method`` is the kind of detector (chatbot, classifier)
+and the model's name and version; the model is also a contained Device, the RiskAssessment's
 ``performer`` and the Provenance's ``performer`` agent. Ids and business identifiers derive
 from ``RiskSignal.signal_id``, so mapping the same signal twice gives identical resources.
 """
@@ -115,7 +116,7 @@ def map_risk_assessment(signal: RiskSignal) -> dict[str, Any]:
         "status": "final",
         "method": {
             "coding": [coding(RISK_SOURCE_SYSTEM, signal.source, SOURCES[signal.source])],
-            "text": SOURCES[signal.source],
+            "text": f"{signal.model_name} {signal.model_version}",
         },
         "code": {"coding": [coding(RISK_CATEGORY_SYSTEM, signal.category, category)]},
         "subject": reference("Patient", signal.patient_id),
