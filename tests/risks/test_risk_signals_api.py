@@ -174,3 +174,5 @@ def test_missing_fields_and_scopes_are_refused(
     assert response.status_code == 403
     assert response.json()["resourceType"] == "OperationOutcome"
     assert caller.get("/v1/risk-signals/nope").status_code == 404
+    writer = make_caller(app_client, engine, scope="system/RiskAssessment.c")
+    assert writer.post("/v1/risk-signals", json=signal("rs-scope")).status_code == 201
