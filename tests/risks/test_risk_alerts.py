@@ -167,6 +167,12 @@ def test_the_card_and_the_dashboard_show_the_signal(
     inbox = app_client.get("/inbox", headers=cookie)
     assert inbox.status_code == 200
     assert alert["id"] in inbox.text
+    patient_id = created["patient"].removeprefix("Patient/")
+    patient_page = app_client.get(f"/patients/{patient_id}", headers=cookie)
+    assert patient_page.status_code == 200, patient_page.text
+    assert alert["id"] in patient_page.text
+    caseload = app_client.get("/caseload", headers=cookie)
+    assert caseload.status_code == 200, caseload.text
 
 
 def test_the_signal_waits_on_the_urgent_queue(caller: Caller, engine: Engine) -> None:

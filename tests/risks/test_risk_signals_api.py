@@ -105,6 +105,17 @@ def test_a_retry_gets_the_first_answer_and_changed_content_is_a_conflict(
     assert found["total"] == 1
 
 
+def test_an_idempotency_key_replays_and_refuses_another_body(caller: Caller) -> None:
+    headers = {"Idempotency-Key": "k-risk-1"}
+    first = caller.post("/v1/risk-signals", json=signal("rs-key"), headers=headers)
+    assert first.status_code == 201
+    replay = caller.post("/v1/risk-signals", json=signal("rs-key"), headers=headers)
+    assert (replay.status_code, replay.json()) == (201, first.json())
+    other = caller.post("/v1/risk-signals", json=signal("rs-key", level="low"), headers=headers)
+    assert other.status_code == 422
+    assert other.json()["issue"][0]["expression"] == ["Idempotency-Key"]
+
+
 def test_concurrent_retries_store_one_signal(app_client: TestClient, engine: Engine) -> None:
     callers = [make_caller(app_client, engine)]
     caller = callers[0]
