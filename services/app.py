@@ -41,6 +41,7 @@ from careloop.services.outbox.events import ReadingTriage
 from careloop.services.reports.endpoints import router as reports_router
 from careloop.services.settings import Settings, get_settings
 from careloop.services.telehealth.endpoints import router as telehealth_router
+from careloop.services.telemetry import instrument_app, instrument_engine
 from careloop.services.unit_of_work import OutboxHandoff
 
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
@@ -142,4 +143,7 @@ def create_app(
         https=settings.base_url.startswith("https://"),
     )
     allow_docs(policy)
+    # Both no-ops unless this process traces (services/telemetry).
+    instrument_engine(app.state.engine)
+    instrument_app(app)
     return app
