@@ -136,6 +136,10 @@ def create_app(
     # Outermost of careloop's middleware: no exception reaches Starlette's ServerErrorMiddleware
     # (which re-raises) or uvicorn (which prints the traceback with its text).
     app.add_middleware(UnhandledErrors)
+    # No-ops unless this process traces (services/telemetry). Before the security headers: the
+    # tracing middleware wraps Starlette's own stack, which those headers then wrap.
+    instrument_engine(app.state.engine)
+    instrument_app(app)
     policy = install_security_headers(
         app,
         settings.frame_ancestors.split(),
@@ -143,7 +147,4 @@ def create_app(
         https=settings.base_url.startswith("https://"),
     )
     allow_docs(policy)
-    # Both no-ops unless this process traces (services/telemetry).
-    instrument_engine(app.state.engine)
-    instrument_app(app)
     return app
