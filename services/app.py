@@ -97,6 +97,9 @@ def create_app(
         description="App-reported symptoms and telehealth sessions in, FHIR R4 out.",
         docs_url=None,  # served by mount_docs, from careloop's own files
         redoc_url=None,
+        # FastAPI's own OpenTelemetry hooks (0.165+) would check the global providers on every
+        # request and trace raw paths: careloop traces through services/telemetry instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.rate_limits = RateLimits.from_settings(settings)
