@@ -31,6 +31,10 @@ QUIET_TASKS = (
 """Beat's frequent polls: they start no trace (what they publish is traced in its own)."""
 
 
+POOL_PROCESS_UID = "careloop-tracing"
+"""Names the ``worker_process_init`` receiver that starts tracing in a prefork pool process."""
+
+
 def _quiet_roots() -> frozenset[str]:
     # The Celery instrumentation's span names: beat's publication and the worker's run.
     verbs = ("apply_async", "run")
@@ -73,4 +77,4 @@ def trace_worker(settings: Settings, pool: str, engine: Engine) -> None:
         return
     from celery.signals import worker_process_init
 
-    worker_process_init.connect(start, weak=False)
+    worker_process_init.connect(start, weak=False, dispatch_uid=POOL_PROCESS_UID)

@@ -126,8 +126,8 @@ def install(
     provider.sampler = QuietRoots(provider.sampler, frozenset(quiet_roots))
     exporter = exporter or OTLPSpanExporter(endpoint=config.endpoint)
     provider.add_span_processor(BatchSpanProcessor(ScrubbingExporter(exporter)))
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        trace.set_tracer_provider(provider)  # for libraries using the global API
+    # Handed to each instrumentation, never made global: no other library (FastAPI's own
+    # telemetry among them) traces behind the scrubber's back, and a test can undo it all.
     tracing = Tracing(provider)
     httpx_instrumentor = HTTPXClientInstrumentor()
     httpx_instrumentor.instrument(tracer_provider=provider, meter_provider=_NO_METRICS)

@@ -2,7 +2,8 @@
 (``workflows.web.create_app``, configured from this environment), one PHQ-9 posted in process.
 
 Prints one JSON line: the outbox rows' traceparents, the OpenTelemetry modules loaded and the
-kind of the global tracer provider. Usage: ``python post_one_report.py DATA_DIR MARKER``.
+kinds of the global tracer provider and careloop's.
+Usage: ``python post_one_report.py DATA_DIR MARKER``.
 """
 
 from __future__ import annotations
@@ -48,8 +49,15 @@ def main() -> None:
     loaded = sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry")
     from opentelemetry import trace
 
-    provider = type(trace.get_tracer_provider()).__name__
-    print(json.dumps({"traceparents": rows, "loaded": loaded, "provider": provider}))
+    from careloop.services import telemetry
+
+    result = {
+        "traceparents": rows,
+        "loaded": loaded,
+        "global_provider": type(trace.get_tracer_provider()).__name__,
+        "careloop_provider": type(getattr(telemetry.active(), "provider", None)).__name__,
+    }
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ def test_off_by_default_nothing_imported_and_the_outbox_column_null(tmp_path: Pa
     # FastAPI (0.165+) imports the OpenTelemetry API itself; careloop loads nothing more.
     heavy = ("opentelemetry.sdk", "opentelemetry.instrumentation", "opentelemetry.exporter")
     assert [m for m in result["loaded"] if m.startswith(heavy)] == []
-    assert result["provider"] == "ProxyTracerProvider"  # the API's default: nothing installed
+    assert result["careloop_provider"] == "NoneType"  # no tracer provider installed
+    assert result["global_provider"] == "ProxyTracerProvider"  # the API's default
     assert result["traceparents"] and set(result["traceparents"]) == {None}
 
 
@@ -87,7 +88,8 @@ def test_on_with_an_endpoint_exports_over_otlp_without_phi(
     tmp_path: Path, collector: Collector
 ) -> None:
     result = _run({"CARELOOP_OTEL_ENDPOINT": collector.url}, tmp_path)
-    assert result["provider"] == "TracerProvider"
+    assert result["careloop_provider"] == "TracerProvider"
+    assert result["global_provider"] == "ProxyTracerProvider"  # careloop's is never global
     assert result["traceparents"] and None not in result["traceparents"]
     assert {tp.split("-")[1] for tp in result["traceparents"]} != set()
     # The SDK flushed its batch at exit; every span reached the collector.
