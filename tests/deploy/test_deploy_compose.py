@@ -51,7 +51,10 @@ def _config(
         args += ["-f", name]
     return subprocess.run(
         [*args, "config", "--format", "json"],
-        cwd=project, capture_output=True, text=True, timeout=60,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": "/usr/bin:/bin", "HOME": str(project)},  # no variable from this shell
     )
 
@@ -148,8 +151,11 @@ def test_careloop_gets_a_production_configuration(model: dict[str, Any]) -> None
         assert env["CARELOOP_BROKER_URL"].startswith(("redis://", "amqp://"))
         assert env["CARELOOP_BASE_URL"].startswith("https://")
         # What careloop itself would say about this configuration (secrets as placeholders).
-        careloop = {k.removeprefix("CARELOOP_").lower(): v for k, v in env.items()
-                    if k.startswith("CARELOOP_")}
+        careloop = {
+            k.removeprefix("CARELOOP_").lower(): v
+            for k, v in env.items()
+            if k.startswith("CARELOOP_")
+        }
         unknown = set(careloop) - set(Settings.model_fields) - PENDING_SETTINGS
         assert not unknown, f"not careloop settings: {unknown}"
         known = {k: v for k, v in careloop.items() if k in Settings.model_fields}

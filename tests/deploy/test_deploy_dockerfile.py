@@ -26,9 +26,11 @@ BUILD_TOOLS = ("gcc", "cc ", "build-essential", "make ", "apt-get", "apk ", "cur
 
 def _instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
-    joined = re.sub(r"\\\n", " ", "\n".join(
-        line for line in text.splitlines() if not line.lstrip().startswith("#")
-    ))
+    joined = re.sub(
+        r"\\\n",
+        " ",
+        "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")),
+    )
     out = []
     for line in joined.splitlines():
         if line.strip():
@@ -49,9 +51,18 @@ def _stages(text: str) -> list[list[tuple[str, str]]]:
 
 def test_hadolint_finds_nothing(tool: Callable[[str], Path]) -> None:
     result = subprocess.run(
-        [str(tool("hadolint")), "--no-color", "--format", "json",
-         "--failure-threshold", "style", str(DOCKERFILE)],
-        capture_output=True, text=True, timeout=60,
+        [
+            str(tool("hadolint")),
+            "--no-color",
+            "--format",
+            "json",
+            "--failure-threshold",
+            "style",
+            str(DOCKERFILE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     findings = json.loads(result.stdout or "[]")
     assert findings == [], findings
@@ -99,9 +110,9 @@ def _dockerignore_allows(path: str, patterns: list[str]) -> bool:
         negated = pattern.startswith("!")
         body = pattern.removeprefix("!").removeprefix("**/")
         parts = path.split("/")
-        hit = any(
-            fnmatch.fnmatch("/".join(parts[: i + 1]), body) for i in range(len(parts))
-        ) or (pattern.startswith("**/") and any(fnmatch.fnmatch(p, body) for p in parts))
+        hit = any(fnmatch.fnmatch("/".join(parts[: i + 1]), body) for i in range(len(parts))) or (
+            pattern.startswith("**/") and any(fnmatch.fnmatch(p, body) for p in parts)
+        )
         if hit:
             allowed = negated
     return allowed
@@ -120,12 +131,26 @@ def test_build_context_holds_what_the_image_copies_and_nothing_private() -> None
             for source in sources:
                 assert (ROOT / source).exists(), source
                 assert _dockerignore_allows(source, patterns), f"{source} is not in the context"
-    for private in ("data/careloop.db", "data/secret_key", ".env", ".venv/bin/python",
-                    ".git/config", "services/__pycache__/app.cpython-311.pyc",
-                    "careloop.egg-info/PKG-INFO", "tests/conftest.py", "deploy/careloop.env"):
+    for private in (
+        "data/careloop.db",
+        "data/secret_key",
+        ".env",
+        ".venv/bin/python",
+        ".git/config",
+        "services/__pycache__/app.cpython-311.pyc",
+        "careloop.egg-info/PKG-INFO",
+        "tests/conftest.py",
+        "deploy/careloop.env",
+    ):
         assert not _dockerignore_allows(private, patterns), private
-    for needed in ("pyproject.toml", "README.md", "services/app.py", "fhir/reports.py",
-                   "careloop/__init__.py", "deploy/docker/healthcheck.py"):
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "services/app.py",
+        "fhir/reports.py",
+        "careloop/__init__.py",
+        "deploy/docker/healthcheck.py",
+    ):
         assert _dockerignore_allows(needed, patterns), needed
 
 
@@ -157,7 +182,9 @@ def _check(*args: str, env: dict[str, str] | None = None) -> int:
     # -I -S: no site-packages, so the check can only use the standard library.
     return subprocess.run(
         [sys.executable, "-I", "-S", str(HEALTHCHECK), *args],
-        capture_output=True, timeout=30, env=env or {},
+        capture_output=True,
+        timeout=30,
+        env=env or {},
     ).returncode
 
 

@@ -35,9 +35,7 @@ def overlay(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def rendered(
-    overlay: str, kustomize: Callable[[Path], Manifests]
-) -> tuple[Manifests, Manifests]:
+def rendered(overlay: str, kustomize: Callable[[Path], Manifests]) -> tuple[Manifests, Manifests]:
     """(the application's manifests, the migrate Job's) of one overlay, as kustomize renders."""
     app = kustomize(KUBERNETES / "overlays" / overlay)
     migrate = kustomize(KUBERNETES / "overlays" / overlay / "migrate")
@@ -95,7 +93,10 @@ def test_every_container_is_bounded_and_unprivileged(
     app, migrate = rendered
     pods = _pod_specs(app + migrate)
     assert {name for name, _ in pods} == {
-        "careloop-api", "careloop-worker", "careloop-beat", "careloop-migrate"
+        "careloop-api",
+        "careloop-worker",
+        "careloop-beat",
+        "careloop-migrate",
     }
     for name, pod in pods:
         assert pod["automountServiceAccountToken"] is False, name
@@ -126,9 +127,7 @@ def test_every_container_is_bounded_and_unprivileged(
 
 def test_images_are_pinned_by_the_overlay(rendered: tuple[Manifests, Manifests]) -> None:
     app, migrate = rendered
-    images = {
-        c["image"] for _, pod in _pod_specs(app + migrate) for c in pod["containers"]
-    }
+    images = {c["image"] for _, pod in _pod_specs(app + migrate) for c in pod["containers"]}
     assert len(images) == 1, f"one image for every role, the migrate Job's too: {images}"
     [image] = images
     assert "/" in image, "a registry, not the base's bare placeholder"
@@ -159,7 +158,9 @@ def test_api_probes_rollout_autoscaling_and_disruption_budget(
     hpa = _one(app, "HorizontalPodAutoscaler", "careloop-api")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {
-        "apiVersion": "apps/v1", "kind": "Deployment", "name": "careloop-api"
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "careloop-api",
     }
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
@@ -178,8 +179,9 @@ def test_exactly_one_beat_and_no_autoscaler_but_the_apis(
     assert beat["spec"]["replicas"] == 1
     assert beat["spec"]["strategy"] == {"type": "Recreate"}
     assert beat["spec"]["template"]["spec"]["containers"][0]["args"] == ["beat"]
-    targets = [m["spec"]["scaleTargetRef"]["name"] for m in app
-               if m["kind"] == "HorizontalPodAutoscaler"]
+    targets = [
+        m["spec"]["scaleTargetRef"]["name"] for m in app if m["kind"] == "HorizontalPodAutoscaler"
+    ]
     assert targets == ["careloop-api"]
     worker = _one(app, "Deployment", "careloop-worker")
     [container] = worker["spec"]["template"]["spec"]["containers"]
@@ -217,7 +219,9 @@ def test_configuration_and_the_example_secret(
         return
     [secret] = secrets
     for key, value in secret["stringData"].items():
-        assert key.removeprefix("CARELOOP_").lower() in set(Settings.model_fields) | PENDING_SETTINGS
+        assert (
+            key.removeprefix("CARELOOP_").lower() in set(Settings.model_fields) | PENDING_SETTINGS
+        )
         assert value == "" or "CHANGE-ME" in value, f"{key} is not a placeholder"
     assert {"CARELOOP_SECRET_KEY", "CARELOOP_DATABASE_URL", "CARELOOP_BROKER_URL"} <= set(
         secret["stringData"]
@@ -230,9 +234,10 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     if not selector.get("matchLabels", {}).items() <= labels.items():
         return False
     for expression in selector.get("matchExpressions", []):
-        if expression["operator"] != "In" or labels.get(expression["key"]) not in expression[
-            "values"
-        ]:
+        if (
+            expression["operator"] != "In"
+            or labels.get(expression["key"]) not in expression["values"]
+        ):
             return False
     return True
 
@@ -247,21 +252,26 @@ def test_network_policies_allow_only_what_careloop_needs(
     assert "ingress" not in deny and "egress" not in deny
     pods = {
         m["metadata"]["name"]: m["spec"]["template"]["metadata"]["labels"]
-        for m in app if m["kind"] == "Deployment"
+        for m in app
+        if m["kind"] == "Deployment"
     }
 
     def ingress_ports(pod: str) -> set[int]:
         return {
             port["port"]
-            for p in policies if _selects(p["spec"]["podSelector"], pods[pod])
-            for rule in p["spec"].get("ingress", []) for port in rule["ports"]
+            for p in policies
+            if _selects(p["spec"]["podSelector"], pods[pod])
+            for rule in p["spec"].get("ingress", [])
+            for port in rule["ports"]
         }
 
     def egress_ports(pod: str) -> set[int]:
         return {
             port["port"]
-            for p in policies if _selects(p["spec"]["podSelector"], pods[pod])
-            for rule in p["spec"].get("egress", []) for port in rule["ports"]
+            for p in policies
+            if _selects(p["spec"]["podSelector"], pods[pod])
+            for rule in p["spec"].get("egress", [])
+            for port in rule["ports"]
         }
 
     assert ingress_ports("careloop-api") == {8000}
@@ -296,12 +306,21 @@ def test_keda_example_scales_the_worker_on_queue_depth(
     spec = scaled["spec"]
     worker = _one(rendered[0], "Deployment", "careloop-worker")
     assert spec["scaleTargetRef"] == {
-        "apiVersion": worker["apiVersion"], "kind": "Deployment", "name": "careloop-worker"
+        "apiVersion": worker["apiVersion"],
+        "kind": "Deployment",
+        "name": "careloop-worker",
     }
     assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
     assert set(spec) <= {
-        "scaleTargetRef", "minReplicaCount", "maxReplicaCount", "pollingInterval",
-        "cooldownPeriod", "idleReplicaCount", "triggers", "advanced", "fallback",
+        "scaleTargetRef",
+        "minReplicaCount",
+        "maxReplicaCount",
+        "pollingInterval",
+        "cooldownPeriod",
+        "idleReplicaCount",
+        "triggers",
+        "advanced",
+        "fallback",
     }
     for trigger in spec["triggers"]:
         assert trigger["type"] == "prometheus"
@@ -316,14 +335,21 @@ def test_monitoring_example_scrapes_the_api_with_its_token(
     service_monitor, pod_monitor = _example("monitoring.yaml")
     assert service_monitor["kind"] == "ServiceMonitor" and pod_monitor["kind"] == "PodMonitor"
     api_service = _one(rendered[0], "Service", "careloop-api")
-    assert service_monitor["spec"]["selector"]["matchLabels"].items() <= api_service["metadata"]["labels"].items()
+    assert (
+        service_monitor["spec"]["selector"]["matchLabels"].items()
+        <= api_service["metadata"]["labels"].items()
+    )
     [endpoint] = service_monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in api_service["spec"]["ports"]}
     assert endpoint["authorization"]["credentials"] == {
-        "name": "careloop-secrets", "key": "CARELOOP_METRICS_TOKEN"
+        "name": "careloop-secrets",
+        "key": "CARELOOP_METRICS_TOKEN",
     }
     worker = _one(rendered[0], "Deployment", "careloop-worker")["spec"]["template"]
-    assert pod_monitor["spec"]["selector"]["matchLabels"].items() <= worker["metadata"]["labels"].items()
+    assert (
+        pod_monitor["spec"]["selector"]["matchLabels"].items()
+        <= worker["metadata"]["labels"].items()
+    )
     [container] = worker["spec"]["containers"]
     assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] in {
         p["name"] for p in container["ports"]
