@@ -9,10 +9,12 @@ import http.server
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -209,3 +211,41 @@ def test_health_check_fresh_file(tmp_path: Path) -> None:
     assert _check("fresh", pattern, "600") == 1
     (tmp_path / "celerybeat-schedule.dir").write_text("x")  # the newest file counts
     assert _check("fresh", pattern, "600") == 0
+
+
+def test_the_build_context_builds_the_whole_wheel(tmp_path: Path) -> None:
+    """What the builder stage COPYs is enough for the wheel, data files included (as
+    tests/test_packaging.py checks for the checkout)."""
+    context = tmp_path / "context"
+    context.mkdir()
+    for name, args in _instructions(DOCKERFILE.read_text()):
+        if name == "COPY" and not args.startswith("--from"):
+            *sources, _ = args.split()
+            for source in sources:
+                if source.endswith(".py") and source.startswith("deploy/"):
+                    continue
+                # As Docker copies: symlinks (careloop/ links the code folders) stay links.
+                subprocess.run(
+                    ["cp", "-a", "--parents", source, str(context)], cwd=ROOT, check=True
+                )
+    for junk in context.rglob("__pycache__"):
+        shutil.rmtree(junk)
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path / "dist"), "."],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    [wheel] = (tmp_path / "dist").glob("careloop-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    tracked = subprocess.run(
+        ["git", "ls-files", "services", "fhir", "integrations", "workflows"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    missing = {f"careloop/{path}" for path in tracked if (ROOT / path).exists()} - names
+    assert missing == set()
