@@ -149,6 +149,7 @@ def test_api_probes_rollout_autoscaling_and_disruption_budget(
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert container[probe]["httpGet"]["port"] in ports
     assert container["args"][container["args"].index("--port") + 1] == str(ports["http"])
+    assert "replicas" not in api["spec"], "the HPA owns the API's replica count"
     # Zero downtime: no old pod leaves before a new one is ready.
     assert api["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     labels = api["spec"]["template"]["metadata"]["labels"]
