@@ -11,6 +11,7 @@ from kombu.entity import Queue
 
 from careloop.services.settings import Settings
 from careloop.workflows.outbox import URGENT_TASKS
+from careloop.workflows.prompt_polling import PromptPolling
 from careloop.workflows.task_names import TaskName
 
 RELAY_SECONDS = 2.0
@@ -24,6 +25,7 @@ POLLING_TASKS = frozenset({TaskName.OUTBOX_RELAY, TaskName.ALERTS_ESCALATE_DUE})
 
 celery_app = Celery("careloop", include=["careloop.workflows.tasks"])
 """Unconfigured until ``configure_celery``: it then knows its broker, queues and schedule."""
+celery_app.steps["worker"].add(PromptPolling)
 
 
 def urgent_queue(settings: Settings) -> str:
@@ -62,6 +64,9 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
         # its lease ends), so careloop's default of 300 s is fine; it should exceed a task's run
         # time and longest retry countdown, or Redis hands the message out twice (harmless too).
         options["visibility_timeout"] = settings.redis_visibility_timeout
+        # Ask for the queues in their listed order every time (kombu rotates them by default),
+        # so a worker with a free thread takes alert work first.
+        options["queue_order_strategy"] = "priority"
     app.conf.update(
         broker_url=broker,
         task_acks_late=True,

@@ -75,6 +75,18 @@ def _log_through_careloop(process: str, level: str | None) -> str:
     return chosen
 
 
+_KINDS = ("alerts", "ehr", "routine")
+
+
+def _chosen_queues(settings: Settings, chosen: str) -> list[str]:
+    """The broker queues of the kinds of work named in ``chosen``, alert work first."""
+    kinds = {kind.strip() for kind in chosen.split(",") if kind.strip()}
+    unknown = kinds - set(_KINDS)
+    if unknown or not kinds:
+        raise typer.BadParameter(f"choose from {', '.join(_KINDS)}", param_hint="--queues")
+    return [name for kind, name in zip(_KINDS, queues(settings), strict=True) if kind in kinds]
+
+
 def worker(
     concurrency: Annotated[int, typer.Option(help="Tasks run at once.")] = 4,
     pool: Annotated[str, typer.Option(help="prefork, threads or solo.")] = "threads",
@@ -87,12 +99,21 @@ def worker(
     exit_with_parent: Annotated[
         bool, typer.Option(help="Stop when the parent process ends (embedded use).")
     ] = False,
+    queues_: Annotated[
+        str,
+        typer.Option(
+            "--queues",
+            help="Work to take, comma-separated: alerts, ehr, routine (e.g. a worker kept for"
+            " alerts alone: --queues alerts).",
+        ),
+    ] = "alerts,ehr,routine",
 ) -> None:
     """Run a Celery worker on CARELOOP_BROKER_URL (or the embedded SQLite broker)."""
+    settings = get_settings()
+    chosen = _chosen_queues(settings, queues_)
     level = _log_through_careloop("worker", loglevel)
     if exit_with_parent:
         _exit_with_parent()
-    settings = get_settings()
     _tune_embedded_broker(settings)
     configure_celery(settings)
     runtime.configure(settings, get_engine())
@@ -109,7 +130,7 @@ def worker(
         # fight over the exclusive celery@host.celery.pidbox queue.
         f"--hostname=careloop-{os.getpid()}@%h",
         "-Q",
-        ",".join(queues(settings)),
+        ",".join(chosen),
     ]
     if beat:
         argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
