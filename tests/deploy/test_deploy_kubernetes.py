@@ -279,7 +279,8 @@ def test_network_policies_allow_only_what_careloop_needs(
     assert ingress_ports("careloop-worker") == {9102}
     assert ingress_ports("careloop-beat") == set()
     backends = {53, 5432, 6379, 5672}
-    assert backends <= egress_ports("careloop-beat") <= backends | {5671}
+    # 5671: AMQP over TLS; 4318: the OpenTelemetry collector (OTLP/HTTP), when tracing is on
+    assert backends <= egress_ports("careloop-beat") <= backends | {5671, 4318}
     assert {443, 587} <= egress_ports("careloop-worker")
     assert egress_ports("careloop-api") == egress_ports("careloop-worker")
     for policy in policies:
