@@ -27,6 +27,7 @@ import cProfile
 import pstats
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -104,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--patients", type=int, default=200)
     parser.add_argument("--profile", action="store_true", help="cProfile one round per layer")
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="trace as the API does, exporting over OTLP/HTTP to a sink in another process",
+    )
     args = parser.parse_args(argv)
     if args.sqlite:
         folder = tempfile.mkdtemp(prefix="careloop-bench-")
@@ -122,6 +128,7 @@ def run_all(url: str, args: argparse.Namespace) -> int:
         relay_after_commit=False,
         rate_limit_api_per_client="",
     )
+    sink = start_tracing() if args.tracing else None
     engine = make_engine(url, settings.db_pool_size)
     upgrade(engine)
     counter = Counter(engine)
@@ -173,8 +180,44 @@ def run_all(url: str, args: argparse.Namespace) -> int:
             run(args.reports)
             profiler.disable()
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
+    loaded = sorted({m for m in sys.modules if m.startswith("opentelemetry.sdk")})
+    print(f"tracing {'on' if sink else 'off'}; OpenTelemetry SDK loaded: {bool(loaded)}")
     engine.dispose()
+    if sink is not None:
+        from careloop.services.telemetry import active
+
+        tracing = active()
+        assert tracing is not None
+        tracing.shutdown()
+        sink.terminate()
     return 0
+
+
+_SINK = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def start_tracing() -> subprocess.Popen[str]:
+    """Trace this process into an OTLP/HTTP sink (another process, so its CPU is not ours)."""
+    from careloop.services.telemetry import Role, TracingConfig
+    from careloop.services.telemetry.provider import install
+
+    sink = subprocess.Popen([sys.executable, "-c", _SINK], stdout=subprocess.PIPE, text=True)
+    assert sink.stdout is not None
+    port = int(sink.stdout.readline())
+    install(TracingConfig(f"http://127.0.0.1:{port}/v1/traces", f"careloop-{Role.api.value}"))
+    return sink
 
 
 if __name__ == "__main__":

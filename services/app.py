@@ -42,6 +42,7 @@ from careloop.services.reports.endpoints import router as reports_router
 from careloop.services.risks.endpoints import router as risks_router
 from careloop.services.settings import Settings, get_settings
 from careloop.services.telehealth.endpoints import router as telehealth_router
+from careloop.services.telemetry import instrument_app, instrument_engine
 from careloop.services.unit_of_work import OutboxHandoff
 
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbidden"}
@@ -97,6 +98,9 @@ def create_app(
         description="App-reported symptoms and telehealth sessions in, FHIR R4 out.",
         docs_url=None,  # served by mount_docs, from careloop's own files
         redoc_url=None,
+        # FastAPI's own OpenTelemetry hooks (0.165+) would check the global providers on every
+        # request and trace raw paths: careloop traces through services/telemetry instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.rate_limits = RateLimits.from_settings(settings)
@@ -137,6 +141,10 @@ def create_app(
     # Outermost of careloop's middleware: no exception reaches Starlette's ServerErrorMiddleware
     # (which re-raises) or uvicorn (which prints the traceback with its text).
     app.add_middleware(UnhandledErrors)
+    # No-ops unless this process traces (services/telemetry). Before the security headers: the
+    # tracing middleware wraps Starlette's own stack, which those headers then wrap.
+    instrument_engine(app.state.engine)
+    instrument_app(app)
     policy = install_security_headers(
         app,
         settings.frame_ancestors.split(),

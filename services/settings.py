@@ -173,6 +173,12 @@ class Settings(BaseSettings):
     """``json``: one JSON object a line (time, level, logger, event, ids); ``console``: the
     same fields for people reading a terminal, equally redacted."""
 
+    # -- tracing (services/telemetry): OpenTelemetry over OTLP/HTTP, off without an endpoint --
+    otel_endpoint: str = ""
+    """OTLP/HTTP collector to send traces to (``http://collector:4318``; ``/v1/traces`` is
+    appended unless given). Empty: the standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``, and without those tracing is off."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:

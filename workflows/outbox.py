@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlmodel import Session
 
+from careloop.services import telemetry
 from careloop.services.db import utcnow
 from careloop.services.outbox.models import OutboxMessage
 from careloop.services.settings import Settings
@@ -113,7 +114,7 @@ def _claim(conn: Connection, ids: list[int] | None, limit: int, now: datetime) -
         update(_O)
         .where(_O.c.id.in_(due.scalar_subquery()))
         .values(attempts=_O.c.attempts + 1)
-        .returning(_O.c.id, _O.c.task, _O.c.payload, _O.c.attempts)
+        .returning(_O.c.id, _O.c.task, _O.c.payload, _O.c.attempts, _O.c.traceparent)
     )
     return sorted(conn.execute(claim).all(), key=lambda row: row.id)
 
@@ -154,7 +155,9 @@ def relay(
                 continue
             try:
                 if task is not None:
-                    publish(task, orjson.loads(row.payload), task_id(row.id))
+                    # In the trace the message was recorded in (no-op when tracing is off).
+                    with telemetry.publishing(row.traceparent):
+                        publish(task, orjson.loads(row.payload), task_id(row.id))
                 else:
                     covered += 1
             except Exception as exc:  # the broker is down: leave the rest for the next relay

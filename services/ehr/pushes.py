@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 from sqlmodel import Session
 
+from careloop.services import telemetry
 from careloop.services.db import utcnow
 from careloop.services.ehr.service import active_connection_ids
 from careloop.services.outbox.events import EventType, ResourcesChanged, payload_of
@@ -19,6 +20,16 @@ _FAN_OUT = (
     "INSERT INTO outbox_message (tenant_id, task, payload, created_at, available_at, attempts) "
     "SELECT c.tenant_id, %(task)s::text, replace(t.template, %(mark)s::text, c.id), "
     "%(now)s::timestamptz, %(now)s::timestamptz, 0 "
+    "FROM ehr_connection AS c CROSS JOIN unnest(%(templates)b::text[]) AS t(template) "
+    "WHERE c.tenant_id = %(tenant)s::text AND c.active "
+    "RETURNING id"
+)
+# The same when traced: the messages carry the recording span's traceparent.
+_FAN_OUT_TRACED = (
+    "INSERT INTO outbox_message "
+    "(tenant_id, task, payload, created_at, available_at, attempts, traceparent) "
+    "SELECT c.tenant_id, %(task)s::text, replace(t.template, %(mark)s::text, c.id), "
+    "%(now)s::timestamptz, %(now)s::timestamptz, 0, %(traceparent)s::text "
     "FROM ehr_connection AS c CROSS JOIN unnest(%(templates)b::text[]) AS t(template) "
     "WHERE c.tenant_id = %(tenant)s::text AND c.active "
     "RETURNING id"
@@ -52,7 +63,11 @@ def resources_changed(session: Session, tenant_id: str, by_patient: dict[str, li
             "now": utcnow(),
             "templates": templates,
         }
-        rows = session.connection().exec_driver_sql(_FAN_OUT, params).all()
+        trace = telemetry.traceparent()
+        if trace is not None:
+            params["traceparent"] = trace
+        statement = _FAN_OUT if trace is None else _FAN_OUT_TRACED
+        rows = session.connection().exec_driver_sql(statement, params).all()
         written(session, [int(r.id) for r in rows])
         return
     events = [

@@ -52,6 +52,9 @@ class OutboxMessage(SQLModel, table=True):
     outcome: str | None = Field(default=None, max_length=16)
     """``done``, ``dead`` (failed for good, see the dead-letter table) or ``legacy`` (dispatched
     before completion was recorded)."""
+    traceparent: str | None = Field(default=None, max_length=55)
+    """The W3C traceparent of the span that recorded it, so its task continues that trace;
+    NULL when tracing is off (``services.telemetry``)."""
 
 
 class DeadTask(SQLModel, table=True):

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlmodel import Session
 
+from careloop.services import telemetry
 from careloop.services.common.bulk_insert import insert_rows
 from careloop.services.db import utcnow
 from careloop.services.outbox.events import Event, ReadingCreated, ReadingTriage, payload_of
@@ -78,6 +79,11 @@ def record_messages(
         }
         for name, payload in messages
     ]
+    # Only when traced: untraced rows keep the statement they always had (the column is NULL).
+    trace = telemetry.traceparent()
+    if trace is not None:
+        for row in rows:
+            row["traceparent"] = trace
     written(session, [int(r.id) for r in insert_rows(session, _O, rows, returning=("id",))])
 
 

@@ -14,9 +14,11 @@ import typer
 
 from careloop.services.db import get_engine
 from careloop.services.settings import Settings, get_settings
+from careloop.services.telemetry import Role
 from careloop.workflows import runtime
 from careloop.workflows.celery_app import POLLING_TASKS, celery_app, configure_celery, queues
 from careloop.workflows.task_logging import quiet_polling_logs
+from careloop.workflows.telemetry import start_tracing, trace_worker
 
 
 def _tune_embedded_broker(settings: Settings) -> None:
@@ -115,6 +117,7 @@ def worker(
     _tune_embedded_broker(settings)
     configure_celery(settings)
     runtime.configure(settings, get_engine())
+    trace_worker(settings, pool, get_engine())  # off unless configured (services/telemetry)
     argv = [
         "--quiet",
         "worker",
@@ -144,6 +147,7 @@ def beat(
     settings = get_settings()
     _tune_embedded_broker(settings)
     configure_celery(settings)
+    start_tracing(settings, Role.beat)  # off unless configured (services/telemetry)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     celery_app.start(
         [
