@@ -29,10 +29,11 @@ def queue_names(settings: Settings) -> tuple[str, ...]:
 def queue_depths(broker_url: str, queues: Sequence[str]) -> dict[str, int]:
     """Messages waiting in each of ``queues`` (taken but unacknowledged ones not included)."""
     depths: dict[str, int] = {}
+    options: dict[str, float] = {}
+    if broker_url.startswith(("redis://", "rediss://")):
+        options = {"socket_timeout": CONNECT_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT}
     with Connection(  # type: ignore[no-untyped-call]
-        broker_url,
-        connect_timeout=CONNECT_TIMEOUT,
-        transport_options={"socket_timeout": CONNECT_TIMEOUT, "max_retries": 0},
+        broker_url, connect_timeout=CONNECT_TIMEOUT, transport_options=options
     ) as connection:
         connection.ensure_connection(max_retries=1)
         for queue in queues:
