@@ -124,8 +124,8 @@ def prune_dead(directory: Path) -> None:
             mark_process_dead(int(pid), str(directory))  # type: ignore[no-untyped-call]
 
 
-class _Processes(Collector):
-    """Every process's metrics of a run directory, read when collected."""
+class RunMetrics(Collector):
+    """Every process's metrics of a run directory, read (and added up) when collected."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -140,7 +140,7 @@ class _Processes(Collector):
 def recorded_metrics() -> Collector:
     """What the processes recorded: every process of the run, or this process's own."""
     directory = multiprocess_dir()
-    return _Processes(directory) if directory is not None else REGISTRY
+    return RunMetrics(directory) if directory is not None else REGISTRY
 
 
 def exposition_registry(*extra: Collector) -> CollectorRegistry:

@@ -9,11 +9,10 @@ of their own (per module).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from scrape import Scrape
+from metrics_helpers import TOKEN, Scrape, settings_for
 from sqlalchemy import Engine
 from support.clients import BASE_URL, Caller, make_caller
 from support.databases import fresh_pg_database
@@ -22,11 +21,9 @@ from webhook_receiver import Receiver, webhook_receiver
 from careloop.integrations.channels import generate_webhook_secret
 from careloop.services.db import make_engine
 from careloop.services.migrate import upgrade
-from careloop.services.settings import Environment, Settings
+from careloop.services.settings import Settings
 from careloop.workflows.inline import run_pending
 from careloop.workflows.web import create_app
-
-TOKEN = "metrics-token-for-tests-0123456789"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -48,28 +45,6 @@ def metrics_engine(metrics_database: str) -> Iterator[Engine]:
     upgrade(engine)
     yield engine
     engine.dispose()
-
-
-def settings_for(database_url: str, data_dir: Path, **changes: object) -> Settings:
-    """Test settings (as the root conftest's) with a metrics token and no gauge cache."""
-    values: dict[str, object] = {
-        "environment": Environment.test,
-        "database_url": database_url,
-        "data_dir": data_dir,
-        "secret_key": "test-secret-" + "x" * 32,
-        "base_url": BASE_URL,
-        "relay_after_commit": False,
-        "rate_limit_token_per_client": "",
-        "rate_limit_token_per_ip": "",
-        "rate_limit_api_per_client": "",
-        "rate_limit_login_per_ip": "",
-        "egress_allow": ".example",
-        "metrics_token": TOKEN,
-        "metrics_cache_seconds": 0,
-        "ehr_timeout_seconds": 1.0,
-        "ehr_circuit_failures": 100,
-    }
-    return Settings(**(values | changes))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

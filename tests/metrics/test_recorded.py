@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from ehr_server import Fault, TestEHR
 from fastapi.testclient import TestClient
-from scrape import Scrape, delta
+from metrics_helpers import Scrape, delta
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from support.clients import Caller

@@ -1,10 +1,16 @@
-"""Reading a /metrics answer in tests: sample values by name and labels."""
+"""Helpers of the metrics tests: settings with a metrics token, reading a /metrics answer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+from support.clients import BASE_URL
+
+from careloop.services.settings import Environment, Settings
+
+TOKEN = "metrics-token-for-tests-0123456789"
 
 
 @dataclass(frozen=True)
@@ -33,3 +39,25 @@ class Scrape:
 def delta(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
     """How much the sample moved between two scrapes."""
     return after.value(name, **labels) - before.value(name, **labels)
+
+
+def settings_for(database_url: str, data_dir: Path, **changes: object) -> Settings:
+    """Test settings (as the root conftest's) with a metrics token and no gauge cache."""
+    values: dict[str, object] = {
+        "environment": Environment.test,
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "secret_key": "test-secret-" + "x" * 32,
+        "base_url": BASE_URL,
+        "relay_after_commit": False,
+        "rate_limit_token_per_client": "",
+        "rate_limit_token_per_ip": "",
+        "rate_limit_api_per_client": "",
+        "rate_limit_login_per_ip": "",
+        "egress_allow": ".example",
+        "metrics_token": TOKEN,
+        "metrics_cache_seconds": 0,
+        "ehr_timeout_seconds": 1.0,
+        "ehr_circuit_failures": 100,
+    }
+    return Settings(**(values | changes))  # type: ignore[arg-type]
