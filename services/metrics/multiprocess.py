@@ -52,9 +52,15 @@ def start_run(base: Path | None, data_dir: Path) -> Path:
     shutil.rmtree(run, ignore_errors=True)  # a pid reused since a run that was killed
     run.mkdir(parents=True)
     os.environ[ENV] = str(run)
-    atexit.register(shutil.rmtree, run, ignore_errors=True)
+    atexit.register(_remove_run, run, os.getpid())
     _use(run)
     return run
+
+
+def _remove_run(run: Path, owner: int) -> None:
+    # A forked child (a prefork pool's) inherits the exit handlers: only the owner removes.
+    if os.getpid() == owner:
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def _use(directory: Path) -> None:
@@ -112,7 +118,7 @@ def process_started(kind: str) -> None:
 
 
 def _mark_dead(pid: int, directory: Path) -> None:
-    if directory.is_dir():
+    if os.getpid() == pid and directory.is_dir():
         mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
 
 
