@@ -212,3 +212,24 @@ def test_a_worker_serves_its_metrics_on_its_own_port(tmp_path: Path) -> None:
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def test_a_worker_refuses_an_open_metrics_port_without_a_token_in_production(
+    tmp_path: Path,
+) -> None:
+    env = inherited_env() | {
+        "CARELOOP_DATA_DIR": str(tmp_path),
+        "CARELOOP_ENVIRONMENT": "production",
+        "CARELOOP_SECRET_KEY": "production-secret-" + "y" * 32,
+        "CARELOOP_METRICS_PORT": str(free_port()),
+        "CARELOOP_METRICS_HOST": "0.0.0.0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "careloop", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "CARELOOP_METRICS_TOKEN" in done.stderr
