@@ -94,3 +94,27 @@ def test_metrics_carry_no_phi(
     assert MARKER not in text
     assert MARKER.lower() not in text.lower()
     assert patient.split("/")[1] not in text  # ids of patients are not labels either
+
+
+AGREED = (
+    "careloop_http_requests_total",
+    "careloop_http_request_duration_seconds",
+    "careloop_reports_accepted_total",
+    "careloop_alerts_opened_total",
+    "careloop_notifications_total",
+    "careloop_report_to_notification_seconds",
+    "careloop_ehr_pushes_total",
+    "careloop_ehr_circuit_open",
+    "careloop_outbox_backlog",
+    "careloop_outbox_oldest_age_seconds",
+    "careloop_dead_tasks",
+    "careloop_queue_depth",
+    "careloop_readings_unevaluated",
+)
+"""The names agreed with deploy/ (its alert rules and dashboard query them)."""
+
+
+def test_every_agreed_metric_is_served(scrape: Callable[[], Scrape]) -> None:
+    text = scrape().text
+    for name in AGREED:
+        assert f"# TYPE {name} " in text, name
