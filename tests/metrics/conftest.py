@@ -3,7 +3,7 @@
 The metrics tests run the outbox work in-process (``run_pending``), which takes every due
 message of its database: on the shared session database it would also run other tests' work
 and move the counters they compare. So these tests get a SQLite file and a PostgreSQL database
-of their own (per module).
+of their own (per test process).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from careloop.workflows.inline import run_pending
 from careloop.workflows.web import create_app
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def metrics_database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """A database of this module's own, of each backend."""
+    """A database of the metrics tests' own, of each backend."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('metrics-db') / 'careloop.db'}"
         return
@@ -38,7 +38,7 @@ def metrics_database(
         yield url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def metrics_engine(metrics_database: str) -> Iterator[Engine]:
     """The module database's engine, migrated."""
     engine = make_engine(metrics_database, pool_size=5)
@@ -47,13 +47,13 @@ def metrics_engine(metrics_database: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def metrics_settings(metrics_database: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings of the module database."""
     return settings_for(metrics_database, tmp_path_factory.mktemp("metrics-data"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def api(metrics_settings: Settings, metrics_engine: Engine) -> Iterator[TestClient]:
     """careloop in-process on the module database."""
     with TestClient(create_app(metrics_settings, metrics_engine), base_url=BASE_URL) as client:
