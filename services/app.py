@@ -37,6 +37,7 @@ from careloop.services.keys.endpoints import router as keys_router
 from careloop.services.launch.endpoints import router as launch_router
 from careloop.services.launch.frame_ancestors import EhrOrigins
 from careloop.services.measures.endpoints import router as measures_router
+from careloop.services.metrics.endpoint import install_metrics
 from careloop.services.outbox.events import ReadingTriage
 from careloop.services.reports.endpoints import router as reports_router
 from careloop.services.settings import Settings, get_settings
@@ -150,4 +151,5 @@ def create_app(
         https=settings.base_url.startswith("https://"),
     )
     allow_docs(policy)
+    install_metrics(app, settings)  # outermost: counts and times every answer, /metrics
     return app

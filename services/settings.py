@@ -179,6 +179,21 @@ class Settings(BaseSettings):
     appended unless given). Empty: the standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or
     ``OTEL_EXPORTER_OTLP_ENDPOINT``, and without those tracing is off."""
 
+    # -- metrics (services/metrics): /metrics on the API, a port of their own for workers --
+    metrics_token: str = ""
+    """Bearer token a scrape of ``/metrics`` must send; empty: loopback callers only (below)."""
+    metrics_allow_loopback: bool | None = None
+    """Without a token, answer loopback callers; unset: in dev and test, not in production."""
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """``careloop worker`` and ``careloop beat`` serve their own metrics on this port."""
+    metrics_host: str = "127.0.0.1"
+    """Interface of the workers' metrics port."""
+    metrics_dir: Path | None = None
+    """Where each run keeps its processes' metric files (a local disk or tmpfs, never NFS);
+    unset: ``<data_dir>/metrics`` (the temporary directory if that is not writable)."""
+    metrics_cache_seconds: float = Field(default=10, ge=0, le=600)
+    """How long the gauges read from the database and broker are reused between scrapes."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:

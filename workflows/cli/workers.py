@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from careloop.services.db import get_engine
+from careloop.services.metrics.process_server import serve_process_metrics
 from careloop.services.settings import Settings, get_settings
 from careloop.services.telemetry import Role
 from careloop.workflows import runtime
@@ -114,6 +115,7 @@ def worker(
     level = _log_through_careloop("worker", loglevel)
     if exit_with_parent:
         _exit_with_parent()
+    serve_process_metrics(settings, "worker", port=not exit_with_parent)  # embedded: serve's
     _tune_embedded_broker(settings)
     configure_celery(settings)
     runtime.configure(settings, get_engine())
@@ -145,6 +147,7 @@ def beat(
     """Run the beat scheduler: outbox relay, escalations and missed check-ins."""
     level = _log_through_careloop("beat", loglevel)
     settings = get_settings()
+    serve_process_metrics(settings, "beat")
     _tune_embedded_broker(settings)
     configure_celery(settings)
     start_tracing(settings, Role.beat)  # off unless configured (services/telemetry)
