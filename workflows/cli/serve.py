@@ -60,6 +60,9 @@ def serve(
     upgrade(get_engine())
     _check_stored_secrets()
     embedded = None if get_settings().broker_url else start_embedded_worker()
+    if embedded is not None:  # for /readyz in the API processes (uvicorn's workers inherit it)
+        os.environ["CARELOOP_EMBEDDED_WORKER_PID"] = str(embedded.pid)
+        get_settings.cache_clear()
     try:
         uvicorn.run(
             "careloop.workflows.web:create_app",
