@@ -125,7 +125,10 @@ def silent_port() -> Iterator[int]:
 def test_a_hanging_database_times_out_instead_of_hanging_the_probe(
     bare_settings: Settings, silent_port: int
 ) -> None:
-    engine = make_engine(f"postgresql+psycopg://careloop@127.0.0.1:{silent_port}/x", 2)
+    # connect_timeout only for the CSP middleware's own query of the EHR origins, which would
+    # otherwise wait on the silent server as long as the kernel lets it.
+    url = f"postgresql+psycopg://careloop@127.0.0.1:{silent_port}/x?connect_timeout=2"
+    engine = make_engine(url, 2)
     readiness = Readiness(engine, timeout=0.3)
     app = create_app(bare_settings, engine)
     app.state.readiness = readiness
