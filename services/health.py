@@ -31,7 +31,7 @@ from pathlib import Path
 from alembic.script import ScriptDirectory
 from fastapi import APIRouter, Request
 from kombu.connection import Connection
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse, Response
 
@@ -96,13 +96,11 @@ class Readiness:
                 connection.execute(text("SELECT 1"))
                 if self._schema_current:
                     return "ok"
-                try:
-                    versions = connection.execute(
-                        text("SELECT version_num FROM alembic_version")
-                    ).scalars()
-                    self._schema_state = self._compare(set(versions))
-                except SQLAlchemyError:
-                    self._schema_state = "behind"  # never migrated: no alembic_version table
+                if not inspect(connection).has_table("alembic_version"):
+                    self._schema_state = "behind"  # never migrated
+                    return "ok"
+                versions = connection.execute(text("SELECT version_num FROM alembic_version"))
+                self._schema_state = self._compare(set(versions.scalars()))
         except SQLAlchemyError as exc:
             raise CheckFailed(f"unreachable ({type(exc).__name__})") from None
         return "ok"
