@@ -59,8 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from common import (  # noqa: E402
     HOST,
+    TASK_EVENT,
     Server,
-    TaskLog,
     careloop_cmd,
     delete_queue,
     fetch_token,
@@ -417,6 +417,31 @@ def _setup_tenant(db_url: str, receiver: Receiver) -> tuple[str, str, str]:
 # The load
 
 
+class _TaskTail:
+    """The tasks a worker has received and not yet finished, read from its log as it grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.open: set[str] = set()
+
+    def in_flight(self) -> set[str]:
+        """Task ids received and not finished so far."""
+        with contextlib.suppress(OSError), self.path.open("rb") as log:
+            log.seek(self.offset)
+            chunk = log.read()
+            complete = chunk.rfind(b"\n") + 1
+            self.offset += complete
+            for line in chunk[:complete].splitlines():
+                with contextlib.suppress(ValueError, AttributeError):
+                    match = TASK_EVENT.match(str(orjson.loads(line).get("event", "")))
+                    if match and match.group(3) == "received":
+                        self.open.add(match.group(2))
+                    elif match and match.group(3).startswith("succeeded"):
+                        self.open.discard(match.group(2))
+        return self.open
+
+
 class _Clients:
     """One httpx client per load thread (keep-alive connections to both APIs), all closed
     together at the end."""
@@ -494,8 +519,8 @@ def run_load(
 
     def killer() -> None:
         time.sleep(max(0.0, start + config.kill_at - time.monotonic()))
-        killed["at"], killed["wall"] = time.monotonic(), datetime.now(UTC)
         on_kill()
+        killed["at"], killed["wall"] = time.monotonic(), datetime.now(UTC)
 
     kill_thread = threading.Thread(target=killer, name="killer")
     kill_thread.start()
@@ -560,7 +585,16 @@ def run(config: Config, logs: Path) -> Result:
         token = fetch_token(urls[0], client_id, client_secret)
         doomed_api, doomed_worker = nodes.apis[0], nodes.workers[0]
 
+        tasks = _TaskTail(doomed_worker.log_path)
+        in_hand: list[int] = []
+
         def kill() -> None:
+            # The worst case: the worker dies with work in hand. Wait (a few seconds at most)
+            # for a task it received and has not finished.
+            deadline = time.monotonic() + 5.0
+            while not tasks.in_flight() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            in_hand.append(len(tasks.in_flight()))
             for server in (doomed_api, doomed_worker):
                 assert server.proc is not None
                 os.kill(server.proc.pid, signal.SIGKILL)
@@ -570,8 +604,6 @@ def run(config: Config, logs: Path) -> Result:
         for server in (doomed_api, doomed_worker):
             assert server.proc is not None
             returncodes.append(server.proc.wait(timeout=30))
-        worker_log = TaskLog.parse(doomed_worker.log_path)
-        in_flight = len(set(worker_log.received) - set(worker_log.finished))
 
         critical = sum(1 for s in sent if s.critical and s.accepted_at is not None)
         drained_in: float | None
@@ -636,7 +668,7 @@ def run(config: Config, logs: Path) -> Result:
         dead_tasks=dead,
         open_outbox=open_rows,
         not_done_outbox=not_done,
-        killed_worker_in_flight=in_flight,
+        killed_worker_in_flight=in_hand[0],
         killed_returncodes=returncodes,
         drained_in=drained_in,
         leftovers=sum(s.leftovers for s in nodes.all()),
@@ -675,7 +707,10 @@ def print_result(result: Result) -> None:
     )
     if latencies:
         print(f"  a retried report was accepted within {latencies[-1]:,.0f} ms of its first try")
-    print(f"the killed worker had {result.killed_worker_in_flight} tasks received, unfinished")
+    print(
+        f"the killed worker had {result.killed_worker_in_flight} tasks in hand (received, not "
+        "finished) when it was killed"
+    )
     print(f"\naccepted reports/s per {config.bucket:g} s (time relative to the kill):")
     for at, rate in result.rates():
         bar = "#" * round(rate / max(config.rate, 1) * 40)

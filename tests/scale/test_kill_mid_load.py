@@ -34,6 +34,7 @@ def test_nothing_is_lost_or_doubled_when_an_api_and_a_worker_die(tmp_path: Path)
     scale_out.print_result(result)  # the figures, with -s
 
     assert result.killed_returncodes == [-signal.SIGKILL, -signal.SIGKILL]
+    assert result.killed_worker_in_flight >= 1  # the worker died with a task in hand
     assert result.problems() == []
     total = int(config.rate * config.seconds) + 4  # and two warm-up reports per API
     assert len(result.accepted()) == total == sum(result.reports_stored.values())
