@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import threading
 import time
@@ -31,8 +32,9 @@ from pathlib import Path
 from alembic.script import ScriptDirectory
 from fastapi import APIRouter, Request
 from kombu.connection import Connection
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 from starlette.responses import JSONResponse, Response
 
 from careloop.services.common.errors import Issue, outcome_response
@@ -86,10 +88,28 @@ class Readiness:
 
     # -- the checks: each returns its state ("ok", "skipped") or raises CheckFailed --
 
+    @cached_property
+    def probe_engine(self) -> Engine:
+        """The engine the database check uses: on PostgreSQL a connection of its own per check,
+        its connecting and unacknowledged sends bounded (the app's pool would wait as long as
+        the kernel lets it on a host that stopped answering), closed after the check so nothing
+        is left open; on SQLite, the app's."""
+        if self.engine.dialect.name != "postgresql":
+            return self.engine
+        return create_engine(
+            self.engine.url,
+            poolclass=NullPool,
+            hide_parameters=True,
+            connect_args={
+                "connect_timeout": max(2, math.ceil(self.timeout)),  # libpq's least is 2 s
+                "tcp_user_timeout": int(self.timeout * 1000),
+            },
+        )
+
     def check_database(self) -> str:
         """``SELECT 1`` answers; then, until it once was, that the schema is at head."""
         try:
-            with self.engine.connect() as connection:
+            with self.probe_engine.connect() as connection:
                 if connection.dialect.name == "postgresql":
                     ms = int(self.timeout * 1000)
                     connection.execute(text(f"SET LOCAL statement_timeout = {ms}"))
@@ -143,7 +163,15 @@ class Readiness:
         return "ok"
 
     def _connect_broker(self) -> str | None:
-        connection = Connection(self.broker_url, connect_timeout=self.timeout)  # type: ignore[no-untyped-call]
+        # Every socket operation bounded, the handshake and Redis's PING included.
+        options = (
+            {"socket_timeout": self.timeout, "socket_connect_timeout": self.timeout}
+            if self.broker_url.startswith(("redis", "rediss"))
+            else {"read_timeout": self.timeout, "write_timeout": self.timeout}
+        )
+        connection = Connection(  # type: ignore[no-untyped-call]
+            self.broker_url, connect_timeout=self.timeout, transport_options=options
+        )
         try:
             connection.ensure_connection(max_retries=1, interval_start=0, timeout=self.timeout)  # type: ignore[no-untyped-call]
         except Exception as exc:  # noqa: BLE001 (any failure to connect means unready)

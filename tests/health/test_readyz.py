@@ -7,10 +7,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
@@ -125,17 +127,26 @@ def silent_port() -> Iterator[int]:
 def test_a_hanging_database_times_out_instead_of_hanging_the_probe(
     bare_settings: Settings, silent_port: int
 ) -> None:
-    # connect_timeout only for the CSP middleware's own query of the EHR origins, which would
-    # otherwise wait on the silent server as long as the kernel lets it.
+    # connect_timeout here only for the CSP middleware's own query of the EHR origins, which
+    # would otherwise wait on the silent server as long as the kernel lets it; the check bounds
+    # its own connection.
     url = f"postgresql+psycopg://careloop@127.0.0.1:{silent_port}/x?connect_timeout=2"
     engine = make_engine(url, 2)
     readiness = Readiness(engine, timeout=0.3)
     app = create_app(bare_settings, engine)
     app.state.readiness = readiness
     with TestClient(app, base_url=BASE_URL) as client:
+        started = time.monotonic()
         assert _failed(client.get("/readyz")) == {"database": "timed out"}
         # A second probe waits for the same stuck run: still one thread, still bounded.
         assert _failed(client.get("/readyz")) == {"database": "timed out"}
+        # The stuck check gives up by itself (libpq's connect_timeout, 2 s at least), so a
+        # database that answers again is seen by the next run.
+        inflight = readiness._inflight
+        assert inflight is not None
+        results = inflight.result(timeout=10)
+        assert str(results["database"]) == "unreachable (OperationalError)"
+        assert time.monotonic() - started < 10
     engine.dispose()
 
 
@@ -230,6 +241,20 @@ def test_unreachable_broker_is_named_and_nothing_leaks(
         _assert_reveals_nothing(response.text, "guest")
     logged = "\n".join(r.getMessage() for r in caplog.records)
     _assert_reveals_nothing(logged, "guest")
+
+
+@pytest.mark.parametrize("scheme", ["amqp", "redis"])
+def test_a_hanging_broker_is_unready_and_the_checks_go_on(
+    sqlite_engine: Engine, silent_port: int, scheme: str
+) -> None:
+    url = f"{scheme}://127.0.0.1:{silent_port}/" + ("0" if scheme == "redis" else "/")
+    readiness = Readiness(sqlite_engine, broker_url=url, timeout=0.3, broker_cache_seconds=0)
+    failed = {n: str(r) for n, r in anyio.run(readiness.run).items() if str(r) != "ok"}
+    assert set(failed) == {"broker"}
+    # The check itself gave up (its socket operations are bounded): the next run is a new one,
+    # and it sees the broker that answers now.
+    readiness.broker_url = RABBITMQ
+    assert anyio.run(readiness.run)["broker"] == "ok"
 
 
 def test_the_broker_check_is_cached_for_a_few_seconds(sqlite_engine: Engine) -> None:
