@@ -348,7 +348,8 @@ def cluster(config: Config, logs: Path) -> Iterator[tuple[Cluster, str, str]]:
     queue = f"careloop-scale-{secrets.token_hex(4)}"
     ports = [free_port(), free_port()]
     base_url = f"http://{HOST}:{ports[0]}"
-    with fresh_database("careloop_scale_") as db_url:
+    with contextlib.ExitStack() as database:
+        db_url = database.enter_context(fresh_database("careloop_scale_"))
         engine = make_engine(db_url, 2)
         upgrade(engine)  # once, before the APIs start (each would otherwise take the lock)
         engine.dispose()
@@ -375,13 +376,33 @@ def cluster(config: Config, logs: Path) -> Iterator[tuple[Cluster, str, str]]:
                     print(f"--- {server.name} log tail ---\n{server.log_tail()}", file=sys.stderr)
             raise
         finally:
-            for server in nodes.all():
-                server.stop()
-            for name in (queue, f"{queue}.urgent", f"{queue}.ehr"):
-                try:
-                    delete_queue(config.broker_url, name)
-                except Exception as exc:  # clean-up must not hide the real error
-                    print(f"  !!!  could not delete queue {name}: {exc!r}", file=sys.stderr)
+            with _uninterrupted():
+                _tear_down(nodes, config, queue)
+                database.close()  # drops it
+
+
+def _tear_down(nodes: Cluster, config: Config, queue: str) -> None:
+    for server in nodes.all():
+        server.stop()
+    for name in (queue, f"{queue}.urgent", f"{queue}.ehr"):
+        try:
+            delete_queue(config.broker_url, name)
+        except Exception as exc:  # clean-up must not hide the real error
+            print(f"  !!!  could not delete queue {name}: {exc!r}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM meanwhile (a second one must not cut the clean-up short)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _setup_tenant(db_url: str, receiver: Receiver) -> tuple[str, str, str]:
@@ -516,28 +537,34 @@ def run_load(
         _post(clients.get(), urls, token, item, report_body(item.n, run, config, base)[1], config)
     start = time.monotonic()
     killed: dict[str, Any] = {}
+    stop = threading.Event()  # set when the run is interrupted: the load threads end early
 
     def killer() -> None:
-        time.sleep(max(0.0, start + config.kill_at - time.monotonic()))
-        on_kill()
-        killed["at"], killed["wall"] = time.monotonic(), datetime.now(UTC)
+        if not stop.wait(max(0.0, start + config.kill_at - time.monotonic())):
+            on_kill()
+            killed["at"], killed["wall"] = time.monotonic(), datetime.now(UTC)
 
     kill_thread = threading.Thread(target=killer, name="killer")
     kill_thread.start()
 
     def one(item: Sent) -> None:
-        due = start + item.n / config.rate
-        time.sleep(max(0.0, due - time.monotonic()))  # pacing the load, not synchronisation
+        # Pacing the load on its schedule (not synchronisation).
+        if stop.wait(max(0.0, start + item.n / config.rate - time.monotonic())):
+            return
         item.first_sent = time.monotonic()
         body = report_body(item.n, run, config, base)[1]
         _post(clients.get(), urls, token, item, body, config)
 
+    pool = ThreadPoolExecutor(config.clients, thread_name_prefix="load")
     try:
-        with ThreadPoolExecutor(config.clients, thread_name_prefix="load") as pool:
-            list(pool.map(one, sent[:total]))
+        list(pool.map(one, sent[:total]))
+    except BaseException:
+        stop.set()
+        raise
     finally:
+        pool.shutdown(cancel_futures=True)
+        kill_thread.join()
         clients.close()
-    kill_thread.join()
     return sent, start, killed["at"], killed["wall"]
 
 
@@ -777,8 +804,12 @@ def main() -> int:
         bucket=args.bucket,
     )
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
-    with tempfile.TemporaryDirectory(prefix="careloop-scale-") as tmp:
-        result = run(config, Path(tmp))
+    try:
+        with tempfile.TemporaryDirectory(prefix="careloop-scale-") as tmp:
+            result = run(config, Path(tmp))
+    except KeyboardInterrupt:
+        print("interrupted (processes, queues and database removed)", file=sys.stderr)
+        return 130
     print_result(result)
     return 0 if not result.problems() else 1
 
