@@ -33,6 +33,7 @@ from careloop.services.db import make_engine
 from careloop.services.docs import allow_docs, mount_docs
 from careloop.services.ehr.endpoints import router as ehr_router
 from careloop.services.fhirapi.endpoints import router as fhir_router
+from careloop.services.health import router as health_router
 from careloop.services.keys.endpoints import router as keys_router
 from careloop.services.launch.endpoints import router as launch_router
 from careloop.services.launch.frame_ancestors import EhrOrigins
@@ -124,15 +125,12 @@ def create_app(
     app.include_router(inbox_router)
     app.include_router(clinicians_router)
     app.include_router(patients_router)
+    app.include_router(health_router)
     install_sign_in_redirect(app)
     mount_assets(app)
     mount_docs(app)
 
     install_openapi(app)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(InputGuard, path_templates=lambda: app.openapi()["paths"].keys())

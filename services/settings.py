@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     queue: str = "careloop"
     """Celery queue name (separate deployments sharing a broker use separate queues)."""
     redis_visibility_timeout: int = 300
+    embedded_worker_pid: int = 0
+    """Set by ``careloop serve`` for its API processes: the embedded worker ``/readyz`` checks."""
     relay_after_commit: bool = True
     """Publish outbox work right after each commit (beat's relay catches anything missed)."""
     secret_key: str = ""

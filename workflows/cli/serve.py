@@ -62,6 +62,9 @@ def serve(
     _check_stored_secrets()
     start_run(settings.metrics_dir, settings.data_dir)  # API workers and embedded worker share it
     embedded = None if get_settings().broker_url else start_embedded_worker()
+    if embedded is not None:  # for /readyz in the API processes (uvicorn's workers inherit it)
+        os.environ["CARELOOP_EMBEDDED_WORKER_PID"] = str(embedded.pid)
+        get_settings.cache_clear()
     try:
         uvicorn.run(
             "careloop.workflows.web:create_app",

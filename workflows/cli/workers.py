@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,6 +21,7 @@ from careloop.workflows import runtime
 from careloop.workflows.celery_app import POLLING_TASKS, celery_app, configure_celery, queues
 from careloop.workflows.task_logging import quiet_polling_logs
 from careloop.workflows.telemetry import start_tracing, trace_worker
+from careloop.workflows.worker_health import DEFAULT_INTERVAL_SECONDS, install_health_file
 
 
 def _tune_embedded_broker(settings: Settings) -> None:
@@ -108,11 +110,20 @@ def worker(
             " alerts alone: --queues alerts).",
         ),
     ] = "alerts,ehr,routine",
+    health_file: Annotated[
+        Path | None,
+        typer.Option(help="Keep this file while consuming, touched while connected (probes)."),
+    ] = None,
+    health_interval: Annotated[
+        float, typer.Option(help="Seconds between touches of the health file.")
+    ] = DEFAULT_INTERVAL_SECONDS,
 ) -> None:
     """Run a Celery worker on CARELOOP_BROKER_URL (or the embedded SQLite broker)."""
     settings = get_settings()
     chosen = _chosen_queues(settings, queues_)
     level = _log_through_careloop("worker", loglevel)
+    if health_file is not None:
+        install_health_file(celery_app, health_file, health_interval)
     if exit_with_parent:
         _exit_with_parent()
     serve_process_metrics(settings, "worker", port=not exit_with_parent)  # embedded: serve's
