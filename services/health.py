@@ -7,10 +7,10 @@ check (``ok``, ``skipped``, or what failed), never a host, a URL, an error's tex
 ``/readyz`` checks, each bounded by a short timeout so a probe never hangs:
 
 - ``database``: ``SELECT 1`` answers;
-- ``schema``: the database is at the migrations' head. *Behind* (not yet migrated) and *ahead*
-  (a revision this code does not know: a rolled-back deploy) are both unready. Once current it
-  is not read again until restart, so a rolling upgrade's migration does not take the old
-  processes out of service before the new ones are ready;
+- ``schema``: the database is at the migrations' head, or *ahead* of it (a revision this code
+  does not know: a newer release migrated it, as in a rolling upgrade or a rollback; careloop's
+  migrations keep the schema usable by the release before, see ``services/migrate.py``).
+  *Behind* (not yet migrated) is unready. Once current it is not read again until restart;
 - ``broker``: with ``CARELOOP_BROKER_URL``, a connection to it opens (the result is kept a few
   seconds, so probes do not hammer the broker); on the embedded broker, the embedded worker
   ``careloop serve`` started is alive (skipped when this process was not started by serve).
@@ -142,7 +142,7 @@ class Readiness:
         if state is None:
             return "not checked"  # the database did not answer (that check failed)
         if state == "ahead":
-            raise CheckFailed("ahead of this code's migrations (a newer release migrated it)")
+            return "ahead"  # a newer release migrated it: still usable by this one
         raise CheckFailed("behind this code's migrations (run careloop migrate)")
 
     def check_broker(self) -> str:
