@@ -33,10 +33,12 @@ from careloop.services.db import make_engine
 from careloop.services.docs import allow_docs, mount_docs
 from careloop.services.ehr.endpoints import router as ehr_router
 from careloop.services.fhirapi.endpoints import router as fhir_router
+from careloop.services.health import router as health_router
 from careloop.services.keys.endpoints import router as keys_router
 from careloop.services.launch.endpoints import router as launch_router
 from careloop.services.launch.frame_ancestors import EhrOrigins
 from careloop.services.measures.endpoints import router as measures_router
+from careloop.services.metrics.endpoint import install_metrics
 from careloop.services.outbox.events import ReadingTriage
 from careloop.services.reports.endpoints import router as reports_router
 from careloop.services.risks.endpoints import router as risks_router
@@ -125,15 +127,12 @@ def create_app(
     app.include_router(inbox_router)
     app.include_router(clinicians_router)
     app.include_router(patients_router)
+    app.include_router(health_router)
     install_sign_in_redirect(app)
     mount_assets(app)
     mount_docs(app)
 
     install_openapi(app)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(InputGuard, path_templates=lambda: app.openapi()["paths"].keys())
@@ -152,4 +151,5 @@ def create_app(
         https=settings.base_url.startswith("https://"),
     )
     allow_docs(policy)
+    install_metrics(app, settings)  # outermost: counts and times every answer, /metrics
     return app

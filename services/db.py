@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, event
+from sqlalchemy import DateTime, Engine, event, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import create_engine
@@ -62,8 +62,11 @@ def make_engine(url: str, pool_size: int = 20) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    # libpq waits for a host that does not answer as long as the kernel does (minutes).
+    connect_args = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": 10}
     engine = create_engine(
         url,
+        connect_args=connect_args,
         pool_size=pool_size,
         # Overflow connections close when returned; a pool as large as the concurrency keeps
         # them few (each new PostgreSQL session costs a fork and authentication).

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     queue: str = "careloop"
     """Celery queue name (separate deployments sharing a broker use separate queues)."""
     redis_visibility_timeout: int = 300
+    embedded_worker_pid: int = 0
+    """Set by ``careloop serve`` for its API processes: the embedded worker ``/readyz`` checks."""
     relay_after_commit: bool = True
     """Publish outbox work right after each commit (beat's relay catches anything missed)."""
     secret_key: str = ""
@@ -178,6 +180,21 @@ class Settings(BaseSettings):
     """OTLP/HTTP collector to send traces to (``http://collector:4318``; ``/v1/traces`` is
     appended unless given). Empty: the standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or
     ``OTEL_EXPORTER_OTLP_ENDPOINT``, and without those tracing is off."""
+
+    # -- metrics (services/metrics): /metrics on the API, a port of their own for workers --
+    metrics_token: str = ""
+    """Bearer token a scrape of ``/metrics`` must send; empty: loopback callers only (below)."""
+    metrics_allow_loopback: bool | None = None
+    """Without a token, answer loopback callers; unset: in dev and test, not in production."""
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """``careloop worker`` and ``careloop beat`` serve their own metrics on this port."""
+    metrics_host: str = "127.0.0.1"
+    """Interface of the workers' metrics port."""
+    metrics_dir: Path | None = None
+    """Where each run keeps its processes' metric files (a local disk or tmpfs, never NFS);
+    unset: ``<data_dir>/metrics`` (the temporary directory if that is not writable)."""
+    metrics_cache_seconds: float = Field(default=10, ge=0, le=600)
+    """How long the gauges read from the database and broker are reused between scrapes."""
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -27,10 +27,11 @@ from careloop.integrations.egress import (
 from careloop.services.alerts.firing import reasons_of, summary
 from careloop.services.alerts.models import Alert, DeliveryAttempt, Notification
 from careloop.services.alerts.service import alert_json
-from careloop.services.alerts.vocabulary import Channel, NotificationStatus
+from careloop.services.alerts.vocabulary import Channel, NotificationEvent, NotificationStatus
 from careloop.services.common.egress import destination_policy, egress_client
 from careloop.services.db import utcnow
 from careloop.services.ehr.pushes import resources_changed
+from careloop.services.metrics.recording import notification_attempted, report_notified
 from careloop.services.outbox.events import EventType
 from careloop.services.outbox.models import DeadTask
 from careloop.services.settings import Settings
@@ -168,6 +169,7 @@ def deliver_notification(
     except EgressBlocked:
         notification.status = NotificationStatus.BLOCKED
         session.add(notification)
+        notification_attempted(session, notification.channel, "blocked")
         return DeliveryOutcome(True)
     crash_point("after-send")
     notification.attempts += 1
@@ -180,10 +182,13 @@ def deliver_notification(
             duration_ms=(time.perf_counter() - started) * 1000,
         )
     )
+    notification_attempted(session, notification.channel, "sent" if result.ok else "failed")
     if result.ok:
         now = utcnow()
         notification.status = NotificationStatus.DELIVERED
         notification.delivered_at = now
+        if notification.event != NotificationEvent.ESCALATED:  # escalations wait on purpose
+            report_notified(session, alert.observation_id, alert.severity, now)
         communication = map_alert_communication(
             notification.id,
             alert.id,

@@ -27,6 +27,7 @@ from careloop.services.alerts.vocabulary import (
     severity_rank,
 )
 from careloop.services.db import utcnow
+from careloop.services.metrics.recording import alert_opened
 from careloop.services.settings import Settings
 from careloop.services.store.models import FhirResource
 from careloop.services.store.repository import ResourceStore
@@ -151,6 +152,7 @@ def _open(
         task_id=task_id_for(alert_id),
     )
     session.add(alert)
+    alert_opened(session, severity)
     _event(
         session,
         alert,

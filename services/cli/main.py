@@ -36,8 +36,10 @@ app.add_typer(cds, name="cds")
 @app.command()
 def migrate() -> None:
     """Bring the database to the newest schema."""
-    upgrade(get_engine())
-    typer.echo("database is at the newest schema")
+    if upgrade(get_engine()):
+        typer.echo("database is at the newest schema")
+    else:
+        typer.echo("database is at a newer schema than this release: left as it is")
 
 
 def _configuration_errors(exc: ValidationError) -> str:

@@ -57,6 +57,11 @@ class ContentSecurityPolicy:
         return "; ".join(f"{name} {value}" for name, value in directives.items())
 
 
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+"""Answered without the EHR origins (a database read now and then): a liveness probe must not
+wait on a database that hangs."""
+
+
 class SecurityHeaders:
     """ASGI middleware adding the security headers to every HTTP response."""
 
@@ -85,9 +90,12 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 if "content-security-policy" not in headers:
-                    headers["Content-Security-Policy"] = self.policy.header(
-                        path, await self._ancestors()
+                    ancestors = (
+                        list(self.frame_ancestors)
+                        if path in PROBE_PATHS
+                        else await self._ancestors()
                     )
+                    headers["Content-Security-Policy"] = self.policy.header(path, ancestors)
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("Referrer-Policy", REFERRER_POLICY)
                 if https:

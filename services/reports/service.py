@@ -21,6 +21,7 @@ from careloop.services.common.bulk_insert import insert_rows
 from careloop.services.common.errors import Issue
 from careloop.services.db import utcnow
 from careloop.services.ehr.pushes import resources_changed
+from careloop.services.metrics.recording import reports_accepted
 from careloop.services.outbox.record import readings_created
 from careloop.services.patients.service import create_patients, find_patients
 from careloop.services.reports.models import SymptomReport
@@ -196,6 +197,7 @@ def ingest_reports(
         if row["id"] in inserted:
             by_patient.setdefault(row["patient_id"], []).extend(row["resources"].split())
     resources_changed(session, principal.tenant_id, by_patient)
+    reports_accepted(session, (p.report.instrument for p in candidates if p.report_id in inserted))
     return [o if o is not None else _refused("body", "not processed") for o in outcomes]
 
 

@@ -98,7 +98,7 @@ def test_frame_ancestors_follow_the_active_ehr_connections(
 ) -> None:
     caller = make_caller(http, engine)
     host = f"ehr-{uuid.uuid4().hex[:8]}.example"
-    assert host not in http.get("/healthz").headers["content-security-policy"]
+    assert host not in http.get("/no-such-route").headers["content-security-policy"]
     with session_scope(engine) as session:
         add_connection(
             session,
@@ -109,7 +109,7 @@ def test_frame_ancestors_follow_the_active_ehr_connections(
             caller.tenant,
             destinations=_allowing(host),
         )
-    ancestors = _directives(http.get("/healthz").headers["content-security-policy"])
+    ancestors = _directives(http.get("/no-such-route").headers["content-security-policy"])
     assert f"https://{host}:8443" in ancestors["frame-ancestors"].split()
 
 
@@ -117,7 +117,7 @@ def test_ehr_origins_are_cached_for_the_ttl(settings: Settings, engine: Engine) 
     app = _app(settings, engine, frame_ancestors_ttl_seconds=3600)
     with TestClient(app, base_url=BASE_URL) as client:
         caller = make_caller(client, engine)
-        first = client.get("/healthz").headers["content-security-policy"]
+        first = client.get("/no-such-route").headers["content-security-policy"]
         host = f"ehr-{uuid.uuid4().hex[:8]}.example"
         with session_scope(engine) as session:
             add_connection(
@@ -129,7 +129,7 @@ def test_ehr_origins_are_cached_for_the_ttl(settings: Settings, engine: Engine) 
                 caller.tenant,
                 destinations=_allowing(host),
             )
-        assert client.get("/healthz").headers["content-security-policy"] == first
+        assert client.get("/no-such-route").headers["content-security-policy"] == first
         assert host not in first
 
 

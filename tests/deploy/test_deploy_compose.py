@@ -29,8 +29,6 @@ VARIANTS = {"redis": ["compose.yaml"], "rabbitmq": ["compose.yaml", "compose.rab
 CARELOOP_SERVICES = {"migrate", "api", "worker", "beat"}
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASS$|TOKEN|_KEY$")
 URL_PASSWORD = re.compile(r"://[^:/@\s]+:([^@\s]+)@")
-PENDING_SETTINGS = {"metrics_port", "metrics_token"}
-"""Settings the metrics work adds (deploy/README.md names them); in Settings once merged."""
 
 
 def _project(tmp_path: Path, env: str | None = None) -> Path:
@@ -156,7 +154,7 @@ def test_careloop_gets_a_production_configuration(model: dict[str, Any]) -> None
             for k, v in env.items()
             if k.startswith("CARELOOP_")
         }
-        unknown = set(careloop) - set(Settings.model_fields) - PENDING_SETTINGS
+        unknown = set(careloop) - set(Settings.model_fields)
         assert not unknown, f"not careloop settings: {unknown}"
         known = {k: v for k, v in careloop.items() if k in Settings.model_fields}
         Settings.model_validate({**known, "data_dir": "/nonexistent-never-written"})
@@ -208,4 +206,4 @@ def test_env_example_holds_placeholders_only() -> None:
         for variable in re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", (DEPLOY / name).read_text()):
             assert variable in entries or variable == "CARELOOP_IMAGE", variable
     careloop = {k.removeprefix("CARELOOP_").lower() for k in entries if k.startswith("CARELOOP_")}
-    assert careloop - set(Settings.model_fields) - PENDING_SETTINGS == set()
+    assert careloop - set(Settings.model_fields) == set()

@@ -22,9 +22,6 @@ KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 """The oldest Kubernetes the manifests target, and the newest kubernetes-validate ships."""
 DATA_DIR = "/var/lib/careloop"
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|_KEY$|DATABASE_URL|BROKER_URL|STORAGE_URL")
-PENDING_SETTINGS = {"metrics_port", "metrics_token"}
-"""Settings the metrics work adds; in Settings once merged."""
-
 Manifests = list[dict[str, Any]]
 
 
@@ -95,6 +92,7 @@ def test_every_container_is_bounded_and_unprivileged(
     assert {name for name, _ in pods} == {
         "careloop-api",
         "careloop-worker",
+        "careloop-worker-alerts",
         "careloop-beat",
         "careloop-migrate",
     }
@@ -173,7 +171,7 @@ def test_api_probes_rollout_autoscaling_and_disruption_budget(
 
 
 def test_exactly_one_beat_and_no_autoscaler_but_the_apis(
-    rendered: tuple[Manifests, Manifests],
+    rendered: tuple[Manifests, Manifests], overlay: str
 ) -> None:
     app, _ = rendered
     beat = _one(app, "Deployment", "careloop-beat")
@@ -184,10 +182,19 @@ def test_exactly_one_beat_and_no_autoscaler_but_the_apis(
         m["spec"]["scaleTargetRef"]["name"] for m in app if m["kind"] == "HorizontalPodAutoscaler"
     ]
     assert targets == ["careloop-api"]
-    worker = _one(app, "Deployment", "careloop-worker")
-    [container] = worker["spec"]["template"]["spec"]["containers"]
-    assert container["args"][0] == "worker"
-    assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
+    taken: list[str] = []
+    for name in ("careloop-worker", "careloop-worker-alerts"):
+        worker = _one(app, "Deployment", name)
+        [container] = worker["spec"]["template"]["spec"]["containers"]
+        assert container["args"][0] == "worker"
+        [queues] = [a.removeprefix("--queues=") for a in container["args"] if "--queues=" in a]
+        taken += queues.split(",")
+        [health] = [a.removeprefix("--health-file=") for a in container["args"] if "health" in a]
+        assert container["livenessProbe"]["exec"]["command"][2:4] == ["fresh", health]
+        if overlay == "production":
+            assert worker["spec"]["replicas"] >= 2, "a page survives a lost node"
+    # Every kind of work has workers, and alert work has its own.
+    assert sorted(taken) == ["alerts", "ehr", "routine"]
 
 
 def test_the_migrate_job_runs_once_before_the_rollout(
@@ -209,7 +216,7 @@ def test_configuration_and_the_example_secret(
     app, _ = rendered
     config = _one(app, "ConfigMap", "careloop-config")["data"]
     settings = {k.removeprefix("CARELOOP_").lower() for k in config if k.startswith("CARELOOP_")}
-    assert settings - set(Settings.model_fields) - PENDING_SETTINGS == set()
+    assert settings - set(Settings.model_fields) == set()
     assert not [k for k in config if SECRET_NAME.search(k)], "secrets belong in the Secret"
     assert config["CARELOOP_ENVIRONMENT"] == "production"
     assert config["CARELOOP_BASE_URL"].startswith("https://")
@@ -220,9 +227,7 @@ def test_configuration_and_the_example_secret(
         return
     [secret] = secrets
     for key, value in secret["stringData"].items():
-        assert (
-            key.removeprefix("CARELOOP_").lower() in set(Settings.model_fields) | PENDING_SETTINGS
-        )
+        assert key.removeprefix("CARELOOP_").lower() in set(Settings.model_fields)
         assert value == "" or "CHANGE-ME" in value, f"{key} is not a placeholder"
     assert {"CARELOOP_SECRET_KEY", "CARELOOP_DATABASE_URL", "CARELOOP_BROKER_URL"} <= set(
         secret["stringData"]
@@ -277,12 +282,14 @@ def test_network_policies_allow_only_what_careloop_needs(
 
     assert ingress_ports("careloop-api") == {8000}
     assert ingress_ports("careloop-worker") == {9102}
+    assert ingress_ports("careloop-worker-alerts") == {9102}
     assert ingress_ports("careloop-beat") == set()
     backends = {53, 5432, 6379, 5672}
     # 5671: AMQP over TLS; 4318: the OpenTelemetry collector (OTLP/HTTP), when tracing is on
     assert backends <= egress_ports("careloop-beat") <= backends | {5671, 4318}
     assert {443, 587} <= egress_ports("careloop-worker")
     assert egress_ports("careloop-api") == egress_ports("careloop-worker")
+    assert egress_ports("careloop-worker-alerts") == egress_ports("careloop-worker")
     for policy in policies:
         for rule in policy["spec"].get("ingress", []):
             assert rule["from"], "an ingress rule names its sources"

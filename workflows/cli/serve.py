@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from careloop.services.db import get_engine
+from careloop.services.metrics.multiprocess import start_run
 from careloop.services.migrate import upgrade
 from careloop.services.settings import get_settings
 from careloop.services.unit_of_work import session_scope
@@ -59,7 +60,11 @@ def serve(
     settings = get_settings()
     upgrade(get_engine())
     _check_stored_secrets()
+    start_run(settings.metrics_dir, settings.data_dir)  # API workers and embedded worker share it
     embedded = None if get_settings().broker_url else start_embedded_worker()
+    if embedded is not None:  # for /readyz in the API processes (uvicorn's workers inherit it)
+        os.environ["CARELOOP_EMBEDDED_WORKER_PID"] = str(embedded.pid)
+        get_settings.cache_clear()
     try:
         uvicorn.run(
             "careloop.workflows.web:create_app",

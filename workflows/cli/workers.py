@@ -8,17 +8,20 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from careloop.services.db import get_engine
+from careloop.services.metrics.process_server import serve_process_metrics
 from careloop.services.settings import Settings, get_settings
 from careloop.services.telemetry import Role
 from careloop.workflows import runtime
 from careloop.workflows.celery_app import POLLING_TASKS, celery_app, configure_celery, queues
 from careloop.workflows.task_logging import quiet_polling_logs
 from careloop.workflows.telemetry import start_tracing, trace_worker
+from careloop.workflows.worker_health import DEFAULT_INTERVAL_SECONDS, install_health_file
 
 
 def _tune_embedded_broker(settings: Settings) -> None:
@@ -107,13 +110,23 @@ def worker(
             " alerts alone: --queues alerts).",
         ),
     ] = "alerts,ehr,routine",
+    health_file: Annotated[
+        Path | None,
+        typer.Option(help="Keep this file while consuming, touched while connected (probes)."),
+    ] = None,
+    health_interval: Annotated[
+        float, typer.Option(help="Seconds between touches of the health file.")
+    ] = DEFAULT_INTERVAL_SECONDS,
 ) -> None:
     """Run a Celery worker on CARELOOP_BROKER_URL (or the embedded SQLite broker)."""
     settings = get_settings()
     chosen = _chosen_queues(settings, queues_)
     level = _log_through_careloop("worker", loglevel)
+    if health_file is not None:
+        install_health_file(celery_app, health_file, health_interval)
     if exit_with_parent:
         _exit_with_parent()
+    serve_process_metrics(settings, "worker", port=not exit_with_parent)  # embedded: serve's
     _tune_embedded_broker(settings)
     configure_celery(settings)
     runtime.configure(settings, get_engine())
@@ -145,6 +158,7 @@ def beat(
     """Run the beat scheduler: outbox relay, escalations and missed check-ins."""
     level = _log_through_careloop("beat", loglevel)
     settings = get_settings()
+    serve_process_metrics(settings, "beat")
     _tune_embedded_broker(settings)
     configure_celery(settings)
     start_tracing(settings, Role.beat)  # off unless configured (services/telemetry)

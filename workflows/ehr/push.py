@@ -19,6 +19,7 @@ from careloop.integrations.ehr.smart import SmartError
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, EhrFailure, EhrWrite, PatientLink
 from careloop.services.ehr.vocabulary import LinkState, PushState, WriteState
+from careloop.services.metrics.recording import ehr_pushes, ehr_pushes_failed
 from careloop.services.outbox.models import OutboxMessage
 from careloop.services.settings import Settings
 from careloop.services.store.models import FhirResource
@@ -90,13 +91,20 @@ def push_batch(
     a configuration problem) is kept as an EhrFailure for every push.
     """
     try:
-        return _push_batch(session, settings, connection, pushes)
+        results = _push_batch(session, settings, connection, pushes)
     except SmartError as exc:
         if exc.transient:
+            ehr_pushes_failed(connection.id, len(pushes))
             raise
         for item in pushes:
             _failure(session, connection, item.patient_id, item.references, exc.status, str(exc))
-        return [PushResult([], PushState.REJECTED) for _ in pushes]
+        results = [PushResult([], PushState.REJECTED) for _ in pushes]
+    except EhrError as exc:
+        if exc.transient:
+            ehr_pushes_failed(connection.id, len(pushes))
+        raise
+    ehr_pushes(session, connection.id, (r.state for r in results))
+    return results
 
 
 def _push_batch(

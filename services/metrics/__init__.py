@@ -1,0 +1,1 @@
+"""Prometheus metrics: definitions, recording helpers, the /metrics endpoint, multiprocess mode."""
