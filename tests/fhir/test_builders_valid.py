@@ -13,7 +13,7 @@ exhaustively.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 from unicodedata import category
@@ -22,12 +22,19 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
+from support.builder_proofs import (
+    OFFSETS,
+    SPECIAL,
+    admitted,
+    assert_valid,
+    optional,
+    texts,
+)
 from support.clients import Caller
 from support.fhir_schema import (
     ECMA_ONLY_SPACES,
     r4_schema_errors,
-    without_ecma_only_spaces,
 )
 
 from careloop.fhir.alerts import (
@@ -61,7 +68,6 @@ from careloop.services.alerts.vocabulary import AlertStatus, Channel, Severity
 from careloop.services.cds.cards import cards_for
 from careloop.services.common.bounds import LAST_YEAR
 from careloop.services.common.constrained import (
-    CONTROL,
     SafeDatetime,
     Text100,
     Text200,
@@ -86,58 +92,6 @@ def _builders_unchecked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     own_output_checks.cache_clear()
 
 
-def assert_valid(resource: dict[str, Any]) -> None:
-    """``resource`` passes fhir.resources and the R4 JSON schema (see ``ECMA_ONLY_SPACES``)."""
-    check_resource(resource)
-    errors = r4_schema_errors(without_ecma_only_spaces(resource))
-    assert not errors, errors
-
-
-# --- strategies: the inputs the API's bounds admit -------------------------------------------
-
-# Characters hypothesis rarely draws on its own but text from people holds: whitespace of every
-# kind, no-break and ideographic spaces, BOM, combining marks, astral planes, markup and quotes.
-SPECIAL = (
-    "\t\n\r \u0085\u00a0\u1680\u2000\u200a\u200b\u2028\u2029\u202f\u205f\u3000\ufeff"
-    "\u0301\u180e\ufffd\uffff\U0001f600\U0010fffd<>&\"'\\/|%#$"
-)
-_CHARS = st.one_of(st.characters(exclude_categories=["Cs"]), st.sampled_from(SPECIAL))
-
-
-def _admitted(bound: Any) -> Callable[[Any], bool]:
-    adapter: TypeAdapter[Any] = TypeAdapter(bound)
-
-    def admitted(value: Any) -> bool:
-        try:
-            adapter.validate_python(value)
-        except ValidationError:
-            return False
-        return True
-
-    return admitted
-
-
-def texts(bound: Any, max_length: int, *, uri: bool = False) -> st.SearchStrategy[str]:
-    """Strings the pydantic type ``bound`` admits, short ones and ones at ``max_length``."""
-    short = st.text(_CHARS, min_size=1, max_size=30)
-    at_bound = st.text(_CHARS, min_size=1, max_size=5).map(lambda s: (s * max_length)[:max_length])
-    raw = st.one_of(short, at_bound).map(lambda s: CONTROL.sub("", s))
-    if uri:
-        raw = raw.map(lambda s: "".join(c for c in s if not c.isspace()))
-    return raw.filter(_admitted(bound))
-
-
-def optional(strategy: st.SearchStrategy[T]) -> st.SearchStrategy[T | None]:
-    return st.one_of(st.none(), strategy)
-
-
-MAX_OFFSET_MINUTES = 14 * 60
-OFFSETS = st.one_of(
-    st.just(UTC),
-    st.integers(-MAX_OFFSET_MINUTES, MAX_OFFSET_MINUTES).map(
-        lambda m: timezone(timedelta(minutes=m))
-    ),
-)
 FIRST_INSTANT = datetime(1, 1, 1, 14, 0, tzinfo=timezone(timedelta(hours=14)))  # 0001-01-01Z
 LAST_INSTANT = datetime(
     LAST_YEAR + 1, 1, 1, 13, 59, 59, 999999, tzinfo=timezone(timedelta(hours=14))
@@ -147,7 +101,7 @@ SAFE_DATETIMES = st.datetimes(
     min_value=datetime(1, 1, 1),
     max_value=datetime(9999, 12, 31, 23, 59, 59, 999999),
     timezones=OFFSETS,
-).filter(_admitted(SafeDatetime))
+).filter(admitted(SafeDatetime))
 # What careloop itself stamps (utcnow, database timestamps): UTC.
 UTC_DATETIMES = st.datetimes(
     min_value=datetime(1, 1, 1),
@@ -427,7 +381,7 @@ def test_provenance_is_valid(
 @example(patient_id="p-1", refs=[{"system": "\ufeff", "value": "\ufeff"}])
 def test_patients_are_valid(patient_id: str, refs: list[dict[str, str]]) -> None:
     """The Patient of the identifiers the app API admits (PatientRef)."""
-    admitted = [PatientRef.model_validate(r) for r in refs if _admitted(PatientRef)(r)]
+    admitted = [PatientRef.model_validate(r) for r in refs if admitted(PatientRef)(r)]
     if not admitted:
         return
     assert_valid(map_patient(patient_id, [(p.system, p.value) for p in admitted]))
@@ -593,7 +547,7 @@ def test_r4_json_schema_refuses_only_the_ecma_spaces_that_fhir_resources_accepts
     candidates = set(SPECIAL) | {chr(c) for c in range(0x110000) if category(chr(c)) in kinds}
     refused = set()
     for c in sorted(candidates):
-        if not _admitted(Text4000)(f"a{c}b"):
+        if not admitted(Text4000)(f"a{c}b"):
             continue
         [observation] = map_rating_report(_context(note=f"a{c}b"), "mood", 5)
         check_resource(observation)

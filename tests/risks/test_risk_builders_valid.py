@@ -8,15 +8,14 @@ each output is validated with fhir.resources (R4B) and HL7's R4 JSON schema.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from pydantic import TypeAdapter, ValidationError
-from support.fhir_schema import r4_schema_errors, without_ecma_only_spaces
+from support.builder_proofs import OFFSETS, admitted, assert_valid, texts
 
 from careloop.fhir.errors import MappingError
 from careloop.fhir.risks import (
@@ -28,9 +27,9 @@ from careloop.fhir.risks import (
     map_risk_provenance,
     risk_assessment_id,
 )
-from careloop.fhir.validation import OWN_OUTPUT_CHECKS_ENV, check_resource, own_output_checks
+from careloop.fhir.validation import OWN_OUTPUT_CHECKS_ENV, own_output_checks
 from careloop.services.common.bounds import LAST_YEAR
-from careloop.services.common.constrained import CONTROL, SafeDatetime, Text100, Text200
+from careloop.services.common.constrained import SafeDatetime, Text100, Text200
 from careloop.services.risks.schemas import Category, Level, Source, Token
 
 T = TypeVar("T")
@@ -47,47 +46,11 @@ def _builders_unchecked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     own_output_checks.cache_clear()
 
 
-def assert_valid(resource: dict[str, Any]) -> None:
-    check_resource(resource)
-    errors = r4_schema_errors(without_ecma_only_spaces(resource))
-    assert not errors, errors
-
-
-SPECIAL = (
-    "\t\n\r \u0085\u00a0\u1680\u2000\u200a\u200b\u2028\u2029\u202f\u205f\u3000\ufeff"
-    "\u0301\u180e\ufffd\uffff\U0001f600\U0010fffd<>&\"'\\/|%#$"
-)
-_CHARS = st.one_of(st.characters(exclude_categories=["Cs"]), st.sampled_from(SPECIAL))
-
-
-def _admitted(bound: Any) -> Callable[[Any], bool]:
-    adapter: TypeAdapter[Any] = TypeAdapter(bound)
-
-    def admitted(value: Any) -> bool:
-        try:
-            adapter.validate_python(value)
-        except ValidationError:
-            return False
-        return True
-
-    return admitted
-
-
-def texts(bound: Any, max_length: int) -> st.SearchStrategy[str]:
-    short = st.text(_CHARS, min_size=1, max_size=30)
-    at_bound = st.text(_CHARS, min_size=1, max_size=5).map(lambda s: (s * max_length)[:max_length])
-    return st.one_of(short, at_bound).map(lambda s: CONTROL.sub("", s)).filter(_admitted(bound))
-
-
-OFFSETS = st.one_of(
-    st.just(UTC),
-    st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m))),
-)
 SAFE_DATETIMES = st.datetimes(
     min_value=datetime(1, 1, 1),
     max_value=datetime(9999, 12, 31, 23, 59, 59, 999999),
     timezones=OFFSETS,
-).filter(_admitted(SafeDatetime))
+).filter(admitted(SafeDatetime))
 UTC_DATETIMES = st.datetimes(
     min_value=datetime(1, 1, 1),
     max_value=datetime(LAST_YEAR, 12, 31, 23, 59, 59),
@@ -95,7 +58,7 @@ UTC_DATETIMES = st.datetimes(
 )
 UUIDS = st.uuids().map(str)
 CLIENT_IDS = st.from_regex(r"cl_[A-Za-z0-9_\-]{16}", fullmatch=True)
-TOKENS = st.from_regex(r"[A-Za-z0-9._:~-]{1,128}", fullmatch=True).filter(_admitted(Token))
+TOKENS = st.from_regex(r"[A-Za-z0-9._:~-]{1,128}", fullmatch=True).filter(admitted(Token))
 SIGNALS = st.builds(
     RiskSignal,
     signal_id=UUIDS,
