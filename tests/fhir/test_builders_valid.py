@@ -381,10 +381,10 @@ def test_provenance_is_valid(
 @example(patient_id="p-1", refs=[{"system": "\ufeff", "value": "\ufeff"}])
 def test_patients_are_valid(patient_id: str, refs: list[dict[str, str]]) -> None:
     """The Patient of the identifiers the app API admits (PatientRef)."""
-    admitted = [PatientRef.model_validate(r) for r in refs if admitted(PatientRef)(r)]
-    if not admitted:
+    taken = [PatientRef.model_validate(r) for r in refs if admitted(PatientRef)(r)]
+    if not taken:
         return
-    assert_valid(map_patient(patient_id, [(p.system, p.value) for p in admitted]))
+    assert_valid(map_patient(patient_id, [(p.system, p.value) for p in taken]))
 
 
 @FAST
