@@ -33,6 +33,7 @@ from careloop.services.db import make_engine
 from careloop.services.docs import allow_docs, mount_docs
 from careloop.services.ehr.endpoints import router as ehr_router
 from careloop.services.fhirapi.endpoints import router as fhir_router
+from careloop.services.groups.endpoints import router as groups_router
 from careloop.services.health import router as health_router
 from careloop.services.keys.endpoints import router as keys_router
 from careloop.services.launch.endpoints import router as launch_router
@@ -116,6 +117,7 @@ def create_app(
     app.include_router(reports_router)
     app.include_router(telehealth_router)
     app.include_router(risks_router)
+    app.include_router(groups_router)
     app.include_router(alerts_router)
     app.include_router(measures_router)
     app.include_router(fhir_router)

@@ -20,6 +20,7 @@ from careloop.workflows.rules.engine import (
     PatientContext,
     evaluate_reading,
     missed_checkin,
+    no_show_start,
     reading_from,
 )
 from careloop.workflows.rules.program import DEFAULT_PROGRAM, Program, load_program
@@ -33,13 +34,24 @@ def program_for(settings: Settings) -> Program:
     return load_program(settings.care_program or DEFAULT_PROGRAM)
 
 
+def _other_no_shows(store: ResourceStore, patient_id: str, encounter_id: str) -> list[datetime]:
+    """The starts of the patient's missed group sessions other than ``encounter_id``."""
+    starts = (
+        no_show_start(e.as_dict())
+        for e in store.for_patient("Encounter", patient_id)
+        if e.id != encounter_id
+    )
+    return [s for s in starts if s is not None]
+
+
 def evaluate_observation(
     session: Session, settings: Settings, tenant_id: str, observation_id: str
 ) -> list[Alert]:
     """Evaluate one Observation once; a repeat call does nothing.
 
     ``observation_id`` is an Observation's id, or a ``RiskAssessment/<id>`` reference (a risk
-    signal, judged by the risk-signal rules; the alert's evidence is that reference). Every
+    signal, judged by the risk-signal rules; the alert's evidence is that reference) or an
+    ``Encounter/<id>`` one (a participant's missed group session, the group-no-show rules). Every
     rule the reading fires goes into one alert (at most one is returned), so a reading that
     crosses several rules pages once.
     """
@@ -59,11 +71,12 @@ def evaluate_observation(
         patient_id = reference.removeprefix("Patient/")
         program = program_for(settings)
         current = reading_from(observation) if not rtype else None
-        ctx = (
-            load_context(session, tenant_id, patient_id, program, current)
-            if current is not None
-            else PatientContext()  # no code or time (or a risk signal): nothing to load
-        )
+        if current is not None:
+            ctx = load_context(session, tenant_id, patient_id, program, current)
+        elif rtype == "Encounter":
+            ctx = PatientContext(no_shows=_other_no_shows(store, patient_id, rid))
+        else:
+            ctx = PatientContext()  # no code or time (or a risk signal): nothing to load
         firings = evaluate_reading(program, observation, ctx)
         alert = apply_firings(session, settings, tenant_id, patient_id, firings, observation_id)
         fired = [f.rule_id for f in firings]

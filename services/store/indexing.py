@@ -140,6 +140,7 @@ _REFERENCE_PARAMS = {
     "Task": (("focus", "focus"), ("owner", "owner")),
     "Communication": (("about", "about"),),
     "PractitionerRole": (("practitioner", "practitioner"),),
+    "Encounter": (("part-of", "partOf"),),
 }
 
 
@@ -191,6 +192,10 @@ def extract_search_values(resource: dict[str, Any]) -> SearchValues:
         values.token(
             "lifecycle-status", "", resource["lifecycleStatus"], f"{rtype}.lifecycleStatus"
         )
+    elif rtype == "Group":
+        for member, at in _list(resource.get("member"), f"{rtype}.member"):
+            if isinstance(member, dict):
+                _references(values, "member", member.get("entity"), f"{at}.entity")
     for param, element in _REFERENCE_PARAMS.get(rtype, ()):
         _references(values, param, resource.get(element), f"{rtype}.{element}")
     for name in _DATE_ELEMENTS.get(rtype, ()):

@@ -75,6 +75,12 @@ SEARCH_PARAMS: dict[str, dict[str, ParamSpec]] = {
         "status": ParamSpec(ParamKind.token, "token", "status"),
         "class": ParamSpec(ParamKind.token, "token", "class"),
         "date": ParamSpec(ParamKind.date, "date"),
+        "part-of": ParamSpec(ParamKind.reference, "reference", "part-of"),
+    },
+    "Group": {
+        **_COMMON,
+        "identifier": ParamSpec(ParamKind.token, "token", "identifier"),
+        "member": ParamSpec(ParamKind.reference, "reference", "member"),
     },
     "RiskAssessment": {
         **_COMMON,

@@ -8,6 +8,7 @@ from typing import Any
 
 from fhirpathpy import evaluate as fhirpath
 
+from careloop.fhir.groups import attendance_of
 from careloop.fhir.risks import RISK_CATEGORY_SYSTEM, RISK_PROBABILITY
 from careloop.services.alerts.firing import Firing
 from careloop.services.alerts.vocabulary import severity_rank
@@ -49,6 +50,8 @@ class PatientContext:
     goals: dict[str, GoalTarget] = field(default_factory=dict)
     checkin_interval_days: float | None = None
     plan_id: str | None = None
+    no_shows: list[datetime] = field(default_factory=list)
+    """Starts of the patient's other missed group sessions (group-no-show rules count them)."""
 
 
 def _number(value: Any) -> float | None:
@@ -270,22 +273,72 @@ def _evaluate_risk(program: Program, assessment: dict[str, Any]) -> list[Firing]
     return sorted(firings, key=lambda f: -severity_rank(f.severity))
 
 
+def no_show_start(encounter: dict[str, Any]) -> datetime | None:
+    """When a participant's missed group session was to start, or None if it is no no-show."""
+    if encounter.get("resourceType") != "Encounter" or attendance_of(encounter) != "no-show":
+        return None
+    start = (encounter.get("period") or {}).get("start")
+    try:
+        return datetime.fromisoformat(str(start))
+    except ValueError:
+        return None
+
+
+def _group_no_show(
+    rule: Rule, start: datetime, ctx: PatientContext, program: Program
+) -> Firing | None:
+    since = start - timedelta(days=rule.days)
+    earlier = sorted(d for d in ctx.no_shows if since <= d <= start)
+    missed = len(earlier) + 1
+    if missed < rule.count:
+        return None
+    return Firing(
+        rule.id,
+        rule.severity,
+        rule.title,
+        {"missed_sessions": missed, "session_start": start.isoformat()},
+        {"count": rule.count, "days": rule.days},
+        _program_source(program),
+    )
+
+
+def _evaluate_encounter(
+    program: Program, encounter: dict[str, Any], ctx: PatientContext
+) -> list[Firing]:
+    start = no_show_start(encounter)
+    if start is None:
+        return []
+    firings = [
+        f
+        for f in (
+            _group_no_show(r, start, ctx, program)
+            for r in program.rules
+            if r.kind == "group-no-show"
+        )
+        if f is not None
+    ]
+    return sorted(firings, key=lambda f: -severity_rank(f.severity))
+
+
 def evaluate_reading(
     program: Program, observation: dict[str, Any], ctx: PatientContext
 ) -> list[Firing]:
     """The rules ``observation`` fires, most severe first; the same input gives the same output.
 
-    A RiskAssessment (a chatbot or AI risk signal) is judged by the risk-signal rules alone.
+    A RiskAssessment (a chatbot or AI risk signal) is judged by the risk-signal rules alone; an
+    Encounter (a participant's missed group session) by the group-no-show rules alone.
     """
     if observation.get("resourceType") == "RiskAssessment":
         return _evaluate_risk(program, observation)
+    if observation.get("resourceType") == "Encounter":
+        return _evaluate_encounter(program, observation, ctx)
     reading = reading_from(observation)
     if reading is None:
         return []
     firings: list[Firing] = []
     for rule in program.rules:
         firing: Firing | None = None
-        if rule.kind == "risk-signal":
+        if rule.kind in ("risk-signal", "group-no-show"):
             continue
         if rule.kind == "fhirpath":
             firing = _fhirpath(rule, observation, program)

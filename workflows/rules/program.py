@@ -19,6 +19,7 @@ KINDS = (
     "missed-checkin",
     "fhirpath",
     "risk-signal",
+    "group-no-show",
 )
 RISK_LEVELS = ("low", "moderate", "high")
 """Levels of a risk signal, lowest first; a risk-signal tier's ``at_least`` names one."""
@@ -59,6 +60,8 @@ class Rule:
     expression: str = ""
     categories: tuple[str, ...] = ()
     """risk-signal: the risk categories the rule judges."""
+    count: int = 1
+    """group-no-show: the missed group sessions (this one included) within ``days`` that fire."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ def _rule(data: dict[str, Any]) -> Rule:
             grace_factor=float(data.get("grace_factor", 1)),
             expression=str(data.get("expression", "")),
             categories=_categories(data.get("categories", [])),
+            count=int(data.get("count", 1)),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ProgramError(f"rule {data.get('id', '?')}: {exc}") from exc
@@ -121,6 +125,8 @@ def _rule(data: dict[str, Any]) -> Rule:
         raise ProgramError(f"rule {rule.id}: unknown kind {rule.kind!r}")
     if rule.kind == "risk-signal" and not (rule.categories and rule.tiers):
         raise ProgramError(f"rule {rule.id}: a risk-signal rule needs categories and tiers")
+    if rule.kind == "group-no-show" and not (rule.count >= 1 and rule.days >= 1):
+        raise ProgramError(f"rule {rule.id}: a group-no-show rule needs count >= 1 and days >= 1")
     for severity in [rule.severity, *(t.severity for t in rule.tiers)]:
         if not Severity.has(severity):
             raise ProgramError(f"rule {rule.id}: unknown severity {severity!r}")

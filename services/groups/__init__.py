@@ -1,0 +1,1 @@
+"""groups domain: virtual support groups and group telehealth."""
