@@ -19,6 +19,7 @@ from careloop.fhir.terminology import PHQ9_ITEM9_CODE, RATING_INSTRUMENTS, SCORE
 from careloop.services.clinicians.sessions import SignedIn, SignedInDep
 from careloop.services.dashboard.caseload import SHOW_ALL, SHOW_MINE, load_caseload
 from careloop.services.dashboard.charts import Axis, Band, Marker, daily_chart, score_chart
+from careloop.services.dashboard.group_attendance import group_attendance
 from careloop.services.dashboard.patient_view import PatientView, alert_title, load_view
 from careloop.services.dashboard.templating import render
 from careloop.services.db import utcnow
@@ -128,7 +129,7 @@ def _item_table(view: PatientView) -> dict[str, Any]:
 def patient_page(
     request: Request, patient_id: str, signed: SignedInDep, session: SessionDep
 ) -> HTMLResponse:
-    """The patient's page: charts, measurement-based care, items, alerts."""
+    """The patient's page: charts, measurement-based care, items, alerts, group sessions."""
     if not _FHIR_ID.fullmatch(patient_id):
         return _not_found(request, signed)
     months_text = request.query_params.get("months")
@@ -165,6 +166,7 @@ def patient_page(
         open_alerts=[(a, alert_title(a)) for a in view.open_alerts],
         history=[(a, alert_title(a)) for a in view.alerts],
         rating_titles={k: v.display for k, v in RATING_INSTRUMENTS.items()},
+        group_sessions=group_attendance(session, signed.tenant_id, patient_id),
     )
 
 
