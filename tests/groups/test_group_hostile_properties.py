@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from group_bodies import group_session
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
-from group_bodies import group_session
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 from support.clients import Caller, make_caller

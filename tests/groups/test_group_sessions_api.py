@@ -27,7 +27,9 @@ def _count(engine: Engine, tenant: str) -> int:
     with Session(engine) as session:
         return int(
             session.execute(
-                select(func.count()).select_from(FhirResource).where(
+                select(func.count())
+                .select_from(FhirResource)
+                .where(
                     FhirResource.tenant_id == tenant  # type: ignore[arg-type]
                 )
             ).scalar_one()
@@ -43,7 +45,10 @@ def _fhir(caller: Caller, reference: str) -> dict[str, Any]:
 
 def _attendance(encounter: dict[str, Any]) -> str:
     return next(
-        c["code"] for t in encounter["type"] for c in t["coding"] if c["system"] == ATTENDANCE_SYSTEM
+        c["code"]
+        for t in encounter["type"]
+        for c in t["coding"]
+        if c["system"] == ATTENDANCE_SYSTEM
     )
 
 
@@ -156,7 +161,9 @@ def test_invalid_bodies_are_refused_naming_the_field_and_write_nothing(
             "participants[1].patient",
         ),
         (
-            group_session(participants=[participant("a", "attended", left_at="2026-11-24T17:10:00Z")]),
+            group_session(
+                participants=[participant("a", "attended", left_at="2026-11-24T17:10:00Z")]
+            ),
             "participants[0].left_at",
         ),
         (
@@ -168,7 +175,10 @@ def test_invalid_bodies_are_refused_naming_the_field_and_write_nothing(
         (group_session(end="2026-11-24T16:00:00Z"), "end"),
         (group_session(start="2026-11-24T17:00:00"), "start"),
         ({k: v for k, v in group_session().items() if k != "facilitator"}, "facilitator"),
-        (group_session(facilitator={"system": "x", "value": "1", "name": "Dr X"}), "facilitator.name"),
+        (
+            group_session(facilitator={"system": "x", "value": "1", "name": "Dr X"}),
+            "facilitator.name",
+        ),
         ({k: v for k, v in group_session().items() if k != "app_session_id"}, "app_session_id"),
         (group_session(participants=[participant(str(i)) for i in range(101)]), "participants"),
     ]
