@@ -48,6 +48,7 @@ def test_metadata_lists_what_is_supported(app_client: Any) -> None:
         "Communication",
         "Consent",
         "RiskAssessment",
+        "Group",
     }
     observation_params = {p["name"] for p in resources["Observation"]["searchParam"]}
     assert {"patient", "subject", "code", "category", "date", "_lastUpdated"} <= observation_params
