@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from sqlmodel import Session, col, select
 
+from careloop.fhir.groups import ATTENDANCE, attendance_of
 from careloop.services.alerts.models import Alert, AlertEvent, Notification
 from careloop.services.alerts.vocabulary import AlertEventKind, AlertStatus
 from careloop.services.cds.cards import ACKNOWLEDGE, FOLLOW_UP, suggestion_uuid
@@ -175,6 +176,8 @@ def reading_of(store: ResourceStore, observation_id: str | None) -> Reading | No
         return None
     if observation_id.startswith("RiskAssessment/"):
         return _risk_signal_of(store, observation_id)
+    if observation_id.startswith("Encounter/"):
+        return _group_session_of(store, observation_id)
     stored = store.read("Observation", observation_id)
     if stored is None:
         return None
@@ -212,6 +215,25 @@ def _risk_signal_of(store: ResourceStore, reference: str) -> Reading | None:
         value=_concept_text(prediction.get("qualitativeRisk")),
         band="",
         effective=_effective(occurrence) if isinstance(occurrence, str) else "",
+        items=[],
+        code_names={},
+    )
+
+
+def _group_session_of(store: ResourceStore, reference: str) -> Reading | None:
+    """A participant's group session shown as the alert's reading: its attendance."""
+    stored = store.read("Encounter", reference.removeprefix("Encounter/"))
+    if stored is None:
+        return None
+    encounter = stored.as_dict()
+    code = attendance_of(encounter)
+    start = (encounter.get("period") or {}).get("start")
+    return Reading(
+        reference=reference,
+        name="Group session",
+        value=ATTENDANCE[code][1] if code in ATTENDANCE else encounter.get("status", ""),
+        band="",
+        effective=_effective(start) if isinstance(start, str) else "",
         items=[],
         code_names={},
     )

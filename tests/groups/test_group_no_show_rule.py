@@ -14,12 +14,16 @@ from typing import Any
 
 import orjson
 import pytest
+from fastapi.testclient import TestClient
 from group_bodies import group_session, participant
 from sqlalchemy import Engine
+from sqlmodel import Session, select
 from support.clients import Caller
+from support.clinicians import signed_in_browser
 from support.outbox import tenant_messages
 
 from careloop.services.settings import Settings
+from careloop.services.tenancy.models import Tenant
 from careloop.workflows.inline import run_pending
 from careloop.workflows.rules.engine import PatientContext, evaluate_reading
 from careloop.workflows.rules.program import ProgramError, load_program, parse_program
@@ -60,6 +64,23 @@ def test_a_no_show_opens_an_info_alert_and_attendance_opens_none(
     assert alert["observation"] == by_attendance["no-show"]["encounter"]
     assert alert["explanation"]["values"]["missed_sessions"] == 1
     assert alert["explanation"]["threshold"] == {"count": 1, "days": 30}
+
+
+def test_the_alert_page_shows_the_missed_session(
+    app_client: TestClient, caller: Caller, drain: Drain, engine: Engine
+) -> None:
+    created = _post(caller, group_session("grp-alert-page", [participant("g-ap", "no-show")]))
+    drain()
+    [alert] = _alerts(caller)
+    with Session(engine) as session:
+        tenant = session.exec(select(Tenant.id).where(Tenant.name == caller.tenant)).one()
+    browser = signed_in_browser(engine, tenant)
+    cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in browser.cookies.items())}
+    page = app_client.get(f"/alerts/{alert['id']}", headers=cookie)
+    assert page.status_code == 200, page.text
+    assert "Missed a group session" in page.text
+    assert "Did not attend" in page.text
+    assert created["participants"][0]["encounter"] in page.text
 
 
 def test_a_retried_session_opens_one_alert(caller: Caller, drain: Drain) -> None:
