@@ -146,15 +146,13 @@ def _outcome(status: int, session_id: str, mapped: GroupSession) -> SessionOutco
     )
 
 
-def _without_meta(resource: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in resource.items() if k != "meta"}
-
-
 def record_session(session: Session, principal: Principal, data: GroupSessionIn) -> SessionOutcome:
     """Record ``data`` in the caller's unit of work (the caller commits).
 
     A session already recorded under the same app_session_id is answered with what it created
-    (200), or refused with 409 when the content differs. Each no-show becomes an event the care
+    (200), or refused with 409 when the content differs, except that a planned session may be
+    posted again as finished, with its attendance (and actual times): its Encounters gain a
+    version (200). Each no-show becomes an event the care
     program judges (the missed group session rule).
     """
     idents = _check(data)
@@ -164,13 +162,21 @@ def record_session(session: Session, principal: Principal, data: GroupSessionIn)
     known = find_patients(session, principal.tenant_id, idents)
     existing = store.read("Encounter", encounter_id)
     if existing is not None:
-        return _retry(store, session_id, data, idents, known)
+        return _retry(session, principal, store, session_id, data, idents, known)
     new = {i: str(uuid.uuid4()) for i in idents if i not in known}
     if new:
         create_patients(session, store, new)
     patients = [known.get(i) or new[i] for i in idents]
     mapped, resources = _mapped(session_id, data, patients)
     store.create_many(resources)
+    _recorded(session, principal, mapped, resources)
+    return _outcome(201, session_id, mapped)
+
+
+def _recorded(
+    session: Session, principal: Principal, mapped: GroupSession, resources: list[dict[str, Any]]
+) -> None:
+    """Have each no-show judged and each participant's Encounter pushed to their chart."""
     triage: ReadingTriage | None = session.info.get(TRIAGE_KEY)
     by_patient: dict[str, list[str]] = {}
     for participant, encounter in zip(mapped.participants, resources[2:], strict=True):
@@ -185,29 +191,71 @@ def record_session(session: Session, principal: Principal, data: GroupSessionIn)
                 ReadingCreated(principal.tenant_id, reference, urgent),
             )
     resources_changed(session, principal.tenant_id, by_patient)
-    return _outcome(201, session_id, mapped)
+
+
+def _unchanged(
+    current: dict[str, dict[str, Any]], resources: list[dict[str, Any]], *drop: str
+) -> bool:
+    def kept(resource: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in resource.items() if k not in ("meta", *drop)}
+
+    return all(
+        kept(current.get(f"{r['resourceType']}/{r['id']}", {})) == kept(r) for r in resources
+    )
+
+
+def _completes(
+    session_id: str,
+    data: GroupSessionIn,
+    patients: list[str],
+    current: dict[str, dict[str, Any]],
+) -> bool:
+    """Whether ``data`` records the attendance of the planned session stored as ``current``."""
+    if data.status != "finished":
+        return False
+    planned = data.model_copy(
+        update={
+            "status": "planned",
+            "participants": [
+                p.model_copy(update={"attendance": None, "left_at": None})
+                for p in data.participants
+            ],
+        }
+    )
+    try:
+        _, resources = _mapped(session_id, planned, patients)
+    except ApiError:
+        return False
+    return _unchanged(current, resources, "period")
 
 
 def _retry(
+    session: Session,
+    principal: Principal,
     store: ResourceStore,
     session_id: str,
     data: GroupSessionIn,
     idents: list[Ident],
     known: dict[Ident, str],
 ) -> SessionOutcome:
+    """A retry (200), a planned session's attendance (200, new versions), or a 409."""
     same = all(i in known for i in idents)
     mapped: GroupSession | None = None
     if same:
+        patients = [known[i] for i in idents]
         try:
-            mapped, resources = _mapped(session_id, data, [known[i] for i in idents])
+            mapped, resources = _mapped(session_id, data, patients)
         except ApiError:
             same = False
         else:
             stored = store.read_many(f"{r['resourceType']}/{r['id']}" for r in resources)
-            current = {s.reference: _without_meta(s.as_dict()) for s in stored}
-            same = all(
-                current.get(f"{r['resourceType']}/{r['id']}") == _without_meta(r) for r in resources
-            )
+            current = {s.reference: s.as_dict() for s in stored}
+            same = _unchanged(current, resources)
+            if not same and _completes(session_id, data, patients, current):
+                for resource in resources[1:]:
+                    store.update(resource)
+                _recorded(session, principal, mapped, resources)
+                return _outcome(200, session_id, mapped)
     if not same or mapped is None:
         raise ApiError(
             409,

@@ -195,3 +195,31 @@ def test_a_token_without_encounter_scope_is_refused(app_client: Any, engine: Eng
     reader = make_caller(app_client, engine, scope="system/Observation.c")
     response = reader.post("/v1/group-sessions", json=group_session())
     assert response.status_code == 403, response.text
+
+
+def test_a_planned_session_posted_again_as_finished_records_attendance(
+    caller: Caller, engine: Engine
+) -> None:
+    people = [participant("g-plan-1", None), participant("g-plan-2", None)]
+    planned = group_session("grp-plan", people, status="planned", end="2026-11-24T18:00:00Z")
+    first = _post(caller, planned)
+    stored = _count(engine, caller.tenant)
+    held = group_session(
+        "grp-plan",
+        [participant("g-plan-1", "attended"), participant("g-plan-2", "no-show")],
+        end="2026-11-24T18:10:00Z",
+    )
+    done = _post(caller, held, 200)
+    assert (done["id"], done["encounter"]) == (first["id"], first["encounter"])
+    assert [p["attendance"] for p in done["participants"]] == ["attended", "no-show"]
+    whole = _fhir(caller, done["encounter"])
+    assert (whole["status"], whole["meta"]["versionId"]) == ("finished", "2")
+    assert whole["period"]["end"] == "2026-11-24T18:10:00Z"
+    missed = _fhir(caller, done["participants"][1]["encounter"])
+    assert (missed["status"], _attendance(missed)) == ("cancelled", "no-show")
+    assert _count(engine, caller.tenant) == stored  # new versions, no new resources
+    assert _post(caller, held, 200) == done  # a retry of the update changes nothing
+    assert _fhir(caller, done["encounter"])["meta"]["versionId"] == "2"
+    assert caller.post("/v1/group-sessions", json=planned).status_code == 409  # no way back
+    other = group_session("grp-plan", [participant("g-plan-1", "attended")])
+    assert caller.post("/v1/group-sessions", json=other).status_code == 409  # not the same people
