@@ -155,3 +155,16 @@ def test_count_counts_earlier_no_shows_within_days() -> None:
 def test_a_group_no_show_rule_needs_a_count_and_days(rule: str) -> None:
     with pytest.raises(ProgramError):
         parse_program(f'[[rules]]\nid = "r"\nkind = "group-no-show"\nseverity = "info"\n{rule}\n')
+
+
+def test_a_no_show_recorded_when_a_planned_session_is_held_opens_the_alert(
+    caller: Caller, drain: Drain
+) -> None:
+    planned = group_session("grp-later", [participant("g-later", None)], status="planned")
+    _post(caller, planned)
+    drain()
+    assert _alerts(caller) == []
+    held = _post(caller, group_session("grp-later", [participant("g-later", "no-show")]))
+    drain()
+    [alert] = _alerts(caller)
+    assert alert["observation"] == held["participants"][0]["encounter"]
