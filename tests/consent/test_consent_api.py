@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from support.clients import Caller, make_caller
+from support.consent_world import APP_SYSTEM
 from support.consents import deny_all_consent
-
-from conftest import APP_SYSTEM
 
 PATIENT = {"system": APP_SYSTEM, "value": "api-1"}
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlmodel import select
+from support.consent_world import APP_SYSTEM, World
 from support.reports import phq9
 
 from careloop.services.alerts.models import Notification
 from careloop.services.alerts.vocabulary import NotificationStatus
 from careloop.services.unit_of_work import session_scope
-from conftest import APP_SYSTEM, World
 
 ITEM9 = [0, 0, 0, 0, 0, 0, 0, 0, 1]
 
