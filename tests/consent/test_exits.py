@@ -10,7 +10,9 @@ from support.reports import phq9
 
 from careloop.services.alerts.models import Notification
 from careloop.services.alerts.vocabulary import NotificationStatus
+from careloop.services.ehr.models import EhrConnection
 from careloop.services.unit_of_work import session_scope
+from careloop.workflows.ehr.pull import pull
 
 ITEM9 = [0, 0, 0, 0, 0, 0, 0, 0, 1]
 
@@ -109,3 +111,45 @@ def test_revocation_stops_what_is_already_queued(world: World) -> None:
     assert {a.purpose for a in blocked} == {"ehr-sync", "care-team-alerts"}
     assert all(a.entity.startswith(patient) for a in blocked)
     assert world.audits("success") == []
+
+
+def _care_plan(world: World, chart: dict[str, Any]) -> None:
+    world.ehr.seed(
+        {
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "subject": {"reference": f"Patient/{chart['id']}"},
+        }
+    )
+
+
+def test_a_pull_imports_nothing_for_a_patient_who_revoked_ehr_sync(world: World) -> None:
+    charts = {}
+    permits = {}
+    for value in ("pull-a", "pull-b"):
+        charts[value] = world.ehr.seed(
+            {"resourceType": "Patient", "identifier": [{"system": APP_SYSTEM, "value": value}]}
+        )
+        permits[value] = world.consent(value, "permit", "ehr-sync")
+        _report(world, value, [1, 1, 1, 1, 1, 1, 0, 0, 0])  # links the patient
+    world.drain()
+    for chart in charts.values():
+        _care_plan(world, chart)
+    revoked = world.caller.post(f"/v1/consents/{permits['pull-b']['id']}/revoke")
+    assert revoked.status_code == 200
+
+    with session_scope(world.engine) as session:
+        connection = session.exec(
+            select(EhrConnection).where(
+                EhrConnection.client_id == f"careloop-{world.caller.tenant}"
+            )
+        ).one()
+        result = pull(session, world.settings, connection)
+
+    assert result.imported["CarePlan"] == 1 and result.skipped >= 1
+    [plan] = [e["resource"] for e in world.caller.get("/fhir/CarePlan").json()["entry"]]
+    kept = world.caller.get(
+        "/v1/consents", params={"patient.system": APP_SYSTEM, "patient.value": "pull-a"}
+    ).json()["patient"]
+    assert plan["subject"]["reference"] == kept
