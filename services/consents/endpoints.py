@@ -20,7 +20,7 @@ from careloop.services.consents.service import in_force, record_consent, revoke_
 from careloop.services.deps import SessionDep, SettingsDep, require
 from careloop.services.patients.service import find_patients
 
-router = APIRouter(prefix="/v1/consents", tags=["consents"], responses=errors(400, 401, 403))
+router = APIRouter(prefix="/v1/consents", tags=["consents"], responses=errors(400, 401, 403, 422))
 _consent = TypeAdapter(ConsentIn)
 BodyDep = Annotated[RawBody, Depends(read_json_body)]
 IdempotencyKey = Annotated[
