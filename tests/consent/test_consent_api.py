@@ -11,6 +11,8 @@ from support.clients import Caller, make_caller
 from support.consent_world import APP_SYSTEM
 from support.consents import deny_all_consent
 
+from careloop.fhir.validation import check_resource
+
 PATIENT = {"system": APP_SYSTEM, "value": "api-1"}
 
 
@@ -37,6 +39,7 @@ def test_a_decision_becomes_an_active_fhir_consent(app_caller: Caller) -> None:
     response = _post(app_caller, body)
     assert response.status_code == 201, response.text
     consent = response.json()
+    check_resource(consent)  # valid FHIR R4
     assert response.headers["location"].endswith(f"/fhir/Consent/{consent['id']}")
     assert consent["resourceType"] == "Consent" and consent["status"] == "active"
     assert consent["scope"]["coding"][0]["code"] == "patient-privacy"
