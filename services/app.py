@@ -24,6 +24,7 @@ from careloop.services.common.openapi import install as install_openapi
 from careloop.services.common.rate_limit import RateLimits
 from careloop.services.common.security_headers import install_security_headers
 from careloop.services.common.unhandled import UnhandledErrors
+from careloop.services.consents.endpoints import router as consents_router
 from careloop.services.dashboard.home import install_sign_in_redirect
 from careloop.services.dashboard.home import router as home_router
 from careloop.services.dashboard.inbox import router as inbox_router
@@ -118,6 +119,7 @@ def create_app(
     app.include_router(telehealth_router)
     app.include_router(risks_router)
     app.include_router(groups_router)
+    app.include_router(consents_router)
     app.include_router(alerts_router)
     app.include_router(measures_router)
     app.include_router(fhir_router)

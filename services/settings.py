@@ -157,6 +157,20 @@ class Settings(BaseSettings):
         AllowList.parse(value)  # a malformed entry stops careloop at startup
         return value
 
+    # -- consent (services/consents/policy.py): what a patient with no Consent record gets --
+    consent_defaults: str = ""
+    """Tenant policy overriding the safe defaults (care-team alerts permit, EHR sync and research
+    export deny): comma-separated ``purpose=permit|deny``, or ``tenant:purpose=...`` for one
+    tenant, e.g. ``ehr-sync=permit,clinic-b:ehr-sync=deny``."""
+
+    @field_validator("consent_defaults")
+    @classmethod
+    def _parse_consent_defaults(cls, value: str) -> str:
+        from careloop.services.consents.policy import parse_policy
+
+        parse_policy(value)  # a malformed entry stops careloop at startup
+        return value
+
     # Outbox leases: the database, not the broker, decides when work is done. A message published
     # but not completed within its lease is published again (tasks are idempotent); each
     # publication doubles the lease, at most outbox_lease_max_doublings times.

@@ -94,6 +94,9 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         # Made-up destinations under the reserved .example domain, which no DNS answers, count
         # as allow-listed; the egress rules themselves are tested in tests/egress.
         egress_allow=".example",
+        # EHR tests record no consent: their tenants' policy permits EHR sync. The safe default
+        # (no EHR sync without the patient's consent) is tested in tests/consent.
+        consent_defaults="ehr-sync=permit",
     )
 
 

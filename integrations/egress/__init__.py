@@ -10,7 +10,17 @@
 """
 
 from careloop.integrations.egress.client import EgressClient, EgressHttp, destination_label, shared
-from careloop.integrations.egress.consent import denying_consent
+from careloop.integrations.egress.consent import (
+    CARE_TEAM_ALERTS,
+    DEFAULT_POLICY,
+    EHR_SYNC,
+    PURPOSES,
+    RESEARCH_EXPORT,
+    TENANT_POLICY,
+    Decision,
+    deciding_consent,
+    denying_consent,
+)
 from careloop.integrations.egress.destinations import (
     AllowList,
     Destination,
@@ -27,10 +37,17 @@ from careloop.integrations.egress.gate import (
 )
 
 __all__ = [
+    "CARE_TEAM_ALERTS",
+    "DEFAULT_POLICY",
+    "EHR_SYNC",
+    "PURPOSES",
+    "RESEARCH_EXPORT",
+    "TENANT_POLICY",
     "TREATMENT",
     "AllowList",
     "Destination",
     "DestinationPolicy",
+    "Decision",
     "DestinationRefused",
     "Disclosure",
     "EgressBlocked",
@@ -38,6 +55,7 @@ __all__ = [
     "EgressEvent",
     "EgressHttp",
     "Guard",
+    "deciding_consent",
     "denying_consent",
     "destination_label",
     "send",

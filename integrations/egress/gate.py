@@ -10,9 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
+from careloop.integrations.egress.consent import CARE_TEAM_ALERTS, TENANT_POLICY
+
 T = TypeVar("T")
-TREATMENT = "TREAT"
-"""v3-ActReason purpose of use for care-team alerts and EHR sync."""
+TREATMENT = CARE_TEAM_ALERTS
+"""The purpose of care-team alerts (v3-ActReason TREAT); EHR sync is `consent.EHR_SYNC`."""
 Outcome = Literal["success", "failed", "blocked", "refused"]
 
 
@@ -22,7 +24,10 @@ class EgressBlocked(Exception):
 
 @dataclass(frozen=True)
 class Disclosure:
-    """The patient data one transfer carries: whose, which resources (ids), and why."""
+    """The patient data one transfer carries: whose, which resources (ids), and why.
+
+    ``purpose`` is one of `consent.PURPOSES` (care-team alerts unless said otherwise).
+    """
 
     patient_id: str
     entities: tuple[str, ...] = ()
@@ -42,7 +47,11 @@ class EgressEvent:
 
 
 class ConsentLookup(Protocol):
-    """The id of an active Consent that denies sharing ``patient_id``'s data for ``purpose``."""
+    """Why sharing ``patient_id``'s data for ``purpose`` is denied now, or None if permitted.
+
+    The reason is the deciding Consent's id, or `consent.TENANT_POLICY` when the patient has
+    no Consent deciding the purpose and the tenant's default denies it.
+    """
 
     def __call__(self, patient_id: str, purpose: str) -> str | None: ...
 
@@ -81,11 +90,15 @@ class Guard:
         )
 
     def require_consent(self, disclosure: Disclosure, destination: str) -> None:
-        """Raise EgressBlocked (audited as ``blocked``) when a Consent denies the disclosure."""
+        """Raise EgressBlocked (audited as ``blocked``) unless consent permits the disclosure.
+
+        Checked when the data leaves (send time), so a revocation stops what was queued.
+        """
         denying = self.consent(disclosure.patient_id, disclosure.purpose)
         if denying is not None:
-            self.record(destination, "blocked", disclosure)
-            raise EgressBlocked(f"Consent/{denying} denies {disclosure.purpose}")
+            why = denying if denying == TENANT_POLICY else f"Consent/{denying}"
+            self.record(destination, "blocked", disclosure, why)
+            raise EgressBlocked(f"{why} denies {disclosure.purpose}")
 
 
 def send(

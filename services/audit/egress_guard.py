@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlmodel import Session
 
-from careloop.integrations.egress import EgressEvent, Guard, denying_consent
+from careloop.integrations.egress import (
+    DEFAULT_POLICY,
+    Decision,
+    EgressEvent,
+    Guard,
+    denying_consent,
+)
 from careloop.services.audit.models import AuditRecord
 from careloop.services.store.repository import ResourceStore, StoredResource
 
 MAX_ENTITIES = 100
 
 
-def session_guard(session: Session, tenant_id: str, agent: str) -> Guard:
-    """A `Guard` reading the tenant's Consents and adding audit records to ``session``."""
+def session_guard(
+    session: Session,
+    tenant_id: str,
+    agent: str,
+    defaults: Mapping[str, Decision] = DEFAULT_POLICY,
+) -> Guard:
+    """A `Guard` reading the tenant's Consents and adding audit records to ``session``.
+
+    Consents are read at each check (send time); ``defaults`` is the tenant policy for a patient
+    none of whose Consents decides the purpose (services/consents/policy.py).
+    """
     store = ResourceStore(session, tenant_id)
     read: dict[str, list[StoredResource]] = {}
     """Consents read at once for a Bundle's patients, kept for this unit of work only."""
@@ -28,7 +43,7 @@ def session_guard(session: Session, tenant_id: str, agent: str) -> Guard:
         stored = read.pop(patient_id, None)  # a prefetched read serves one check, then re-read
         if stored is None:
             stored = store.for_patient("Consent", patient_id)
-        return denying_consent(((s.id, s.as_dict()) for s in stored), purpose)
+        return denying_consent(((s.id, s.as_dict()) for s in stored), purpose, defaults)
 
     def audit(event: EgressEvent) -> None:
         disclosure = event.disclosure

@@ -20,6 +20,7 @@ from careloop.services.cds.service import SERVICE_ID, discovery, patient_cards, 
 from careloop.services.common.body import RawBody, check_json, read_json_body, validation_issues
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.openapi import errors, json_body, json_ok
+from careloop.services.consents.policy import tenant_defaults
 from careloop.services.deps import SessionDep, SettingsDep
 from careloop.services.unit_of_work import commit
 
@@ -89,7 +90,8 @@ def patient_view(
 ) -> Response:
     """Cards for the open alerts, else the latest scores, of the EHR's patient."""
     hook: CdsHookRequest = _parsed(_HOOK, body)
-    return _json(patient_cards(session, caller, hook, settings.base_url))
+    defaults = tenant_defaults(settings.consent_defaults, caller.tenant_id)
+    return _json(patient_cards(session, caller, hook, settings.base_url, defaults))
 
 
 @router.post(

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from sqlmodel import Session, col, select
 
+from careloop.integrations.egress import (
+    CARE_TEAM_ALERTS,
+    DEFAULT_POLICY,
+    Decision,
+    Disclosure,
+    EgressBlocked,
+    destination_label,
+)
 from careloop.services.alerts.models import Alert, AlertEvent
 from careloop.services.alerts.service import acknowledge
 from careloop.services.alerts.vocabulary import AlertEventKind, AlertStatus
+from careloop.services.audit.egress_guard import session_guard
 from careloop.services.cds.auth import CdsCaller
 from careloop.services.cds.cards import ACKNOWLEDGE, cards_for, suggestion_uuid
 from careloop.services.cds.schemas import CdsFeedback, CdsHookRequest, bare_uuid
@@ -69,11 +79,27 @@ def resolve_patient(session: Session, caller: CdsCaller, request: CdsHookRequest
 
 
 def patient_cards(
-    session: Session, caller: CdsCaller, request: CdsHookRequest, base_url: str
+    session: Session,
+    caller: CdsCaller,
+    request: CdsHookRequest,
+    base_url: str,
+    consent_defaults: Mapping[str, Decision] = DEFAULT_POLICY,
 ) -> dict[str, Any]:
-    """The ``{"cards": [...]}`` answer for a ``patient-view`` call."""
+    """The ``{"cards": [...]}`` answer for a ``patient-view`` call.
+
+    Cards carry careloop's alerts to the care team in the EHR: none unless the patient's
+    consent (or the tenant policy, ``consent_defaults``) permits care-team alerts.
+    """
     patient_id = resolve_patient(session, caller, request)
     if patient_id is None:
+        return {"cards": []}
+    guard = session_guard(session, caller.tenant_id, caller.actor, consent_defaults)
+    try:
+        guard.require_consent(
+            Disclosure(patient_id, purpose=CARE_TEAM_ALERTS), destination_label("cds", caller.iss)
+        )
+    except EgressBlocked:
+        session.commit()  # the refusal stays audited
         return {"cards": []}
     alerts = session.exec(
         select(Alert)

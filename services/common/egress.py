@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from careloop.integrations.egress import DestinationPolicy, EgressClient, EgressHttp, shared
 from careloop.services.audit.egress_guard import session_guard
+from careloop.services.consents.policy import tenant_defaults
 from careloop.services.settings import Environment, Settings
 
 
@@ -46,7 +47,9 @@ def egress_client(
     """
     return EgressClient(
         egress_http(settings),
-        session_guard(session, tenant_id, agent),
+        session_guard(
+            session, tenant_id, agent, tenant_defaults(settings.consent_defaults, tenant_id)
+        ),
         channel,
         settings.ehr_timeout_seconds if timeout is None else timeout,
     )

@@ -157,6 +157,7 @@ def careloop_processes(pg_url: str, tmp_path: Path) -> Iterator[tuple[Processes,
             "CARELOOP_BASE_URL": base_url,
             "CARELOOP_LOG_LEVEL": "DEBUG",
             "CARELOOP_EHR_PULL_MINUTES": "0.05",
+            "CARELOOP_CONSENT_DEFAULTS": "ehr-sync=permit",  # no consent is recorded here
             "CARELOOP_EHR_TIMEOUT_SECONDS": "2",
             "CARELOOP_EHR_CIRCUIT_FAILURES": "100",
             "CARELOOP_DELIVERY_MAX_ATTEMPTS": "2",

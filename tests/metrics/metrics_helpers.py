@@ -55,6 +55,7 @@ def settings_for(database_url: str, data_dir: Path, **changes: object) -> Settin
         "rate_limit_api_per_client": "",
         "rate_limit_login_per_ip": "",
         "egress_allow": ".example",
+        "consent_defaults": "ehr-sync=permit",  # as the root conftest's: no consent recorded
         "metrics_token": TOKEN,
         "metrics_cache_seconds": 0,
         "ehr_timeout_seconds": 1.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from careloop.integrations.egress import Disclosure
+from careloop.integrations.egress import EHR_SYNC, Disclosure
 from careloop.integrations.ehr.fhir_client import FhirClient
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection, PatientLink
@@ -47,7 +47,7 @@ def resolve_link(
             "GET",
             "Patient",
             params={"identifier": f"{system}|{value}"},
-            disclosure=Disclosure(patient_id),
+            disclosure=Disclosure(patient_id, purpose=EHR_SYNC),
         )
         for entry in bundle.get("entry", []):
             resource = entry.get("resource", {})

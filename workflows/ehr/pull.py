@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from careloop.integrations.egress import EHR_SYNC
 from careloop.integrations.ehr.fhir_client import FhirClient
 from careloop.services.ehr.models import EhrConnection, EhrCursor, EhrImport, PatientLink
 from careloop.services.ehr.vocabulary import LinkState
@@ -90,6 +91,15 @@ def pull(session: Session, settings: Settings, connection: EhrConnection) -> Pul
         }
     )
     with ehr_client(session, settings, connection) as client:
+        guard = client.http.guard
+        guard.prefetch([link.patient_id for link in links])
+        # A patient whose consent denies EHR sync gets nothing imported (skipped as unknown).
+        denied = {
+            f"Patient/{link.patient_id}"
+            for link in links
+            if guard.consent(link.patient_id, EHR_SYNC) is not None
+        }
+        refs = {ehr: local for ehr, local in refs.items() if local not in denied}
         for rtype in PULLED_TYPES:
             cursor = _cursor(session, connection, rtype)
             resources = _search_all(client, rtype, cursor.last_updated if cursor else None)

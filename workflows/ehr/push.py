@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
-from careloop.integrations.egress import Disclosure, EgressBlocked, destination_label
+from careloop.integrations.egress import EHR_SYNC, Disclosure, EgressBlocked, destination_label
 from careloop.integrations.egress.gate import Outcome
 from careloop.integrations.ehr.fhir_client import EhrError, FhirClient
 from careloop.integrations.ehr.smart import SmartError
@@ -221,7 +221,7 @@ def _read_current(
 
 
 def _disclosure(part: _Part) -> Disclosure:
-    return Disclosure(part.patient_id, tuple(s.reference for s in part.items))
+    return Disclosure(part.patient_id, tuple(s.reference for s in part.items), EHR_SYNC)
 
 
 def _consented(client: FhirClient, parts: list[_Part], results: list[PushResult]) -> list[_Part]:
