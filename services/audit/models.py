@@ -59,7 +59,7 @@ class AuditCheckpoint(SQLModel, table=True):
     hash: str = Field(max_length=64)
     created: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     jws: str = Field(sa_column=Column(Text, nullable=False))
-    """Compact JWS (careloop's signing key) of {tenant, seq, hash, iat}: the payload is what counts."""
+    """Compact JWS (careloop signing key) of tenant, seq, hash, iat; the payload is what counts."""
 
 
 # Chains every AuditRecord as it is flushed (a listener registered on import).

@@ -1,4 +1,4 @@
-"""The audit chain: every entry linked by hash, no fork under concurrent appends, tampering found."""
+"""The audit chain: entries linked by hash, no fork under concurrent appends, tampering found."""
 
 from __future__ import annotations
 
