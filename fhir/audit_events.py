@@ -107,8 +107,10 @@ def map_audit_event(entry: AuditEntry) -> dict[str, Any]:
 
 
 def _is_reference(value: str) -> bool:
-    kind, _, rid = value.partition("/")
-    return bool(kind) and kind[0].isupper() and kind.isalpha() and bool(rid) and "/" not in rid
+    parts = value.split("/")
+    versioned = len(parts) == 4 and parts[2] == "_history" and parts[3].isdigit()
+    kind = parts[0]
+    return (len(parts) == 2 or versioned) and kind[:1].isupper() and kind.isalpha() and all(parts)
 
 
 def _entity(ref: str) -> dict[str, Any]:
