@@ -11,8 +11,10 @@ from starlette.responses import Response
 
 from careloop.services.audit.events import AuditQuery, access_report, audit_event, find_records
 from careloop.services.common.errors import ApiError, Issue
+from careloop.services.common.openapi import json_ok
 from careloop.services.deps import AdminDep, SessionDep
 from careloop.services.fhirapi.inputs import resource_id
+from careloop.services.fhirapi.openapi import ANY_RESOURCE, responses
 from careloop.services.fhirapi.responses import fhir_json_response
 
 router = APIRouter()
@@ -40,7 +42,11 @@ def _dates(values: list[str]) -> tuple[datetime | None, datetime | None]:
     return since, until
 
 
-@router.get("/AuditEvent", summary="Search the audit trail (careloop/admin)")
+@router.get(
+    "/AuditEvent",
+    summary="Search the audit trail (careloop/admin)",
+    responses=responses({200: ("A searchset Bundle of AuditEvents", ANY_RESOURCE)}, 400, 401, 403),
+)
 def search_audit_events(
     principal: AdminDep,
     session: SessionDep,
@@ -64,7 +70,11 @@ def search_audit_events(
     )
 
 
-@router.get("/Patient/{pid}/$access-report", summary="Who saw this patient's data (careloop/admin)")
+@router.get(
+    "/Patient/{pid}/$access-report",
+    summary="Who saw this patient's data (careloop/admin)",
+    responses={200: json_ok("The access report"), **responses({}, 400, 401, 403)},
+)
 def patient_access_report(
     pid: str, principal: AdminDep, session: SessionDep, since: str | None = None
 ) -> Response:
