@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from careloop.services.audit.models import AuditRecord
 from careloop.services.auth.tokens import Principal
+from careloop.services.clinicians.models import Clinician
 from careloop.services.unit_of_work import commit
 
 MAX_ENTITIES = 100
@@ -33,3 +34,46 @@ def record_access(
         )
     )
     commit(session)
+
+
+SYSTEM_TENANT = "_system"
+"""The chain of events no tenant can be told yet (a token request from an unknown client)."""
+
+
+def record_event(
+    session: Session,
+    tenant_id: str | None,
+    kind: str,
+    agent: str,
+    outcome: str,
+    entity: str = "",
+) -> None:
+    """Audit a token grant or refusal, a sign-in or an admin action (ids only, never content).
+
+    Added to ``session``: it commits with the caller's unit of work.
+    """
+    session.add(
+        AuditRecord(
+            tenant_id=tenant_id or SYSTEM_TENANT,
+            kind=kind,
+            action="E",
+            agent=agent[:200],
+            entity=entity,
+            outcome=outcome,
+        )
+    )
+
+
+def record_token(
+    session: Session, tenant_id: str | None, client_id: str | None, granted: bool
+) -> None:
+    """Audit a token grant or refusal (``client_id`` as claimed; unknown clients: no tenant)."""
+    outcome = "success" if granted else "refused"
+    record_event(session, tenant_id, "token", f"client:{(client_id or '?')[:64]}", outcome)
+
+
+def record_sign_in(session: Session, clinician: Clinician | None, signed_in: bool) -> None:
+    """Audit a clinician's sign-in (an unknown email: no tenant, and the email is not kept)."""
+    tenant_id, who = (clinician.tenant_id, clinician.id) if clinician else (None, "?")
+    outcome = "success" if signed_in else "refused"
+    record_event(session, tenant_id, "sign-in", f"clinician:{who}", outcome)

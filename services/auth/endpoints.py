@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
+from careloop.services.audit.service import record_token
 from careloop.services.auth.claimed_client import claimed_client_id
 from careloop.services.auth.client_auth import (
     MAX_ASSERTION_LENGTH,
@@ -150,12 +151,16 @@ def token(
     try:
         client = authenticate_client(session, form, authorization, token_url, settings)
     except ClientAuthError as exc:
+        record_token(session, None, claimed_client_id(form, authorization), granted=False)
         commit(session)
         return _oauth_error(401, "invalid_client", str(exc))
     try:
         scope = grant_scopes(form.get("scope"), client.scopes)
     except ScopeError as exc:
+        record_token(session, client.tenant_id, client.client_id, granted=False)
+        commit(session)
         return _oauth_error(400, "invalid_scope", str(exc))
+    record_token(session, client.tenant_id, client.client_id, granted=True)
     commit(session)
     access_token = issue_token(
         settings.secret_key,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
+from careloop.services.cli.audit import audit
 from careloop.services.cli.cds import cds
 from careloop.services.cli.clients import clients
 from careloop.services.cli.clinicians import clinicians
@@ -31,6 +32,7 @@ app.add_typer(ehr, name="ehr")
 app.add_typer(patients, name="patients")
 app.add_typer(keys, name="keys")
 app.add_typer(cds, name="cds")
+app.add_typer(audit, name="audit")
 
 
 @app.command()

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from careloop.services.audit.service import record_sign_in
 from careloop.services.clinicians.models import Clinician
 from careloop.services.clinicians.passwords import (
     MAX_PASSWORD,
@@ -123,6 +124,7 @@ def authenticate(
     usable = clinician is not None and clinician.active and not locked
     stored = clinician.password_hash if clinician is not None and usable else None
     matched = verify_password(password[:MAX_PASSWORD], stored)
+    record_sign_in(session, clinician, matched and usable)
     if clinician is None or locked:
         return SignIn(None, locked=locked)
     if matched:

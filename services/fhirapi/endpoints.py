@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Request
 from starlette.responses import Response
 
+from careloop.services.audit.endpoints import router as audit_router
 from careloop.services.audit.service import record_access
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.body import RawBody, read_json_unchecked
@@ -38,6 +39,8 @@ from careloop.services.store.repository import ResourceStore, StoredResource
 from careloop.services.store.search import SEARCH_PARAMS, SearchError, parse_search, run_search
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"], default_response_class=FhirJSONResponse)
+# Before the generic /{rtype} routes, which would take /fhir/AuditEvent for a stored type.
+router.include_router(audit_router)
 
 
 async def read_resource_body(request: Request) -> RawBody:
