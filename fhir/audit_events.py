@@ -16,7 +16,7 @@ from careloop.fhir.validation import checked
 AUDIT_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"
 DICOM = "http://dicom.nema.org/resources/ontology/DCM"
-ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+
 SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
 ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
@@ -59,8 +59,8 @@ class AuditEntry:
     """success | refused | blocked | failed"""
     entities: Sequence[str] = ()
     """References (``Type/id``) concerned."""
-    purpose: str = ""
-    """v3-ActReason code, if known."""
+    purpose: tuple[str, str] | None = None
+    """(system, code) of the purpose of use, if known (v3-ActReason where one fits)."""
     destination: str = ""
     """Where data went (channel and host), for egress."""
 
@@ -98,8 +98,8 @@ def map_audit_event(entry: AuditEntry) -> dict[str, Any]:
     }
     if subtype is not None:
         event["subtype"] = [coding(*subtype)]
-    if entry.purpose:
-        event["purposeOfEvent"] = [{"coding": [coding(ACT_REASON, entry.purpose)]}]
+    if entry.purpose is not None:
+        event["purposeOfEvent"] = [{"coding": [coding(*entry.purpose)]}]
     entities = [_entity(ref) for ref in entry.entities if _is_reference(ref)]
     if entities:
         event["entity"] = entities

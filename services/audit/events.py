@@ -9,6 +9,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from careloop.fhir.audit_events import AuditEntry, map_audit_event
+from careloop.integrations.egress.consent import PURPOSE_CODINGS, V3_ACT_REASON
 from careloop.services.audit.models import AuditRecord
 from careloop.services.store.models import FhirResource
 
@@ -26,6 +27,14 @@ def _references(record: AuditRecord) -> list[str]:
     return [ref for ref in record.entity.split(" ") if "/" in ref]
 
 
+def _purpose_coding(purpose: str) -> tuple[str, str] | None:
+    """The coding of a recorded purpose: a consent purpose's, or a v3-ActReason code as
+    recorded before purposes were named (``TREAT``)."""
+    if not purpose:
+        return None
+    return PURPOSE_CODINGS.get(purpose, (V3_ACT_REASON, purpose))
+
+
 def audit_event(record: AuditRecord) -> dict[str, Any]:
     """The FHIR AuditEvent of ``record`` (its id is the tenant's chain position)."""
     return map_audit_event(
@@ -37,7 +46,7 @@ def audit_event(record: AuditRecord) -> dict[str, Any]:
             agent=record.agent,
             outcome=record.outcome,
             entities=_references(record),
-            purpose=record.purpose,
+            purpose=_purpose_coding(record.purpose),
             destination=record.destination if record.kind == "egress" else "",
         )
     )

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from support.builder_proofs import assert_valid
 
 from careloop.fhir.audit_events import KINDS, OUTCOMES, AuditEntry, map_audit_event
+from careloop.integrations.egress.consent import PURPOSE_CODINGS
 
 FHIR_IDS = st.from_regex(r"[A-Za-z0-9\-.]{1,64}", fullmatch=True)
 TYPES = st.sampled_from(["Patient", "Observation", "QuestionnaireResponse", "Consent", "Task"])
@@ -31,7 +32,7 @@ ENTRIES = st.builds(
     agent=AGENTS,
     outcome=st.sampled_from(sorted(OUTCOMES)),
     entities=st.lists(st.one_of(REFERENCES, OTHER), max_size=5),
-    purpose=st.sampled_from(["", "TREAT", "HRESCH", "HOPERAT"]),
+    purpose=st.one_of(st.none(), st.sampled_from(sorted(PURPOSE_CODINGS.values()))),
     destination=st.sampled_from(["", "ehr:ehr.example", "email:smtp.example:587"]),
 )
 
