@@ -19,6 +19,7 @@ ESCALATION_SECONDS = 15.0
 CHECKIN_SECONDS = 600.0
 PRUNE_SECONDS = 600.0
 ANALYZE_SECONDS = 60.0
+AUDIT_CHECKPOINT_SECONDS = 3600.0
 POLLING_TASKS = frozenset({TaskName.OUTBOX_RELAY, TaskName.ALERTS_ESCALATE_DUE})
 """Beat's frequent polls: Celery's lines about them are DEBUG (they log their own real work)."""
 
@@ -96,6 +97,7 @@ def configure_celery(settings: Settings, app: Celery = celery_app) -> Celery:
             "outbox-relay": _every(TaskName.OUTBOX_RELAY, RELAY_SECONDS),
             "outbox-prune": _every(TaskName.OUTBOX_PRUNE, PRUNE_SECONDS),
             "db-analyze": _every(TaskName.DB_ANALYZE, ANALYZE_SECONDS),
+            "audit-checkpoint": _every(TaskName.AUDIT_CHECKPOINT, AUDIT_CHECKPOINT_SECONDS),
             "alerts-escalate": _every(TaskName.ALERTS_ESCALATE_DUE, ESCALATION_SECONDS),
             "checkins-scan": _every(TaskName.CHECKINS_SCAN, CHECKIN_SECONDS),
             "ehr-pull": _every(TaskName.EHR_PULL_ALL, settings.ehr_pull_minutes * 60),

@@ -35,3 +35,5 @@ class TaskName(StrEnum):
     """Beat: delete outbox messages completed long ago."""
     DB_ANALYZE = "db.analyze"
     """Beat: refresh the planner's statistics of busy tables that changed (PostgreSQL)."""
+    AUDIT_CHECKPOINT = "audit.checkpoint"
+    """Beat: sign a checkpoint of every tenant's audit chain that grew."""

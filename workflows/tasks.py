@@ -18,6 +18,7 @@ from careloop.integrations.ehr.fhir_client import EhrError
 from careloop.services.alerts.models import Alert
 from careloop.services.alerts.service import escalate
 from careloop.services.alerts.vocabulary import AlertStatus
+from careloop.services.audit.checkpoints import checkpoint_all
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection
 from careloop.services.table_statistics import analyze_stale_tables
@@ -158,6 +159,14 @@ def prune_outbox() -> int:
 def analyze_tables() -> int:
     """Refresh stale planner statistics (see ``services.table_statistics``); how many tables."""
     return len(analyze_stale_tables(runtime().engine))
+
+
+@celery_app.task(name=TaskName.AUDIT_CHECKPOINT.value, base=CareloopTask)
+def audit_checkpoint() -> int:
+    """Sign a checkpoint of every audit chain that grew (``careloop audit verify`` checks them)."""
+    with session_scope(runtime().engine) as session:
+        made = checkpoint_all(session, runtime().settings.secret_key)
+    return len(made)
 
 
 def publish(task: str, kwargs: dict[str, Any], task_id: str) -> None:

@@ -15,6 +15,10 @@ from careloop.services.audit.models import AuditCheckpoint, AuditRecord
 from careloop.services.audit.verify import verify_tenant
 from careloop.services.settings import Settings
 from careloop.services.unit_of_work import session_scope
+from careloop.workflows import runtime
+from careloop.workflows.celery_app import celery_app, configure_celery
+from careloop.workflows.task_names import TaskName
+from careloop.workflows.tasks import audit_checkpoint
 
 
 @pytest.fixture
@@ -211,3 +215,32 @@ def test_a_checkpoint_pins_the_entry_it_names(engine: Engine, secret: str) -> No
             select(AuditCheckpoint).where(AuditCheckpoint.tenant_id == tenant_id)
         ).one()
     assert stored.seq == 3
+
+
+def test_beat_checkpoints_every_chain_that_grew(settings: Settings, engine: Engine) -> None:
+    configure_celery(settings)
+    try:
+        schedule = celery_app.conf.beat_schedule
+        assert any(e["task"] == TaskName.AUDIT_CHECKPOINT.value for e in schedule.values())
+    finally:
+        celery_app.close()
+    runtime.configure(settings, engine)
+    tenant = _tenant()
+    _append(engine, tenant, 3)
+    audit_checkpoint()
+    with Session(engine) as session:
+        signed = session.exec(
+            select(AuditCheckpoint.seq).where(AuditCheckpoint.tenant_id == tenant)
+        ).all()
+    assert signed == [3]
+    audit_checkpoint()  # the chain did not grow: no second checkpoint
+    _append(engine, tenant, 1, start=3)
+    audit_checkpoint()
+    with Session(engine) as session:
+        seqs = sorted(
+            session.exec(
+                select(AuditCheckpoint.seq).where(AuditCheckpoint.tenant_id == tenant)
+            ).all()
+        )
+    assert seqs == [3, 4]
+    assert _problem(engine, tenant) is None
