@@ -84,7 +84,12 @@ def create_consent(
 def _revoke(consent_id: str, principal: Principal, session: SessionDep) -> Response:
     def work() -> ApiResult:
         return ApiResult(
-            200, _json(revoke_consent(session, principal.tenant_id, consent_id).as_dict())
+            200,
+            _json(
+                revoke_consent(
+                    session, principal.tenant_id, consent_id, f"client:{principal.client_id}"
+                ).as_dict()
+            ),
         )
 
     return result_response(

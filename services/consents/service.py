@@ -14,6 +14,7 @@ from careloop.integrations.egress.consent import (
     Decision,
     deciding_consent,
 )
+from careloop.services.audit.service import record_event
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.consents.mapping import (
@@ -85,11 +86,20 @@ def record_consent(session: Session, principal: Principal, consent: ConsentIn) -
         store.update(resource)
         superseded.append(earlier.id)
     [stored] = store.create_many([fresh])
+    record_event(
+        session,
+        principal.tenant_id,
+        "consent",
+        f"client:{principal.client_id}",
+        "success",
+        f"Patient/{patient_id} Consent/{stored.id}",
+    )
     return Recorded(201, stored, tuple(superseded))
 
 
-def revoke_consent(session: Session, tenant_id: str, consent_id: str) -> StoredResource:
-    """Make the Consent inactive now (a revoked one stays revoked); 404 if unknown."""
+def revoke_consent(session: Session, tenant_id: str, consent_id: str, agent: str) -> StoredResource:
+    """Make the Consent inactive now (a revoked one stays revoked, audited once); 404 if
+    unknown."""
     store = ResourceStore(session, tenant_id)
     stored = store.read("Consent", consent_id)
     if stored is None:
@@ -98,7 +108,10 @@ def revoke_consent(session: Session, tenant_id: str, consent_id: str) -> StoredR
     if resource.get("status") != "active":
         return stored
     resource["status"] = "inactive"
-    return store.update(resource)
+    updated = store.update(resource)
+    patient = (resource.get("patient") or {}).get("reference", "")
+    record_event(session, tenant_id, "consent", agent, "success", f"{patient} Consent/{consent_id}")
+    return updated
 
 
 def in_force(

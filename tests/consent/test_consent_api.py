@@ -7,11 +7,14 @@ from typing import Any
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 from support.clients import Caller, make_caller
 from support.consent_world import APP_SYSTEM
 from support.consents import deny_all_consent
 
 from careloop.fhir.validation import check_resource
+from careloop.services.audit.models import AuditRecord
 
 PATIENT = {"system": APP_SYSTEM, "value": "api-1"}
 
@@ -228,3 +231,22 @@ def test_hostile_bodies_never_cause_a_server_error(app_caller: Caller, body: Any
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_giving_and_revoking_consent_are_audited(app_caller: Caller, engine: Engine) -> None:
+    body = {"patient": PATIENT, "decision": "permit", "purpose": "ehr-sync"}
+    consent = _post(app_caller, body).json()
+    assert _post(app_caller, body).status_code == 200  # a retry is not a second change
+    for _ in range(2):  # revoking twice changes it once
+        revoked = app_caller.post(f"/v1/consents/{consent['id']}/revoke")
+        assert revoked.status_code == 200, revoked.text
+    with Session(engine) as session:
+        entries = session.exec(
+            select(AuditRecord)
+            .where(AuditRecord.kind == "consent")
+            .where(AuditRecord.agent == f"client:{app_caller.client_id}")
+            .order_by(col(AuditRecord.seq))
+        ).all()
+    patient = consent["patient"]["reference"]
+    assert [e.entity for e in entries] == [f"{patient} Consent/{consent['id']}"] * 2
+    assert all(APP_SYSTEM not in e.entity and "api-1" not in e.entity for e in entries)
