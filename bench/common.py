@@ -422,6 +422,9 @@ def careloop_stack(
             # The load generator is one client: per-client rate limits would measure themselves.
             "CARELOOP_RATE_LIMIT_API_PER_CLIENT": "",
             "CARELOOP_RATE_LIMIT_TOKEN_PER_CLIENT": "",
+            # Synthetic patients record no consent; the shipped policy keeps EHR sync off
+            # without one, so the benchmarks' tenant permits it (as a health system would).
+            "CARELOOP_CONSENT_DEFAULTS": "ehr-sync=permit",
             **(extra_env or {}),
         }
         serve = ("serve", "--host", HOST, "--port", str(port), "--workers", str(api_workers))
