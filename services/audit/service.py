@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from sqlmodel import Session
@@ -64,12 +65,17 @@ def record_event(
     )
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.:~-]")
+
+
 def record_token(
     session: Session, tenant_id: str | None, client_id: str | None, granted: bool
 ) -> None:
     """Audit a token grant or refusal (``client_id`` as claimed; unknown clients: no tenant)."""
     outcome = "success" if granted else "refused"
-    record_event(session, tenant_id, "token", f"client:{(client_id or '?')[:64]}", outcome)
+    # As claimed: a refused request's client_id can be anything (NUL bytes PostgreSQL refuses).
+    claimed = _UNSAFE.sub("?", client_id or "?")[:64]
+    record_event(session, tenant_id, "token", f"client:{claimed}", outcome)
 
 
 def record_sign_in(session: Session, clinician: Clinician | None, signed_in: bool) -> None:

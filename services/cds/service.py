@@ -29,6 +29,7 @@ from careloop.services.common.errors import ApiError
 from careloop.services.ehr.models import PatientLink
 from careloop.services.ehr.vocabulary import LinkState
 from careloop.services.patients.service import find_patients
+from careloop.services.unit_of_work import commit
 
 SERVICE_ID = "careloop-patient-view"
 MAX_ALERT_CARDS = 20
@@ -99,7 +100,7 @@ def patient_cards(
             Disclosure(patient_id, purpose=CARE_TEAM_ALERTS), destination_label("cds", caller.iss)
         )
     except EgressBlocked:
-        session.commit()  # the refusal stays audited
+        commit(session)  # the refusal stays audited
         return {"cards": []}
     alerts = session.exec(
         select(Alert)

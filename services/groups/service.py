@@ -159,8 +159,10 @@ def record_session(session: Session, principal: Principal, data: GroupSessionIn)
     store = ResourceStore(session, principal.tenant_id)
     session_id = session_id_of(principal, data.app_session_id)
     _, encounter_id = _ids(session_id)
-    known = find_patients(session, principal.tenant_id, idents)
+    # The session first, then its patients: committed together, so once the session is visible
+    # its patients are too (the other order can straddle a concurrent first's commit).
     existing = store.read("Encounter", encounter_id)
+    known = find_patients(session, principal.tenant_id, idents)
     if existing is not None:
         return _retry(session, principal, store, session_id, data, idents, known)
     new = {i: str(uuid.uuid4()) for i in idents if i not in known}

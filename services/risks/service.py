@@ -102,8 +102,10 @@ def ingest_signal(session: Session, principal: Principal, data: RiskSignalIn) ->
     signal_id = signal_id_of(principal, data)
     ra_id = risk_assessment_id(signal_id)
     ident = (data.patient.system, data.patient.value)
-    patient_id = find_patients(session, principal.tenant_id, [ident]).get(ident)
+    # The signal first, then its patient: both were committed together, so once the signal is
+    # visible its patient is too (the other order can straddle a concurrent first's commit).
     existing = store.read("RiskAssessment", ra_id)
+    patient_id = find_patients(session, principal.tenant_id, [ident]).get(ident)
     if existing is not None:
         return _retry(existing.as_dict(), signal_id, patient_id, principal, data)
     if patient_id is None:

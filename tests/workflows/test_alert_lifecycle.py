@@ -301,7 +301,9 @@ def test_consent_denial_blocks_notifications_and_is_audited(
             for n in session.exec(select(Notification).where(Notification.alert_id == alert["id"]))
         }
         audits = session.exec(
-            select(AuditRecord).where(AuditRecord.tenant_id == caller_tenant_id(session, caller))
+            select(AuditRecord)
+            .where(AuditRecord.tenant_id == caller_tenant_id(session, caller))
+            .where(AuditRecord.kind == "egress")  # not the caller's token grant
         ).all()
     assert statuses == {"blocked"}
     assert [a.outcome for a in audits] == ["blocked"]
