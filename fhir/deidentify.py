@@ -61,11 +61,13 @@ STRUCTURAL_KEYS = frozenset(
         "questionnaire",
         "valueCode",
         "lifecycleStatus",
+        "linkId",
         "severity",
         "criticality",
     }
 )
-"""Keys whose string values are codes, kept when they look like one (see ``is_coded``)."""
+"""Keys whose string values are codes, kept when they look like one (see ``is_coded``); a
+``linkId`` that does not is hashed instead (a questionnaire item needs one)."""
 
 _DROPPED = frozenset(
     {
@@ -96,6 +98,7 @@ _DATES = frozenset({"date", "dateTime", "authored", "authoredOn", "created", "se
 _PERIOD_BOUNDS = frozenset({"start", "end"})
 _YEAR = re.compile(r"^(\d{4})(-(\d{2})(-(\d{2}))?)?")
 _CODED = re.compile(r"^\S{1,256}$")
+_ELEMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
 _ZIP = re.compile(r"^(\d{3})\d{2}(-\d{4})?$")
 _YEAR_UNITS = frozenset({"a", "yr", "yrs", "year", "years", "y"})
 _HASH_CHARS = 32
@@ -172,8 +175,9 @@ class _Walk:
     def object(self, value: dict[str, Any], parent: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if key.startswith("_") or key in _DROPPED or key == "id":
-                continue  # primitive extensions, free text, element ids (the root id: above)
+            if key in _DROPPED or key == "id" or not _ELEMENT_NAME.match(key):
+                continue  # free text, element ids (the root's: above), primitive extensions
+                # (``_birthDate``) and keys no FHIR element has
             cleaned = self.value(key, item, parent)
             if cleaned is not None:
                 out[key] = cleaned
