@@ -64,7 +64,7 @@ def run_export(engine: Engine, request: ExportRequest) -> ExportResult:
         patients_exported=len(cohort.permitted), patients_withheld=cohort.withheld
     )
     deid = Deidentifier(request.key, request.tenant_id, request.today)
-    request.out_dir.mkdir(parents=True, exist_ok=True)
+    request.out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         for rtype in request.types:
             written, skipped = _write_type(engine, request, deid, rtype, cohort.permitted)
@@ -86,6 +86,8 @@ def _write_type(
     partial = final.with_name(final.name + ".part")
     written = skipped = 0
     after = 0
+    partial.unlink(missing_ok=True)
+    partial.touch(mode=0o600)  # de-identified is not public: readable by the exporter only
     with partial.open("wb") as out:
         while True:
             query = (

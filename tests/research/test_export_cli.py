@@ -64,6 +64,7 @@ def test_only_patients_with_a_research_permit_are_exported_and_each_is_audited(
     assert "patients exported: 1, withheld: 2" in printed
     assert "Patient: 1" in printed and "Observation: 1" in printed
     assert len(_patients_in(out)) == 1
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o600}
     assert not (out / "Consent.ndjson").exists()
     records = _audits(engine, tenant)
     egress = {
