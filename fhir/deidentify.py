@@ -100,13 +100,21 @@ _YEAR = re.compile(r"^(\d{4})(-(\d{2})(-(\d{2}))?)?")
 _CODED = re.compile(r"^\S{1,256}$")
 _ELEMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
 _ZIP = re.compile(r"^(\d{3})\d{2}(-\d{4})?$")
-_YEAR_UNITS = frozenset({"a", "yr", "yrs", "year", "years", "y"})
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S{1,250}$")
+_URI_KEYS = frozenset({"system", "url", "questionnaire"})
+_YEARS_PER_UNIT = {
+    **dict.fromkeys(("a", "y", "yr", "yrs", "year", "years"), 1.0),
+    **dict.fromkeys(("mo", "month", "months"), 1 / 12),
+    **dict.fromkeys(("wk", "week", "weeks"), 7 / 365.25),
+    **dict.fromkeys(("d", "day", "days"), 1 / 365.25),
+}
 _HASH_CHARS = 32
 
 
-def is_coded(value: str) -> bool:
-    """Whether a string looks like a code or URI: 1-256 characters, no whitespace."""
-    return bool(_CODED.match(value))
+def is_coded(value: str, key: str = "") -> bool:
+    """Whether a string looks like a code (1-256 characters, no whitespace), or a URI when
+    ``key`` holds one (``system``, ``url``, ``questionnaire``)."""
+    return bool((_URI if key in _URI_KEYS else _CODED).match(value))
 
 
 @dataclass(frozen=True)
@@ -207,11 +215,12 @@ class _Walk:
 
     def string(self, key: str, item: str, parent: str) -> str | None:
         if key == "url":
-            return item if parent in ("extension", "modifierExtension") and is_coded(item) else None
+            extension = parent in ("extension", "modifierExtension")
+            return item if extension and is_coded(item, key) else None
         if key == "linkId":
             return item if is_coded(item) else "q" + self.deid.pseudonym(f"linkId/{item}")[:16]
         if key in STRUCTURAL_KEYS:
-            return item if is_coded(item) else None
+            return item if is_coded(item, key) else None
         if _is_date_key(key, parent, self.rtype):
             match = _YEAR.match(item)
             return match.group(1) if match else None
@@ -270,10 +279,13 @@ def _address(item: Any) -> dict[str, Any] | None:
 
 
 def _capped_age(quantity: dict[str, Any]) -> dict[str, Any]:
-    """An age in years over 89 becomes ``>= 90`` (any Quantity in years: Age, valueQuantity)."""
+    """An age over 89 years becomes ``>= 90`` years (any Quantity in a unit of time)."""
     value = quantity.get("value")
-    units = {str(quantity.get("code", "")).lower(), str(quantity.get("unit", "")).lower()}
-    if isinstance(value, int | float) and not isinstance(value, bool) and units & _YEAR_UNITS:
-        if value > 89:
-            return {**quantity, "value": 90, "comparator": ">="}
-    return quantity
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return quantity
+    unit = str(quantity.get("code") or quantity.get("unit") or "").lower()
+    per = _YEARS_PER_UNIT.get(unit)
+    if per is None or value * per <= 89:
+        return quantity
+    years = {"unit": "years", "system": "http://unitsofmeasure.org", "code": "a"}
+    return {**quantity, **years, "value": 90, "comparator": ">="}

@@ -1,5 +1,5 @@
 """The administrative commands of ``careloop``: migrate, clients, keys, alert routes, EHRs,
-CDS clients.
+CDS clients, the audit trail and the de-identified research export.
 
 The commands that run workflows (serve, worker, beat, demo, ``ehr pull``) are added to these by
 ``careloop.workflows.cli``, which is the ``careloop`` console script.

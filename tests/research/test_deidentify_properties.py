@@ -135,3 +135,22 @@ def test_ages_over_89_become_90_or_more() -> None:
     obs = DEID.resource({"resourceType": "Observation", "valueQuantity": age, "x": {"y": young}})
     assert obs["valueQuantity"] == {**age, "value": 90, "comparator": ">="}
     assert obs["x"]["y"] == young
+
+
+def test_ages_in_months_or_days_over_89_years_become_90_years() -> None:
+    ucum = "http://unitsofmeasure.org"
+    months = {"value": 1090, "unit": "mo", "system": ucum, "code": "mo"}
+    days = {"value": 33000, "unit": "d", "system": ucum, "code": "d"}
+    young = {"value": 1000, "unit": "mo", "system": ucum, "code": "mo"}
+    answers = [{"valueQuantity": q} for q in (months, days, young)]
+    qr = DEID.resource(
+        {"resourceType": "QuestionnaireResponse", "item": [{"linkId": "a", "answer": answers}]}
+    )
+    capped = {"value": 90, "comparator": ">=", "unit": "years", "system": ucum, "code": "a"}
+    assert [a["valueQuantity"] for a in qr["item"][0]["answer"]] == [capped, capped, young]
+
+
+def test_uri_elements_keep_only_uris() -> None:
+    coding = {"system": "PLANT-not-a-uri", "code": "x"}
+    obs = DEID.resource({"resourceType": "Observation", "code": {"coding": [coding]}})
+    assert obs["code"]["coding"] == [{"code": "x"}]
