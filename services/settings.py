@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from limits import parse_many
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from careloop.integrations.egress.destinations import AllowList
@@ -170,6 +170,10 @@ class Settings(BaseSettings):
 
         parse_policy(value)  # a malformed entry stops careloop at startup
         return value
+
+    deidentify_key: SecretStr | None = None
+    """Key of the keyed hashes ``careloop export --deidentify`` makes of ids and identifiers
+    (HMAC-SHA256, 32+ characters): the same key gives the same pseudonyms on every run."""
 
     # Outbox leases: the database, not the broker, decides when work is done. A message published
     # but not completed within its lease is published again (tasks are idempotent); each

@@ -1,5 +1,5 @@
 """The administrative commands of ``careloop``: migrate, clients, keys, alert routes, EHRs,
-CDS clients.
+CDS clients, the audit trail and the de-identified research export.
 
 The commands that run workflows (serve, worker, beat, demo, ``ehr pull``) are added to these by
 ``careloop.workflows.cli``, which is the ``careloop`` console script.
@@ -16,6 +16,7 @@ from careloop.services.cli.clients import clients
 from careloop.services.cli.clinicians import clinicians
 from careloop.services.cli.dead_letters import tasks
 from careloop.services.cli.ehr import ehr, keys, patients
+from careloop.services.cli.export import export_cmd
 from careloop.services.cli.help import PlainTyper
 from careloop.services.cli.notify import notify
 from careloop.services.db import get_engine
@@ -33,6 +34,7 @@ app.add_typer(patients, name="patients")
 app.add_typer(keys, name="keys")
 app.add_typer(cds, name="cds")
 app.add_typer(audit, name="audit")
+app.command("export")(export_cmd)
 
 
 @app.command()
