@@ -1,8 +1,9 @@
 """The clinician's inbox (``/inbox``) and alert page (``/alerts/{id}``), acknowledge and resolve.
 
 Pages answer in HTML, errors included: a bad filter is a 400 page, an alert that is unknown or
-another tenant's a 404 page, a form without this session's CSRF token a 403 page. Notes are the
-clinician's free text: stored on the alert, shown on its page, never logged.
+another tenant's a 404 page, a form without this session's CSRF token a 403 page, an alert of a
+patient who has not consented to care-team alerts a 403 notice (services/dashboard/consent.py).
+Notes are the clinician's free text: stored on the alert, shown on its page, never logged.
 """
 
 from __future__ import annotations

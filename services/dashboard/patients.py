@@ -1,7 +1,9 @@
 """The clinician's caseload (``/caseload``) and one patient's page (``/patients/{id}``).
 
 Both are tenant-scoped by the signed-in session; an unknown patient, or another tenant's, is a
-404 page. An EHR launch (``signed.patient_id``) lands on its patient's page.
+404 page. An EHR launch (``signed.patient_id``) lands on its patient's page. A patient who has not
+consented to care-team alerts is left off the caseload's ranking and their page is a 403 notice
+(services/dashboard/consent.py).
 """
 
 from __future__ import annotations
