@@ -13,6 +13,9 @@ attended -> ``finished``; left early -> ``finished`` with ``period.end`` the tim
 session's end when the app does not say); no-show -> ``cancelled`` (the encounter did not take
 place for that patient). The three are told apart by a careloop attendance coding in
 ``Encounter.type`` (``ATTENDANCE_SYSTEM``), which the missed-session rule reads. No extensions.
+
+Each write is described by one ``Provenance`` (`map_group_provenance`): CREATE for the first
+recording, UPDATE when a planned session is recorded as held.
 """
 
 from __future__ import annotations
@@ -24,8 +27,21 @@ from typing import Any
 
 from careloop.fhir.elements import coding, fhir_datetime, reference
 from careloop.fhir.errors import MappingError
-from careloop.fhir.identifiers import IDENTIFIER_BASE, business_identifier
-from careloop.fhir.terminology import CARELOOP_FHIR, V3_ACT_CODE, V3_PARTICIPATION_TYPE
+from careloop.fhir.identifiers import (
+    APP_CLIENT_SYSTEM,
+    IDENTIFIER_BASE,
+    business_identifier,
+    deterministic_id,
+)
+from careloop.fhir.provenance import ACTIVITIES
+from careloop.fhir.terminology import (
+    BUSINESS_IDENTIFIER_EXTENSION,
+    CARELOOP_FHIR,
+    PROVENANCE_PARTICIPANT_TYPE,
+    V3_ACT_CODE,
+    V3_DATA_OPERATION,
+    V3_PARTICIPATION_TYPE,
+)
 from careloop.fhir.validation import checked
 
 ATTENDANCE_SYSTEM = f"{CARELOOP_FHIR}/CodeSystem/group-attendance"
@@ -207,6 +223,64 @@ def map_participant_encounter(session: GroupSession, participant: Participant) -
         "partOf": reference("Encounter", session.encounter_id),
     }
     return checked(encounter)
+
+
+def group_provenance_id(encounter_id: str, activity: str) -> str:
+    """The id of the Provenance of ``activity`` on the session whose Encounter is ``encounter_id``.
+
+    Fixed by the session and the activity, so a retry finds it instead of writing another.
+    """
+    return deterministic_id(f"{encounter_id}/{activity}", "group-provenance")
+
+
+def map_group_provenance(
+    session: GroupSession,
+    targets: list[str],
+    recorded: datetime,
+    client_id: str,
+    activity: str = "CREATE",
+) -> dict[str, Any]:
+    """A validated Provenance of one write of ``session`` (``targets``: what it wrote).
+
+    agent[0] is the app client that sent the session (``assembler``, a Device known by its
+    client id), agent[1] the facilitator (``performer``, a Practitioner by identifier). The
+    business identifier travels in careloop's ``business-identifier`` extension (R4 Provenance
+    has no identifier). Raises MappingError (targets, activity, recorded).
+    """
+    if not targets or any("/" not in t for t in targets):
+        raise MappingError("targets", "needs target references like Type/id")
+    display = ACTIVITIES.get(activity)
+    if display is None:
+        raise MappingError("activity", "must be one of " + ", ".join(ACTIVITIES))
+    provenance_id = group_provenance_id(session.encounter_id, activity)
+    provenance = {
+        "resourceType": "Provenance",
+        "id": provenance_id,
+        "extension": [
+            {
+                "url": BUSINESS_IDENTIFIER_EXTENSION,
+                "valueIdentifier": business_identifier("provenance", provenance_id),
+            }
+        ],
+        "target": [{"reference": t} for t in targets],
+        "recorded": fhir_datetime(recorded, "recorded"),
+        "activity": {"coding": [coding(V3_DATA_OPERATION, activity, display)]},
+        "agent": [
+            {
+                "type": {"coding": [coding(PROVENANCE_PARTICIPANT_TYPE, "assembler", "Assembler")]},
+                "who": {
+                    "type": "Device",
+                    "identifier": {"system": APP_CLIENT_SYSTEM, "value": client_id},
+                    "display": f"app client {client_id}",
+                },
+            },
+            {
+                "type": {"coding": [coding(PROVENANCE_PARTICIPANT_TYPE, "performer", "Performer")]},
+                "who": _facilitator(session),
+            },
+        ],
+    }
+    return checked(provenance)
 
 
 def attendance_of(encounter: dict[str, Any]) -> str | None:

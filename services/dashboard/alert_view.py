@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -390,10 +391,25 @@ def alert_histories(
     return {a.id: history_entries(a, by_alert[a.id], names, now) for a in alerts}, names
 
 
+@dataclass(frozen=True)
+class WithheldAlert:
+    """An alert of a patient whose consent keeps it from the care team: only their id shows."""
+
+    patient_id: str
+
+
 def alert_detail(
-    session: Session, tenant_id: str, alert_id: str, now: datetime
-) -> AlertDetail | None:
-    """The page of ``tenant_id``'s alert ``alert_id``, or None (unknown, or another tenant's)."""
+    session: Session,
+    tenant_id: str,
+    alert_id: str,
+    now: datetime,
+    refused: Callable[[str], bool] = lambda _patient_id: False,
+) -> AlertDetail | WithheldAlert | None:
+    """The page of ``tenant_id``'s alert ``alert_id``, or None (unknown, or another tenant's).
+
+    ``refused(patient_id)`` says whether the patient's consent withholds it (then nothing
+    more of the alert is read).
+    """
     if not valid_alert_id(alert_id):
         return None
     alert = session.exec(
@@ -401,6 +417,8 @@ def alert_detail(
     ).first()
     if alert is None:
         return None
+    if refused(alert.patient_id):
+        return WithheldAlert(alert.patient_id)
     events = list(
         session.exec(
             select(AlertEvent)

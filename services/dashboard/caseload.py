@@ -8,7 +8,7 @@ without one (or with ``show=all``) the caseload is every patient of the tenant.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -101,6 +101,8 @@ class Caseload:
     show: str
     mine_available: bool
     truncated: bool
+    withheld: list[str] = field(default_factory=list)
+    """Ids of the patients whose consent keeps them from the care team (nothing else shown)."""
 
 
 def _chunks(ids: list[str]) -> Iterable[list[str]]:
@@ -253,16 +255,27 @@ def _alerts(session: Session, tenant_id: str, rows: dict[str, CaseloadRow]) -> N
 
 
 def load_caseload(
-    session: Session, tenant_id: str, practitioner: str | None, show: str | None, now: datetime
+    session: Session,
+    tenant_id: str,
+    practitioner: str | None,
+    show: str | None,
+    now: datetime,
+    withheld: Callable[[list[str]], set[str]] = lambda _ids: set(),
 ) -> Caseload:
     """The caseload sorted by who needs attention first (``show``: mine, all, or None for
-    the clinician's own when they have any)."""
+    the clinician's own when they have any).
+
+    ``withheld`` names the patients (of those given) the care team may not see: only their ids
+    are listed, apart, and nothing of theirs is read.
+    """
     del now  # the judgements use the scores' own dates
     mine = _my_patients(session, tenant_id, practitioner) if practitioner else []
     chosen = show or (SHOW_MINE if mine else SHOW_ALL)
     ids = mine if chosen == SHOW_MINE else _all_patients(session, tenant_id)
     truncated = len(ids) > MAX_PATIENTS
     ids = ids[:MAX_PATIENTS]
+    hidden = withheld(ids)
+    ids = [pid for pid in ids if pid not in hidden]
     rows = {pid: CaseloadRow(pid) for pid in ids}
     labels = patient_labels(session, tenant_id, ids)
     for pid, summaries in _summaries(session, tenant_id, ids).items():
@@ -270,4 +283,4 @@ def load_caseload(
         rows[pid].label = labels[pid]
     _alerts(session, tenant_id, rows)
     ordered = sorted(rows.values(), key=CaseloadRow.sort_key)
-    return Caseload(ordered, chosen, bool(mine), truncated)
+    return Caseload(ordered, chosen, bool(mine), truncated, sorted(hidden))

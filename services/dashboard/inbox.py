@@ -1,12 +1,14 @@
 """The clinician's inbox (``/inbox``) and alert page (``/alerts/{id}``), acknowledge and resolve.
 
 Pages answer in HTML, errors included: a bad filter is a 400 page, an alert that is unknown or
-another tenant's a 404 page, a form without this session's CSRF token a 403 page. Notes are the
-clinician's free text: stored on the alert, shown on its page, never logged.
+another tenant's a 404 page, a form without this session's CSRF token a 403 page, an alert of a
+patient who has not consented to care-team alerts a 403 notice (services/dashboard/consent.py).
+Notes are the clinician's free text: stored on the alert, shown on its page, never logged.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -19,7 +21,8 @@ from careloop.services.alerts.vocabulary import AlertStatus
 from careloop.services.clinicians.sessions import SignedIn, SignedInDep, csrf_ok
 from careloop.services.common.errors import ApiError
 from careloop.services.common.forms import BadForm, form_fields
-from careloop.services.dashboard.alert_view import alert_detail, valid_alert_id
+from careloop.services.dashboard.alert_view import WithheldAlert, alert_detail, valid_alert_id
+from careloop.services.dashboard.consent import dashboard_consent, withheld_page
 from careloop.services.dashboard.inbox_view import (
     SEVERITIES,
     STATUSES,
@@ -30,7 +33,7 @@ from careloop.services.dashboard.inbox_view import (
 )
 from careloop.services.dashboard.templating import render
 from careloop.services.db import utcnow
-from careloop.services.deps import SessionDep
+from careloop.services.deps import SessionDep, SettingsDep
 from careloop.services.unit_of_work import commit
 
 router = APIRouter(include_in_schema=False)
@@ -61,8 +64,13 @@ def _not_found(request: Request, signed: SignedIn) -> Response:
 
 
 @router.get("/inbox")
-def inbox(request: Request, signed: SignedInDep, session: SessionDep) -> Response:
-    """The tenant's alerts: open first by severity then age, then acknowledged, then resolved."""
+def inbox(
+    request: Request, signed: SignedInDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """The tenant's alerts: open first by severity then age, then acknowledged, then resolved.
+
+    Alerts of patients whose consent withholds them from the care team are left out.
+    """
     query = {name: request.query_params.getlist(name) for name in request.query_params}
     try:
         filters = parse_filters(query)
@@ -70,7 +78,8 @@ def inbox(request: Request, signed: SignedInDep, session: SessionDep) -> Respons
         return _message(
             request, signed, 400, "Filter not understood", f"The {exc.name} filter {exc.message}."
         )
-    page = inbox_page(session, signed.tenant_id, filters, utcnow())
+    consent = dashboard_consent(session, settings, signed)
+    page = inbox_page(session, signed.tenant_id, filters, utcnow(), consent.withheld)
     return render(
         request,
         "inbox.html",
@@ -86,12 +95,23 @@ def inbox(request: Request, signed: SignedInDep, session: SessionDep) -> Respons
 
 @router.get("/alerts/{alert_id}")
 def alert_page(
-    request: Request, alert_id: str, signed: SignedInDep, session: SessionDep
+    request: Request,
+    alert_id: str,
+    signed: SignedInDep,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
-    """One alert: why it fired, the reading, escalation, notifications, history and the forms."""
-    detail = alert_detail(session, signed.tenant_id, alert_id, utcnow())
+    """One alert: why it fired, the reading, escalation, notifications, history and the forms.
+
+    A 403 notice (audited) instead when the patient's consent withholds it from the care team.
+    """
+    consent = dashboard_consent(session, settings, signed)
+    refused = functools.partial(consent.refused, session)
+    detail = alert_detail(session, signed.tenant_id, alert_id, utcnow(), refused)
     if detail is None:
         return _not_found(request, signed)
+    if isinstance(detail, WithheldAlert):
+        return withheld_page(request, signed, detail.patient_id, "inbox")
     flash = FLASHES.get(request.query_params.get("done", ""))
     return render(request, "alert.html", signed, active="inbox", detail=detail, flash=flash)
 
@@ -108,6 +128,7 @@ def _act(
     alert_id: str,
     signed: SignedIn,
     session: SessionDep,
+    settings: SettingsDep,
     form: dict[str, str] | BadForm,
     action: str,
 ) -> Response:
@@ -133,6 +154,8 @@ def _act(
     ).first()
     if alert is None:
         return _not_found(request, signed)
+    if dashboard_consent(session, settings, signed).refused(session, alert.patient_id):
+        return withheld_page(request, signed, alert.patient_id, "inbox")
     if alert.status == AlertStatus.RESOLVED:
         return _message(
             request,
@@ -165,15 +188,25 @@ def _act(
 
 @router.post("/alerts/{alert_id}/acknowledge")
 def acknowledge_alert(
-    request: Request, alert_id: str, signed: SignedInDep, session: SessionDep, form: FormDep
+    request: Request,
+    alert_id: str,
+    signed: SignedInDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    form: FormDep,
 ) -> Response:
     """Acknowledge with an optional note (CSRF-checked), then back to the alert page."""
-    return _act(request, alert_id, signed, session, form, "acknowledged")
+    return _act(request, alert_id, signed, session, settings, form, "acknowledged")
 
 
 @router.post("/alerts/{alert_id}/resolve")
 def resolve_alert(
-    request: Request, alert_id: str, signed: SignedInDep, session: SessionDep, form: FormDep
+    request: Request,
+    alert_id: str,
+    signed: SignedInDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    form: FormDep,
 ) -> Response:
     """Resolve with an optional note (CSRF-checked), then back to the alert page."""
-    return _act(request, alert_id, signed, session, form, "resolved")
+    return _act(request, alert_id, signed, session, settings, form, "resolved")

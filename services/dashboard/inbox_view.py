@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import case, func
+from sqlalchemy import and_, case, func, true
 from sqlmodel import Session, col, select
 
 from careloop.services.alerts.models import Alert, AlertEvent
@@ -129,7 +129,11 @@ def _order() -> list[Any]:
 
 
 def _where(tenant_id: str, filters: InboxFilters) -> list[Any]:
-    clauses: list[Any] = [col(Alert.tenant_id) == tenant_id]
+    return [col(Alert.tenant_id) == tenant_id, *_narrowing(filters)]
+
+
+def _narrowing(filters: InboxFilters) -> list[Any]:
+    clauses: list[Any] = []
     if filters.severity:
         clauses.append(col(Alert.severity) == filters.severity)
     if filters.status:
@@ -163,20 +167,46 @@ def paged_recipients(session: Session, alert_ids: Sequence[str]) -> dict[str, li
     return paged
 
 
-def inbox_page(session: Session, tenant_id: str, filters: InboxFilters, now: datetime) -> InboxPage:
-    """The inbox of ``tenant_id`` narrowed by ``filters``, as of ``now``."""
-    where = _where(tenant_id, filters)
-    total = session.exec(select(func.count()).select_from(Alert).where(*where)).one()
-    open_count = session.exec(
-        select(func.count()).select_from(Alert).where(*where, col(Alert.status) == AlertStatus.OPEN)
-    ).one()
-    alerts = session.exec(select(Alert).where(*where).order_by(*_order()).limit(MAX_ROWS)).all()
-    patient_ids = session.exec(
-        select(Alert.patient_id)
+def _per_patient(
+    session: Session, tenant_id: str, filters: InboxFilters
+) -> list[tuple[str, int, int]]:
+    """(patient id, alerts matching ``filters``, of them open) of every patient with an alert."""
+    matching = and_(true(), *_narrowing(filters))
+    is_open = and_(matching, col(Alert.status) == AlertStatus.OPEN)
+    rows = session.exec(
+        select(
+            Alert.patient_id,
+            func.sum(case((matching, 1), else_=0)),
+            func.sum(case((is_open, 1), else_=0)),
+        )
         .where(col(Alert.tenant_id) == tenant_id)
-        .distinct()
-        .limit(MAX_PATIENT_CHOICES)
+        .group_by(col(Alert.patient_id))
     ).all()
+    return [(p, int(total or 0), int(opened or 0)) for p, total, opened in rows]
+
+
+def inbox_page(
+    session: Session,
+    tenant_id: str,
+    filters: InboxFilters,
+    now: datetime,
+    withheld: Callable[[list[str]], set[str]] = lambda _ids: set(),
+) -> InboxPage:
+    """The inbox of ``tenant_id`` narrowed by ``filters``, as of ``now``.
+
+    ``withheld`` names the patients (of those given) whose alerts the care team may not see:
+    they are left out of the rows, the counts and the patient choices.
+    """
+    counts = _per_patient(session, tenant_id, filters)
+    hidden = withheld([p for p, _total, _open in counts])
+    shown = [c for c in counts if c[0] not in hidden]
+    total = sum(t for _p, t, _o in shown)
+    open_count = sum(o for _p, _t, o in shown)
+    where = _where(tenant_id, filters)
+    if hidden:
+        where.append(col(Alert.patient_id).not_in(sorted(hidden)))
+    alerts = session.exec(select(Alert).where(*where).order_by(*_order()).limit(MAX_ROWS)).all()
+    patient_ids = [p for p, _t, _o in shown][:MAX_PATIENT_CHOICES]
     labels = patient_labels(session, tenant_id, [*patient_ids, *(a.patient_id for a in alerts)])
     paged = paged_recipients(session, [a.id for a in alerts])
     names = actor_labels(session, tenant_id, [r for rs in paged.values() for r in rs])
@@ -196,4 +226,4 @@ def inbox_page(session: Session, tenant_id: str, filters: InboxFilters, now: dat
         for alert in alerts
     ]
     choices = sorted(((p, labels[p]) for p in patient_ids), key=lambda c: (c[1], c[0]))
-    return InboxPage(rows, int(total), int(open_count), choices)
+    return InboxPage(rows, total, open_count, choices)

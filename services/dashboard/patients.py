@@ -1,7 +1,9 @@
 """The clinician's caseload (``/caseload``) and one patient's page (``/patients/{id}``).
 
 Both are tenant-scoped by the signed-in session; an unknown patient, or another tenant's, is a
-404 page. An EHR launch (``signed.patient_id``) lands on its patient's page.
+404 page. An EHR launch (``signed.patient_id``) lands on its patient's page. A patient who has not
+consented to care-team alerts is left off the caseload's ranking and their page is a 403 notice
+(services/dashboard/consent.py).
 """
 
 from __future__ import annotations
@@ -13,17 +15,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from markupsafe import Markup
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from careloop.fhir.terminology import PHQ9_ITEM9_CODE, RATING_INSTRUMENTS, SCORED_INSTRUMENTS
 from careloop.services.clinicians.sessions import SignedIn, SignedInDep
 from careloop.services.dashboard.caseload import SHOW_ALL, SHOW_MINE, load_caseload
 from careloop.services.dashboard.charts import Axis, Band, Marker, daily_chart, score_chart
+from careloop.services.dashboard.consent import dashboard_consent, withheld_page
 from careloop.services.dashboard.group_attendance import group_attendance
 from careloop.services.dashboard.patient_view import PatientView, alert_title, load_view
 from careloop.services.dashboard.templating import render
 from careloop.services.db import utcnow
-from careloop.services.deps import SessionDep
+from careloop.services.deps import SessionDep, SettingsDep
 from careloop.services.measures.core import INSTRUMENTS
 from careloop.services.measures.series import Reading, first_observation_since, patient_exists
 from careloop.services.patients.labels import patient_label
@@ -127,9 +130,16 @@ def _item_table(view: PatientView) -> dict[str, Any]:
 
 @router.get("/patients/{patient_id}")
 def patient_page(
-    request: Request, patient_id: str, signed: SignedInDep, session: SessionDep
-) -> HTMLResponse:
-    """The patient's page: charts, measurement-based care, items, alerts, group sessions."""
+    request: Request,
+    patient_id: str,
+    signed: SignedInDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    """The patient's page: charts, measurement-based care, items, alerts, group sessions.
+
+    A 403 notice with nothing but the patient id (audited) when their consent withholds them.
+    """
     if not _FHIR_ID.fullmatch(patient_id):
         return _not_found(request, signed)
     months_text = request.query_params.get("months")
@@ -139,6 +149,8 @@ def patient_page(
         )
     if not patient_exists(session, signed.tenant_id, patient_id):
         return _not_found(request, signed)
+    if dashboard_consent(session, settings, signed).refused(session, patient_id):
+        return withheld_page(request, signed, patient_id, "caseload")
     now = utcnow()
     if months_text is None:
         since = now - MONTHS[-1] * _MONTH
@@ -171,10 +183,15 @@ def patient_page(
 
 
 @router.get("/caseload")
-def caseload_page(request: Request, signed: SignedInDep, session: SessionDep) -> HTMLResponse:
-    """The clinician's patients, who needs attention first."""
+def caseload_page(
+    request: Request, signed: SignedInDep, session: SessionDep, settings: SettingsDep
+) -> HTMLResponse:
+    """The clinician's patients, who needs attention first (those who withhold consent apart)."""
     show = request.query_params.get("show", "")
     if show not in ("", SHOW_MINE, SHOW_ALL):
         return _problem(request, signed, 400, "Not a filter", "Show either mine or all.")
-    caseload = load_caseload(session, signed.tenant_id, signed.practitioner, show or None, utcnow())
+    consent = dashboard_consent(session, settings, signed)
+    caseload = load_caseload(
+        session, signed.tenant_id, signed.practitioner, show or None, utcnow(), consent.withheld
+    )
     return render(request, "caseload.html", signed, active="caseload", caseload=caseload)

@@ -3,7 +3,8 @@
 A session's resource ids derive from the app's ``app_session_id`` (scoped by tenant and client),
 so they are fixed before anything is stored: a retry, here or in a concurrent request (whose
 unique-key collision makes the unit of work run again), finds the group's Encounter and answers
-with it; nothing is stored twice.
+with it; nothing is stored twice. Each write also stores one Provenance (CREATE, or UPDATE when a
+planned session is recorded as held) whose id derives from the session and the activity.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from careloop.fhir.groups import (
     attendance_of,
     map_group,
     map_group_encounter,
+    map_group_provenance,
     map_participant_encounter,
 )
 from careloop.fhir.identifiers import deterministic_id
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import ApiError, Issue, json_path
+from careloop.services.db import utcnow
 from careloop.services.ehr.pushes import resources_changed
 from careloop.services.groups.schemas import GroupSessionIn
 from careloop.services.outbox.events import ReadingCreated, ReadingTriage
@@ -170,9 +173,20 @@ def record_session(session: Session, principal: Principal, data: GroupSessionIn)
         create_patients(session, store, new)
     patients = [known.get(i) or new[i] for i in idents]
     mapped, resources = _mapped(session_id, data, patients)
-    store.create_many(resources)
+    store.create_many([*resources, _provenance(principal, mapped, resources, "CREATE")])
     _recorded(session, principal, mapped, resources)
     return _outcome(201, session_id, mapped)
+
+
+def _provenance(
+    principal: Principal, mapped: GroupSession, written: list[dict[str, Any]], activity: str
+) -> dict[str, Any]:
+    """The Provenance of one write: what it wrote, the app client and the facilitator."""
+    targets = [f"{r['resourceType']}/{r['id']}" for r in written]
+    try:
+        return map_group_provenance(mapped, targets, utcnow(), principal.client_id, activity)
+    except MappingError as exc:
+        raise ApiError.invalid(exc.field, exc.message) from exc
 
 
 def _recorded(
@@ -256,6 +270,7 @@ def _retry(
             if not same and _completes(session_id, data, patients, current):
                 for resource in resources[1:]:
                     store.update(resource)
+                store.create_many([_provenance(principal, mapped, resources[1:], "UPDATE")])
                 _recorded(session, principal, mapped, resources)
                 return _outcome(200, session_id, mapped)
     if not same or mapped is None:

@@ -84,6 +84,9 @@ ENDPOINTS = [
     ("POST", "/v1/notification-routes"),
     ("POST", "/admin/ehr-connections"),
     ("POST", "/admin/patient-links"),
+    ("POST", "/v1/consents"),
+    ("POST", "/v1/risk-signals"),
+    ("POST", "/v1/group-sessions"),
 ]
 
 
@@ -281,3 +284,176 @@ def test_any_path_and_query_value_is_answered_below_500(
         response = prop_caller.get(url, params=params)
         assert response.status_code < 500, response.text
         assert response.status_code == 200 or response.json()["resourceType"] == "OperationOutcome"
+
+
+def _consent_body(tag: str) -> dict[str, Any]:
+    return {
+        "patient": {"system": "https://app.example/patients", "value": f"c-{tag}"},
+        "decision": "deny",
+        "purpose": "research-export",
+        "period": {"start": "2026-01-01T00:00:00Z", "end": "2036-01-01T00:00:00Z"},
+        "app_consent_id": f"consent-{tag}",
+    }
+
+
+def _risk_body(tag: str) -> dict[str, Any]:
+    return {
+        "patient": {"system": "https://app.example/patients", "value": f"r-{tag}"},
+        "source": "chatbot",
+        "category": "self-harm",
+        "level": "moderate",
+        "model": {"name": "ExampleSafetyClassifier", "version": "2.1.0"},
+        "detected": "2026-11-20T09:30:00Z",
+        "conversation": f"conv-{tag}",
+        "app_signal_id": f"s-{tag}",
+    }
+
+
+def _group_body(tag: str) -> dict[str, Any]:
+    return {
+        "app_session_id": f"grp-{tag}",
+        "facilitator": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"},
+        "modality": "video",
+        "status": "finished",
+        "start": "2026-11-24T17:00:00Z",
+        "end": "2026-11-24T18:00:00Z",
+        "participants": [
+            {
+                "patient": {"system": "https://app.example/patients", "value": f"a-{tag}"},
+                "attendance": "attended",
+            },
+            {
+                "patient": {"system": "https://app.example/patients", "value": f"b-{tag}"},
+                "attendance": "left-early",
+                "left_at": "2026-11-24T17:40:00Z",
+            },
+        ],
+    }
+
+
+NEWEST: dict[str, tuple[Any, list[tuple[str | int, ...]]]] = {
+    "/v1/consents": (
+        _consent_body,
+        [
+            ("patient",),
+            ("patient", "system"),
+            ("patient", "value"),
+            ("decision",),
+            ("purpose",),
+            ("period",),
+            ("period", "start"),
+            ("period", "end"),
+            ("app_consent_id",),
+            ("note",),  # no such field: refused
+        ],
+    ),
+    "/v1/risk-signals": (
+        _risk_body,
+        [
+            ("patient",),
+            ("patient", "value"),
+            ("source",),
+            ("category",),
+            ("level",),
+            ("model",),
+            ("model", "name"),
+            ("model", "version"),
+            ("detected",),
+            ("conversation",),
+            ("app_signal_id",),
+            ("text",),  # no field for the conversation's words: refused
+        ],
+    ),
+    "/v1/group-sessions": (
+        _group_body,
+        [
+            ("app_session_id",),
+            ("facilitator",),
+            ("facilitator", "value"),
+            ("modality",),
+            ("status",),
+            ("start",),
+            ("end",),
+            ("participants",),
+            ("participants", 0, "patient", "value"),
+            ("participants", 0, "attendance"),
+            ("participants", 1, "left_at"),
+        ],
+    ),
+}
+"""The newest endpoints: a valid body per example (unique ids) and the fields to mutate."""
+
+
+def _named(url: str, path: tuple[str | int, ...]) -> set[str]:
+    """The fields a refusal of ``path``'s value may name (a moved bound makes the other wrong)."""
+    first = str(path[0])
+    if url == "/v1/group-sessions" and first in ("start", "end"):
+        return {"start", "end", "participants"}  # a participant's left_at leaves the session
+    return {first}
+
+
+@pytest.mark.parametrize("url", list(NEWEST))
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_any_field_value_of_the_newest_endpoints_is_refused_by_name_or_stored_once(
+    prop_caller: Caller, engine: Engine, url: str, data: st.DataObject
+) -> None:
+    make, fields = NEWEST[url]
+    path = data.draw(st.sampled_from(fields), label="path")
+    value = data.draw(json_values, label="value")
+    body = _mutated(make(uuid.uuid4().hex[:10]), path, value)
+    before = stored(engine, prop_caller.tenant)
+    response = prop_caller.post(
+        url, content=_encode(body), headers={"Content-Type": "application/json"}
+    )
+    _check_answer(response)
+    after = stored(engine, prop_caller.tenant)
+    if response.status_code >= 400:
+        assert after == before, response.text
+        if response.status_code == 422:
+            named = _named(url, path)
+            found = expressions(response)
+            assert any(e.split(".")[0].split("[")[0] in named for e in found), (path, found)
+        return
+    assert response.status_code == 201, response.text
+    assert after["fhir_resource"] > before["fhir_resource"]
+    again = prop_caller.post(
+        url, content=_encode(body), headers={"Content-Type": "application/json"}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == response.json()["id"]
+    assert stored(engine, prop_caller.tenant) == after  # stored exactly once
+
+
+@PROPERTY_SETTINGS
+@given(
+    segment=st.text(max_size=80),
+    system=st.text(max_size=320) | st.sampled_from([NUL, "x" * 5000, "Patient/" + NUL]),
+    value=st.text(max_size=220) | st.sampled_from([NUL, "x" * 5000, "\u2028"]),
+)
+def test_any_path_and_query_value_of_the_newest_endpoints_is_answered_below_500(
+    prop_caller: Caller, engine: Engine, segment: str, system: str, value: str
+) -> None:
+    from urllib.parse import quote
+
+    quoted = quote(segment, safe="")
+    before = stored(engine, prop_caller.tenant)
+    for method, url in (
+        ("GET", f"/v1/risk-signals/{quoted}"),
+        ("GET", f"/v1/group-sessions/{quoted}"),
+        ("POST", f"/v1/consents/{quoted}/revoke"),
+        ("DELETE", f"/v1/consents/{quoted}"),
+    ):
+        response = prop_caller.http.request(method, url, headers=prop_caller.headers)
+        assert response.status_code in (400, 404, 405, 422), (url, response.text)
+        assert response.json()["resourceType"] == "OperationOutcome"
+    response = prop_caller.get(
+        "/v1/consents", params={"patient.system": system, "patient.value": value}
+    )
+    _check_answer(response)
+    if response.status_code in (400, 422):
+        assert set(expressions(response)) <= {"patient.system", "patient.value"}, response.text
+    else:
+        assert response.status_code == 200, response.text
+        assert response.json()["patient"] is None  # nobody by that identifier
+    assert stored(engine, prop_caller.tenant) == before

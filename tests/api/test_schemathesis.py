@@ -84,3 +84,28 @@ def test_no_server_errors(case: Any, api: tuple[FastAPI, dict[str, str]]) -> Non
     if not case.operation.path.startswith("/fhir"):
         checks += [status_code_conformance, content_type_conformance, response_schema_conformance]
     case.call_and_validate(app=app, headers=headers, checks=checks)
+
+
+NEWEST = {
+    ("POST", "/v1/consents"),
+    ("GET", "/v1/consents"),
+    ("POST", "/v1/consents/{consent_id}/revoke"),
+    ("DELETE", "/v1/consents/{consent_id}"),
+    ("POST", "/v1/risk-signals"),
+    ("GET", "/v1/risk-signals/{signal_id}"),
+    ("POST", "/v1/group-sessions"),
+    ("GET", "/v1/group-sessions/{session_id}"),
+}
+"""The newest app endpoints, which the generated tests above must reach."""
+
+
+def test_the_newest_endpoints_are_in_the_openapi_with_their_bodies() -> None:
+    documented = {
+        (method.upper(), path)
+        for path, operations in _DOCUMENT["paths"].items()
+        for method in operations
+    }
+    assert documented >= NEWEST
+    for path in ("/v1/consents", "/v1/risk-signals", "/v1/group-sessions"):
+        body = _DOCUMENT["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"], path  # schemathesis generates bodies from it

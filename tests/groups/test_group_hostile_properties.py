@@ -179,8 +179,9 @@ def test_any_field_value_is_refused_by_name_or_stored_once(
             _expressions(response)
     else:
         assert response.status_code == 201, response.text
-        # the Group, the group's Encounter, 2 participant Encounters and 2 new Patients
+        # the Group, the group's Encounter, 2 participant Encounters, 2 new Patients and the
+        # session's Provenance
         fhir_rows = after[0] - before[0]
-        assert fhir_rows == 6, response.json()
+        assert fhir_rows == 7, response.json()
         assert _post(prop_caller, body).json() == response.json()
         assert _stored(engine, prop_caller.tenant) == after

@@ -14,6 +14,7 @@ from support.clients import Caller
 
 from careloop.fhir.groups import ATTENDANCE_SYSTEM
 from careloop.services.store.models import FhirResource
+from careloop.services.tenancy.models import Tenant
 
 
 def _post(caller: Caller, body: dict[str, Any], status: int = 201) -> dict[str, Any]:
@@ -24,13 +25,15 @@ def _post(caller: Caller, body: dict[str, Any], status: int = 201) -> dict[str, 
 
 
 def _count(engine: Engine, tenant: str) -> int:
+    """The FHIR resources stored in the tenant named ``tenant``."""
     with Session(engine) as session:
+        tenant_id = session.execute(select(Tenant.id).where(Tenant.name == tenant)).scalar_one()
         return int(
             session.execute(
                 select(func.count())
                 .select_from(FhirResource)
                 .where(
-                    FhirResource.tenant_id == tenant  # type: ignore[arg-type]
+                    FhirResource.tenant_id == tenant_id  # type: ignore[arg-type]
                 )
             ).scalar_one()
         )
@@ -217,7 +220,7 @@ def test_a_planned_session_posted_again_as_finished_records_attendance(
     assert whole["period"]["end"] == "2026-11-24T18:10:00Z"
     missed = _fhir(caller, done["participants"][1]["encounter"])
     assert (missed["status"], _attendance(missed)) == ("cancelled", "no-show")
-    assert _count(engine, caller.tenant) == stored  # new versions, no new resources
+    assert _count(engine, caller.tenant) == stored + 1  # new versions and the UPDATE Provenance
     assert _post(caller, held, 200) == done  # a retry of the update changes nothing
     assert _fhir(caller, done["encounter"])["meta"]["versionId"] == "2"
     assert caller.post("/v1/group-sessions", json=planned).status_code == 409  # no way back

@@ -3,11 +3,14 @@
 The API (``careloop serve``), a ``careloop worker`` and a ``careloop beat`` run as real processes
 on PostgreSQL and Redis, at DEBUG, with every line they print captured. Unique canary strings go
 in as patient identifiers, notes, device names, app report ids, telehealth reasons, webhook
-addresses, an EHR client id and a bearer token, through accepted reports, alerts, webhooks and
+addresses, an EHR client id, a bearer token, consent, risk-signal and group-session ids, model
+names, conversation references and facilitators, through accepted reports, alerts, webhooks and
 EHR sync, and through the failures: invalid and malformed bodies, an unhandled database error
 whose text and parameters hold the canary, a failing webhook receiver, retries on a database
 error, a refused EHR write and a task that fails for good. Not one canary may appear, every line
-must be JSON, and the unhandled error must be logged with its class and error id.
+must be JSON, and the unhandled error must be logged with its class and error id. The spans the
+processes export (to a collector on loopback), the API's metrics and its error bodies hold none
+either.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +146,11 @@ def pg_url() -> Iterator[str]:
 
 
 @contextmanager
-def careloop_processes(pg_url: str, tmp_path: Path) -> Iterator[tuple[Processes, str]]:
-    """``careloop serve``, ``careloop worker`` and ``careloop beat`` at DEBUG, on Redis."""
+def careloop_processes(
+    pg_url: str, tmp_path: Path, otel_endpoint: str = ""
+) -> Iterator[tuple[Processes, str]]:
+    """``careloop serve``, ``careloop worker`` and ``careloop beat`` at DEBUG, on Redis
+    (tracing to ``otel_endpoint`` when given)."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = inherited_env()
@@ -161,6 +169,7 @@ def careloop_processes(pg_url: str, tmp_path: Path) -> Iterator[tuple[Processes,
             "CARELOOP_EHR_TIMEOUT_SECONDS": "2",
             "CARELOOP_EHR_CIRCUIT_FAILURES": "100",
             "CARELOOP_DELIVERY_MAX_ATTEMPTS": "2",
+            "CARELOOP_OTEL_ENDPOINT": otel_endpoint,
         }
     )
     outputs_dir = tmp_path / "outputs"
@@ -264,6 +273,114 @@ def _exercise_failures(app: App, http: httpx.Client, canary: str) -> str:
     return str(diagnostics.rsplit(" ", 1)[-1])
 
 
+def _exercise_newest(app: App, canary: str) -> None:
+    """Consents, risk signals and group sessions with canaries in their free-ish fields
+    (identifiers, app ids, conversation reference, model, facilitator), accepted and refused;
+    no answer may carry a canary it was not given as an identifier to echo."""
+    patient = {"system": APP_SYSTEM, "value": f"{canary}-id-consent"}
+    consent = {
+        "patient": patient,
+        "decision": "deny",
+        "purpose": "research-export",
+        "app_consent_id": f"{canary}-consent",
+    }
+    created = app.post("/v1/consents", json=consent)
+    assert created.status_code == 201, created.text
+    assert app.post(f"/v1/consents/{created.json()['id']}/revoke").status_code == 200
+    in_force = app.get(
+        "/v1/consents", params={"patient.system": APP_SYSTEM, "patient.value": patient["value"]}
+    )
+    assert in_force.status_code == 200 and canary not in in_force.text
+    signal = {
+        "patient": {"system": APP_SYSTEM, "value": f"{canary}-id-signal"},
+        "source": "chatbot",
+        "category": "self-harm",
+        "level": "high",
+        "model": {"name": f"{canary}-model", "version": f"{canary}-version"},
+        "detected": "2026-11-20T09:30:00Z",
+        "conversation": f"{canary}-conversation",
+        "app_signal_id": f"{canary}-signal",
+    }
+    accepted = app.post("/v1/risk-signals", json=signal)
+    assert accepted.status_code == 201, accepted.text
+    assert canary not in app.get(accepted.headers["location"].split("127.0.0.1")[-1]).text
+    group = {
+        "app_session_id": f"{canary}-group",
+        "facilitator": {"system": f"https://{canary}.example/staff", "value": f"{canary}-dr"},
+        "modality": "video",
+        "start": "2026-11-24T17:00:00Z",
+        "end": "2026-11-24T18:00:00Z",
+        "participants": [
+            {
+                "patient": {"system": APP_SYSTEM, "value": f"{canary}-id-g1"},
+                "attendance": "attended",
+            },
+            {
+                "patient": {"system": APP_SYSTEM, "value": f"{canary}-id-g2"},
+                "attendance": "no-show",
+            },
+        ],
+    }
+    held = app.post("/v1/group-sessions", json=group)
+    assert held.status_code == 201, held.text
+    assert canary not in held.text
+    refusals = [
+        ("/v1/consents", {**consent, "purpose": f"{canary}-purpose"}),
+        ("/v1/consents", {**consent, "note": f"{canary}-note"}),
+        ("/v1/consents", {**consent, "app_consent_id": f"{canary}-consent", "decision": "permit"}),
+        ("/v1/risk-signals", {**signal, "conversation": f"{canary} said something"}),
+        ("/v1/risk-signals", {**signal, "text": f"{canary}-words"}),
+        ("/v1/risk-signals", {**signal, "model": {"name": f"{canary}-m" * 100, "version": "1"}}),
+        ("/v1/group-sessions", {**group, "modality": "video", "topic": f"{canary}-topic"}),
+        ("/v1/group-sessions", {**group, "participants": [group["participants"][0]] * 2}),
+        ("/v1/group-sessions", {**group, "modality": "phone"}),  # 409: another session
+    ]
+    for url, body in refusals:
+        response = app.post(url, json=body)
+        assert 400 <= response.status_code < 500, (url, response.text)
+        assert canary not in response.text, (url, response.text)
+    for url in (
+        f"/v1/consents/{canary}-nope/revoke",
+        f"/v1/risk-signals/{canary}-nope",
+        f"/v1/group-sessions/{canary}-nope",
+    ):
+        response = app.post(url) if url.endswith("revoke") else app.get(url)
+        # The 404 names the id the caller put in its own URL (as the FHIR API's do); the logs
+        # (checked below) never do.
+        assert response.status_code == 404, (url, response.text)
+    unknown = app.get(
+        "/v1/consents", params={"patient.system": APP_SYSTEM, "patient.value": f"{canary}-who"}
+    )
+    assert unknown.status_code == 200 and canary not in unknown.text
+
+
+class Collector:
+    """An OTLP/HTTP traces endpoint on loopback that keeps every request body."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+                owner.bodies.append(self.rfile.read(int(self.headers.get("content-length", "0"))))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def _lines(output: str, name: str) -> list[dict[str, Any]]:
     records = []
     for line in output.splitlines():
@@ -283,7 +400,11 @@ def test_no_canary_reaches_any_process_output(pg_url: str, tmp_path: Path) -> No
         good = stack.enter_context(webhook_receiver(generate_webhook_secret()))
         failing = stack.enter_context(webhook_receiver(generate_webhook_secret()))
         failing.status = 500
-        processes, base_url = stack.enter_context(careloop_processes(pg_url, tmp_path))
+        collector = Collector()
+        stack.callback(collector.close)  # after the processes stop (and flush their spans)
+        processes, base_url = stack.enter_context(
+            careloop_processes(pg_url, tmp_path, collector.url)
+        )
         http = stack.enter_context(httpx.Client(base_url=base_url, timeout=30))
 
         # Tenant "clinic": an EHR connected, another whose client id it refuses, two webhooks.
@@ -330,6 +451,10 @@ def test_no_canary_reaches_any_process_output(pg_url: str, tmp_path: Path) -> No
         assert search.status_code == 200 and search.json()["total"] == 1
 
         error_id = _exercise_failures(app, http, canary)
+        _exercise_newest(app, canary)
+        scrape = http.get("/metrics")  # loopback, test environment: no token needed
+        assert scrape.status_code == 200 and "careloop_http_requests_total" in scrape.text
+        assert canary.lower() not in scrape.text.lower(), "a metric label carries PHI"
 
         # Tenant "doomed": its alerts hit a database error in the worker, which retries.
         doomed = _app(processes, http, "doomed")
@@ -354,6 +479,8 @@ def test_no_canary_reaches_any_process_output(pg_url: str, tmp_path: Path) -> No
             lambda: processes.line("worker", "observation.evaluate_urgent", "retry: Retry in"),
             "the worker to retry the doomed alert",
         )
+    assert collector.bodies, "no spans were exported"
+    assert not any(canary.encode() in body for body in collector.bodies), "a span carries PHI"
     names = ("api", "worker", "beat")
     outputs = {name: processes.output(name) for name in names}
     for name, output in outputs.items():
