@@ -1,7 +1,7 @@
 """Every careloop metric, defined once (names and labels agreed with the deploy files).
 
 Labels never carry PHI or unbounded values: route templates, status codes, severities, channel
-kinds, instruments and connection ids only; anything else becomes ``other``. Gauges read from the
+kinds, instruments, risk categories and levels and connection ids only; anything else becomes ``other``. Gauges read from the
 database at scrape time are in ``careloop.services.metrics.collector``.
 """
 
@@ -28,6 +28,12 @@ REPORTS_ACCEPTED = Counter(
     "careloop_reports_accepted",
     "Symptom reports stored (not retries), by instrument (phq-9, gad-7, mood, ...).",
     ["instrument"],
+    registry=REGISTRY,
+)
+RISK_SIGNALS_ACCEPTED = Counter(
+    "careloop_risk_signals_accepted",
+    "Risk signals stored (not retries), by category (self-harm, crisis, ...) and level.",
+    ["category", "level"],
     registry=REGISTRY,
 )
 ALERTS_OPENED = Counter(
@@ -69,6 +75,7 @@ RECORDED = (
     HTTP_REQUESTS,
     HTTP_DURATION,
     REPORTS_ACCEPTED,
+    RISK_SIGNALS_ACCEPTED,
     ALERTS_OPENED,
     NOTIFICATIONS,
     REPORT_TO_NOTIFICATION,
