@@ -1,8 +1,9 @@
 """Every careloop metric, defined once (names and labels agreed with the deploy files).
 
 Labels never carry PHI or unbounded values: route templates, status codes, severities, channel
-kinds, instruments, risk categories and levels and connection ids only; anything else becomes ``other``. Gauges read from the
-database at scrape time are in ``careloop.services.metrics.collector``.
+kinds, instruments, risk categories and levels, and connection ids only; anything else becomes
+``other``. Gauges read from the database at scrape time are in
+``careloop.services.metrics.collector``.
 """
 
 from __future__ import annotations
