@@ -24,7 +24,7 @@ from sqlmodel import col, or_, select
 F = TypeVar("F", bound=Callable[..., Any])
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.~-]")
-_PATIENT = re.compile(r"Patient/[A-Za-z0-9.-]{1,64}")
+_REFERENCE = re.compile(r"(?:Patient|Practitioner)/[A-Za-z0-9.-]{1,64}")
 _ID_OPTIONS = {
     "client_id": "client:",
     "route_id": "route:",
@@ -32,7 +32,8 @@ _ID_OPTIONS = {
     "failure_id": "ehr-failure:",
     "ehr_name": "ehr:",
 }
-"""Parameters that hold ids, and how the entry names them (``patient`` is a reference)."""
+"""Parameters that hold ids, and how the entry names them (``patient`` and ``practitioner``
+are references, kept when they are ``Type/id``)."""
 
 _noted: ContextVar[list[str] | None] = ContextVar("careloop_cli_audit_ids", default=None)
 
@@ -65,9 +66,10 @@ def _given_ids(command: str, params: dict[str, Any]) -> list[str]:
     ]
     if command.startswith("ehr.") and isinstance(params.get("name"), str):
         ids.append(f"ehr:{_safe(params['name'])}")  # an EHR connection's name, not a person's
-    patient = params.get("patient")
-    if isinstance(patient, str) and _PATIENT.fullmatch(patient):
-        ids.append(patient)
+    for name in ("patient", "practitioner"):
+        ref = params.get(name)
+        if isinstance(ref, str) and _REFERENCE.fullmatch(ref):
+            ids.append(ref)
     return ids
 
 
