@@ -17,7 +17,7 @@ from careloop.services.alerts.models import Alert
 from careloop.services.alerts.routes_service import RouteError, add_route
 from careloop.services.alerts.service import acknowledge, alert_json, get_alert, resolve
 from careloop.services.alerts.vocabulary import AlertStatus, Channel, Severity
-from careloop.services.audit.service import record_event
+from careloop.services.audit.service import record_admin
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.body import RawBody, parse_as, read_json_body
 from careloop.services.common.constrained import Text200, Text4000, Uri2000
@@ -226,12 +226,8 @@ def create_route(
     except RouteError as exc:
         raise ApiError.invalid(exc.field, exc.message) from exc
     # The route's id and recipient reference only: its address can be a person's email.
-    entity = f"api:notification-routes.create route:{route.id}"
-    if data.recipient.startswith("Practitioner/"):
-        entity += f" {data.recipient}"
-    record_event(
-        session, principal.tenant_id, "admin", f"client:{principal.client_id}", "success", entity
-    )
+    recipient = [data.recipient] if data.recipient.startswith("Practitioner/") else []
+    record_admin(session, principal, "notification-routes.create", f"route:{route.id}", *recipient)
     commit(session)
     return _json(
         {

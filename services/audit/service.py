@@ -93,6 +93,15 @@ def _forget_covered(session: OrmSession, *_args: Any) -> None:
     session.info.pop(_COVERED, None)
 
 
+def record_admin(session: Session, principal: Principal, operation: str, *ids: str) -> None:
+    """Audit an admin API call of ``principal`` (kind ``admin``): ``api:<operation>`` and the
+    ids it touched (never addresses, names or secrets). Commits with the caller's unit of work."""
+    entity = " ".join([f"api:{operation}", *ids])
+    record_event(
+        session, principal.tenant_id, "admin", f"client:{principal.client_id}", "success", entity
+    )
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:~-]")
 
 

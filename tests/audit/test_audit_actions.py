@@ -278,3 +278,33 @@ def test_route_creation_is_an_admin_entry_without_the_address(
     ]
     assert audit_event(record)["type"]["code"] == "110100"
     _assert_clean(engine, tenant, [record])
+
+
+def test_ehr_admin_calls_are_admin_entries_with_ids(
+    app_client: TestClient, engine: Engine, caller: Caller
+) -> None:
+    admin = make_caller(app_client, engine, "system/*.cruds careloop/admin", tenant=caller.tenant)
+    tenant = tenant_id(engine, caller)
+    patient = f"Patient/{_patient_of(caller)}"
+    before = _head(engine, tenant)
+    connection = {
+        "name": "hospital",
+        "fhir_base_url": "https://ehr.example/fhir",
+        "client_id": "careloop",
+        "scope": "system/Observation.cruds",
+    }
+    made = admin.post("/admin/ehr-connections", json=connection)
+    assert made.status_code == 201, made.text
+    link = {"ehr": "hospital", "patient": patient, "ehr_patient": "Patient/ehr-77"}
+    assert admin.post("/admin/patient-links", json=link).status_code == 201
+    removed = admin.http.delete("/admin/ehr-connections/hospital", headers=admin.headers)
+    assert removed.status_code == 204
+    records = _records(engine, tenant, before)
+    ehr = f"ehr:{made.json()['id']}"
+    assert [(r.kind, r.agent, r.entity) for r in records] == [
+        ("admin", f"client:{admin.client_id}", f"api:ehr-connections.create {ehr}"),
+        ("admin", f"client:{admin.client_id}", f"api:patient-links.create {ehr} {patient}"),
+        ("admin", f"client:{admin.client_id}", f"api:ehr-connections.remove {ehr}"),
+    ]
+    assert all("ehr-77" not in r.entity for r in records)  # the EHR's own id of the patient
+    _assert_clean(engine, tenant, records)
