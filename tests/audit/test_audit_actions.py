@@ -308,3 +308,31 @@ def test_ehr_admin_calls_are_admin_entries_with_ids(
     ]
     assert all("ehr-77" not in r.entity for r in records)  # the EHR's own id of the patient
     _assert_clean(engine, tenant, records)
+
+
+def test_ehr_task_pull_and_cds_actors_are_named_by_id_only(
+    engine: Engine, settings: Settings, caller: Caller
+) -> None:
+    from careloop.fhir.identifiers import business_identifier
+    from careloop.services.alerts.service import audit_agent
+    from careloop.services.ehr.models import EhrConnection
+    from careloop.services.unit_of_work import session_scope
+    from careloop.workflows.ehr.task_status import apply_task_status
+
+    assert audit_agent("ehr:hospital:Practitioner/ehr-9") == "ehr:hospital"
+    assert audit_agent("cds:https://ehr.example/cds") == "cds:https://ehr.example/cds"
+    assert audit_agent("Practitioner/dr-1") == "Practitioner/dr-1"
+    assert audit_agent(PLANTED) == "unknown" and audit_agent(PLANTED_EMAIL) == "unknown"
+    tenant, alert = _alert(engine, settings, caller)
+    before = _head(engine, tenant)
+    task = {
+        "identifier": [{"system": business_identifier("task", "x")["system"], "value": alert.id}],
+        "status": "accepted",
+        "owner": {"reference": f"Practitioner/{PLANTED}"},
+    }
+    connection = EhrConnection(id=str(uuid.uuid4()), tenant_id=tenant, name="hospital")
+    with session_scope(engine) as session:
+        assert apply_task_status(session, connection, [task]) == 1
+    [record] = _records(engine, tenant, before)
+    assert (record.kind, record.agent) == ("alert-ack", "ehr:hospital")
+    _assert_clean(engine, tenant, [record])
