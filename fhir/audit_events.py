@@ -26,19 +26,21 @@ OUTCOMES = {"success": "0", "refused": "4", "blocked": "4", "failed": "8"}
 """careloop outcome -> AuditEvent.outcome (0 success, 4 minor failure, 8 serious failure)."""
 
 # kind -> (type, subtype): what happened, in the code systems BALP uses.
+_REST = (AUDIT_EVENT_TYPE, "rest", "RESTful Operation")
+_REST_UPDATE = (RESTFUL_INTERACTION, "update", "update")
 _KINDS: dict[str, tuple[tuple[str, str, str], tuple[str, str, str] | None]] = {
-    "read": (
-        (AUDIT_EVENT_TYPE, "rest", "RESTful Operation"),
-        (RESTFUL_INTERACTION, "read", "read"),
-    ),
-    "search": (
-        (AUDIT_EVENT_TYPE, "rest", "RESTful Operation"),
-        (RESTFUL_INTERACTION, "search-type", "search type"),
-    ),
+    "read": (_REST, (RESTFUL_INTERACTION, "read", "read")),
+    "search": (_REST, (RESTFUL_INTERACTION, "search-type", "search type")),
+    "create": (_REST, (RESTFUL_INTERACTION, "create", "create")),
+    "update": (_REST, _REST_UPDATE),
+    "alert-ack": (_REST, _REST_UPDATE),
+    "alert-resolve": (_REST, _REST_UPDATE),
     "egress": ((DICOM, "110106", "Export"), None),
+    "export": ((DICOM, "110106", "Export"), None),
     "token": ((DICOM, "110114", "User Authentication"), (DICOM, "110122", "Login")),
     "sign-in": ((DICOM, "110114", "User Authentication"), (DICOM, "110122", "Login")),
-    "admin": ((AUDIT_EVENT_TYPE, "rest", "RESTful Operation"), None),
+    "consent": (_REST, None),
+    "admin": ((DICOM, "110100", "Application Activity"), None),
 }
 KINDS = tuple(_KINDS)
 
@@ -49,7 +51,8 @@ class AuditEntry:
 
     id: str
     kind: str
-    """read | search | egress | token | sign-in | admin"""
+    """read | search | create | update | alert-ack | alert-resolve | egress | export | token |
+    sign-in | consent | admin (anything else is shown as admin)"""
     action: str
     """C R U D E"""
     recorded: datetime

@@ -17,6 +17,7 @@ from careloop.services.alerts.models import Alert
 from careloop.services.alerts.routes_service import RouteError, add_route
 from careloop.services.alerts.service import acknowledge, alert_json, get_alert, resolve
 from careloop.services.alerts.vocabulary import AlertStatus, Channel, Severity
+from careloop.services.audit.service import record_admin
 from careloop.services.auth.tokens import Principal
 from careloop.services.common.body import RawBody, parse_as, read_json_body
 from careloop.services.common.constrained import Text200, Text4000, Uri2000
@@ -157,13 +158,16 @@ def acknowledge_alert(
 ) -> Response:
     """Acknowledge: escalation stops and the Task becomes accepted."""
     data = parse_as(TypeAdapter(AckIn), _optional_body(body))
-    actor = data.by or f"client:{principal.client_id}"
+    agent = f"client:{principal.client_id}"
+    actor = data.by or agent
     return _lifecycle(
         session,
         principal,
         settings,
         body.raw if body else b"",
-        lambda: acknowledge(session, principal.tenant_id, alert_id, actor, note=data.note),
+        lambda: acknowledge(
+            session, principal.tenant_id, alert_id, actor, note=data.note, agent=agent
+        ),
     )
 
 
@@ -182,13 +186,14 @@ def resolve_alert(
 ) -> Response:
     """Resolve: the alert closes and its Task completes."""
     data = parse_as(TypeAdapter(ResolveIn), _optional_body(body))
-    actor = data.by or f"client:{principal.client_id}"
+    agent = f"client:{principal.client_id}"
+    actor = data.by or agent
     return _lifecycle(
         session,
         principal,
         settings,
         body.raw if body else b"",
-        lambda: resolve(session, principal.tenant_id, alert_id, actor, data.note),
+        lambda: resolve(session, principal.tenant_id, alert_id, actor, data.note, agent=agent),
     )
 
 
@@ -220,6 +225,9 @@ def create_route(
         )
     except RouteError as exc:
         raise ApiError.invalid(exc.field, exc.message) from exc
+    # The route's id and recipient reference only: its address can be a person's email.
+    recipient = [data.recipient] if data.recipient.startswith("Practitioner/") else []
+    record_admin(session, principal, "notification-routes.create", f"route:{route.id}", *recipient)
     commit(session)
     return _json(
         {

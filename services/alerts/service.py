@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from careloop.services.alerts.vocabulary import (
     NotificationEvent,
     Severity,
 )
+from careloop.services.audit.service import record_event
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.db import utcnow
 from careloop.services.ehr.pushes import resources_changed
@@ -131,10 +133,44 @@ def get_alert(session: Session, tenant_id: str, alert_id: str, lock: bool = Fals
     return alert
 
 
+_SAFE_AGENT = re.compile(
+    r"(?:client|clinician|ehr|cli):[A-Za-z0-9_.~-]{1,190}|cds:[A-Za-z0-9_.~:/%-]{1,190}"
+    r"|Practitioner/[A-Za-z0-9.-]{1,64}"
+)
+
+
+def audit_agent(actor: str) -> str:
+    """Who the audit trail names for ``actor``: its ``kind:id`` head (``ehr:<connection>``
+    without the EHR's owner), or ``unknown`` for a free-text name it must not keep."""
+    if actor.startswith(("cds:", "Practitioner/")):
+        head = actor
+    else:
+        head = ":".join(actor.split(":", 2)[:2])
+    return head if _SAFE_AGENT.fullmatch(head) else "unknown"
+
+
+def _audit(session: Session, alert: Alert, kind: str, agent: str | None, actor: str) -> None:
+    refs = f"Patient/{alert.patient_id} Task/{alert.task_id}"
+    if alert.observation_id:
+        refs += f" {evidence_reference(alert.observation_id)}"
+    who = agent or audit_agent(actor)
+    record_event(session, alert.tenant_id, kind, who, "success", refs, action="U")
+
+
 def acknowledge(
-    session: Session, tenant_id: str, alert_id: str, actor: str, note: str | None = None
+    session: Session,
+    tenant_id: str,
+    alert_id: str,
+    actor: str,
+    note: str | None = None,
+    *,
+    agent: str | None = None,
 ) -> Alert:
-    """Someone owns the follow-up (with an optional note): escalation stops, Task accepted."""
+    """Someone owns the follow-up (with an optional note): escalation stops, Task accepted.
+
+    Audited (kind ``alert-ack``) as ``agent``, by default ``audit_agent(actor)``; an alert
+    already acknowledged is left as it is, and not audited again.
+    """
     alert = get_alert(session, tenant_id, alert_id, lock=True)
     if alert.status == AlertStatus.RESOLVED:
         raise ApiError(409, [Issue("business-rule", "the alert is already resolved", "status")])
@@ -148,6 +184,7 @@ def acknowledge(
     alert.updated_at = now
     alert.next_escalation_at = None
     _event(session, alert, AlertEventKind.ACKNOWLEDGED, actor)
+    _audit(session, alert, "alert-ack", agent, actor)
     session.add(alert)
     session.flush()
     owner = actor if actor.startswith("Practitioner/") else None
@@ -155,8 +192,19 @@ def acknowledge(
     return alert
 
 
-def resolve(session: Session, tenant_id: str, alert_id: str, actor: str, note: str | None) -> Alert:
-    """The follow-up is done: the alert closes and its Task completes."""
+def resolve(
+    session: Session,
+    tenant_id: str,
+    alert_id: str,
+    actor: str,
+    note: str | None,
+    *,
+    agent: str | None = None,
+) -> Alert:
+    """The follow-up is done: the alert closes and its Task completes.
+
+    Audited (kind ``alert-resolve``) as ``acknowledge`` is; a resolved alert is not again.
+    """
     alert = get_alert(session, tenant_id, alert_id, lock=True)
     if alert.status == AlertStatus.RESOLVED:
         return alert
@@ -170,6 +218,7 @@ def resolve(session: Session, tenant_id: str, alert_id: str, actor: str, note: s
     alert.updated_at = now
     alert.next_escalation_at = None
     _event(session, alert, AlertEventKind.RESOLVED, actor)
+    _audit(session, alert, "alert-resolve", agent, actor)
     session.add(alert)
     session.flush()
     _sync_task(ResourceStore(session, tenant_id), alert, None, create=False)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from careloop.services.cli.audited import note_ids
 from careloop.services.cli.help import PlainTyper
 from careloop.services.db import get_engine
 from careloop.services.migrate import upgrade
@@ -50,6 +51,7 @@ def create_client_cmd(
     try:
         with session_scope(get_engine()) as session:
             new = create_client(session, name, scope, tenant, jwks=jwks, jwks_url=jwks_url)
+        note_ids(f"client:{new.client_id}")
     except ScopeError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc

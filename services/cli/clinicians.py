@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from careloop.services.cli.audited import note_ids
 from careloop.services.cli.help import PlainTyper
 from careloop.services.db import get_engine
 from careloop.services.migrate import upgrade
@@ -56,6 +57,7 @@ def add_clinician_cmd(
             if tenant_id is None:
                 raise ClinicianError(f"no tenant named {tenant}")
             clinician = add_clinician(session, tenant_id, email, name, password, practitioner)
+            note_ids(f"clinician:{clinician.id}")
             out = {
                 "id": clinician.id,
                 "email": clinician.email,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from sqlmodel import select
 
+from careloop.services.cli.audited import note_ids
 from careloop.services.cli.help import PlainTyper
 from careloop.services.db import get_engine
 from careloop.services.migrate import upgrade
@@ -204,6 +205,7 @@ def keys_rotate(alg: Annotated[str | None, typer.Option(help="RS384 or ES384.")]
     upgrade(get_engine())
     with session_scope(get_engine()) as session:
         new = rotate(session, get_settings().secret_key, alg)
+        note_ids(*(f"key:{k.kid}" for k in new))
         typer.echo(json.dumps({"active": [k.kid for k in new]}))
 
 

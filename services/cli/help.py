@@ -1,4 +1,4 @@
-"""Plain ``--help`` for careloop's commands.
+"""Plain ``--help`` for careloop's commands (and the hook that audits each of them).
 
 Typer shows a type for every parameter, flags included (``--help <bool>``, though a flag takes
 no value), and writes required arguments as ``{name}`` in the usage line. careloop's help shows
@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+from careloop.services.cli.audited import audited
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,9 +54,26 @@ class PlainTyper(typer.Typer):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("cls", PlainHelpGroup)
         super().__init__(**kwargs)
+        self.audit_name = ""
+        """This group's name in audit entries (``ehr``), set as it is added to another."""
 
-    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
-        """Register a command (see ``typer.Typer.command``) with the plain help."""
+    def add_typer(self, typer_instance: typer.Typer, *args: Any, **kwargs: Any) -> None:
+        """Add a group of commands (see ``typer.Typer.add_typer``)."""
+        super().add_typer(typer_instance, *args, **kwargs)
+        if isinstance(typer_instance, PlainTyper) and kwargs.get("name"):
+            typer_instance.audit_name = ".".join(filter(None, [self.audit_name, kwargs["name"]]))
+
+    def command(self, *args: Any, audit: bool = True, **kwargs: Any) -> Callable[[F], F]:
+        """Register a command (see ``typer.Typer.command``) with the plain help, each run of
+        it audited (``careloop.services.cli.audited``) unless ``audit`` is False."""
         kwargs.setdefault("cls", PlainHelpCommand)
         register: Callable[[F], F] = super().command(*args, **kwargs)
-        return register
+        if not audit:
+            return register
+
+        def register_audited(callback: F) -> F:
+            command = args[0] if args else kwargs.get("name") or callback.__name__
+            register(audited(callback, lambda: ".".join(filter(None, [self.audit_name, command]))))
+            return callback  # called from Python (tests, other commands): not audited again
+
+        return register_audited

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from careloop.services.cli.audited import note_ids
 from careloop.services.cli.help import PlainTyper
 from careloop.services.db import get_engine
 from careloop.services.migrate import upgrade
@@ -45,6 +46,7 @@ def add_webhook(
                 destinations=destination_policy(get_settings()),
             )
             out = {"id": route.id, "tenant": tenant_id, "url": url, "secret": route.secret}
+            note_ids(f"route:{route.id}")
     except RouteError as exc:
         typer.echo(f"{exc.field}: {exc.message}", err=True)
         raise typer.Exit(2) from exc

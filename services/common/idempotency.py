@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from starlette.responses import Response
 
+from careloop.services.audit.writes import record_writes
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.models import IdempotencyRecord
 from careloop.services.unit_of_work import commit, rollback
@@ -60,6 +61,10 @@ def run_unit_of_work(
 
     ``body`` (the request's identity: path parts and body) must be the same for a replay.
 
+    What ``work`` wrote to the resource store is audited as ``client:<id>``'s (one entry per
+    created and per updated set); a replay is not audited again: it discloses nothing the
+    client was not given when the write it repeats was audited.
+
     ``work`` only adds to the session. A unique-key race (a concurrent retry, a patient created
     at the same moment) rolls back and runs again, so the loser finds the winner's data.
     """
@@ -86,6 +91,7 @@ def run_unit_of_work(
                 return ApiResult(record.status_code, record.response_body.encode(), record.location)
         try:
             result = work()
+            record_writes(session, f"client:{client_id}")
             if idempotency_key is not None:
                 session.add(
                     IdempotencyRecord(

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from sqlmodel import select
 from starlette.responses import Response
 
+from careloop.services.audit.service import record_admin
 from careloop.services.common.body import RawBody, parse_as, read_json_body
 from careloop.services.common.constrained import Name100, Text200, Text2000, Uri500
 from careloop.services.common.egress import destination_policy
@@ -100,6 +101,7 @@ def create(
         )
     except ConnectionError_ as exc:
         raise ApiError.invalid(exc.field, exc.message) from exc
+    record_admin(session, principal, "ehr-connections.create", f"ehr:{connection.id}")
     commit(session)
     return _json(connection_json(connection), 201)
 
@@ -135,7 +137,9 @@ def status(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Re
 )
 def remove(name: ConnectionName, principal: AdminDep, session: SessionDep) -> Response:
     """Deactivate the connection (its history is kept)."""
-    remove_connection(session, _find(session, principal.tenant_id, name))
+    connection = _find(session, principal.tenant_id, name)
+    remove_connection(session, connection)
+    record_admin(session, principal, "ehr-connections.remove", f"ehr:{connection.id}")
     commit(session)
     return Response(status_code=204)
 
@@ -168,6 +172,9 @@ def link(body: BodyDep, principal: AdminDep, session: SessionDep) -> Response:
         raise ApiError.invalid("patient", f"{data.patient} is not known")
     result = link_manually(
         session, connection, patient_id, data.ehr_patient.removeprefix("Patient/")
+    )
+    record_admin(
+        session, principal, "patient-links.create", f"ehr:{connection.id}", f"Patient/{patient_id}"
     )
     commit(session)
     return _json(

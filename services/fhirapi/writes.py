@@ -433,11 +433,12 @@ def update_task_status(
         raise ApiError.invalid(
             "Task.owner.reference", f"must be at most {_ACTOR_LENGTH} characters"
         )
+    agent = f"client:{principal.client_id}"
     if target == AlertStatus.ACKNOWLEDGED:
-        acknowledge(session, principal.tenant_id, alert.id, actor)
+        acknowledge(session, principal.tenant_id, alert.id, actor, agent=agent)
     elif target == AlertStatus.RESOLVED:
         notes = resource.get("note") or [{}]
-        resolve(session, principal.tenant_id, alert.id, actor, notes[-1].get("text"))
+        resolve(session, principal.tenant_id, alert.id, actor, notes[-1].get("text"), agent=agent)
     stored = ResourceStore(session, principal.tenant_id).read("Task", rid)
     assert stored is not None
     return stored

@@ -19,12 +19,16 @@ from careloop.services.metrics.registry import (
     NOTIFICATIONS,
     REPORT_TO_NOTIFICATION,
     REPORTS_ACCEPTED,
+    RISK_SIGNALS_ACCEPTED,
 )
 from careloop.services.reports.schemas import Instrument
+from careloop.services.risks.schemas import Category, Level
 from careloop.services.store.models import FhirResource, FhirResourceHistory
 
 OTHER = "other"
 _INSTRUMENTS = frozenset(get_args(Instrument))
+_CATEGORIES = frozenset(get_args(Category))
+_LEVELS = frozenset(get_args(Level))
 _PUSH_OUTCOMES: dict[str, str] = {
     PushState.WRITTEN: "written",
     PushState.REJECTED: "refused",
@@ -56,6 +60,14 @@ def reports_accepted(session: Session, instruments: Iterable[str]) -> None:
 def _count_reports(counts: Counter[str]) -> None:
     for instrument, n in counts.items():
         REPORTS_ACCEPTED.labels(instrument).inc(n)
+
+
+def risk_signal_accepted(session: Session, category: str, level: str) -> None:
+    """Count a risk signal stored by ``session``'s unit of work, once it commits."""
+    child = RISK_SIGNALS_ACCEPTED.labels(
+        category if category in _CATEGORIES else OTHER, level if level in _LEVELS else OTHER
+    )
+    after_commit(session, child.inc)
 
 
 def alert_opened(session: Session, severity: str) -> None:

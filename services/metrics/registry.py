@@ -1,8 +1,9 @@
 """Every careloop metric, defined once (names and labels agreed with the deploy files).
 
 Labels never carry PHI or unbounded values: route templates, status codes, severities, channel
-kinds, instruments and connection ids only; anything else becomes ``other``. Gauges read from the
-database at scrape time are in ``careloop.services.metrics.collector``.
+kinds, instruments, risk categories and levels, and connection ids only; anything else becomes
+``other``. Gauges read from the database at scrape time are in
+``careloop.services.metrics.collector``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ REPORTS_ACCEPTED = Counter(
     "careloop_reports_accepted",
     "Symptom reports stored (not retries), by instrument (phq-9, gad-7, mood, ...).",
     ["instrument"],
+    registry=REGISTRY,
+)
+RISK_SIGNALS_ACCEPTED = Counter(
+    "careloop_risk_signals_accepted",
+    "Risk signals stored (not retries), by category (self-harm, crisis, ...) and level.",
+    ["category", "level"],
     registry=REGISTRY,
 )
 ALERTS_OPENED = Counter(
@@ -69,6 +76,7 @@ RECORDED = (
     HTTP_REQUESTS,
     HTTP_DURATION,
     REPORTS_ACCEPTED,
+    RISK_SIGNALS_ACCEPTED,
     ALERTS_OPENED,
     NOTIFICATIONS,
     REPORT_TO_NOTIFICATION,

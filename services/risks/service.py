@@ -28,6 +28,7 @@ from careloop.services.auth.tokens import Principal
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.db import utcnow
 from careloop.services.ehr.pushes import resources_changed
+from careloop.services.metrics.recording import risk_signal_accepted
 from careloop.services.outbox.events import ReadingCreated, ReadingTriage
 from careloop.services.outbox.record import TRIAGE_KEY, record
 from careloop.services.patients.service import create_patients, find_patients
@@ -118,6 +119,7 @@ def ingest_signal(session: Session, principal: Principal, data: RiskSignalIn) ->
     except MappingError as exc:
         raise ApiError.invalid(exc.field, exc.message) from exc
     store.create_many([assessment, provenance])
+    risk_signal_accepted(session, data.category, data.level)
     triage: ReadingTriage | None = session.info.get(TRIAGE_KEY)
     urgent = bool(triage(assessment)) if triage is not None else None
     # The rule engine judges a RiskAssessment as it judges a reading: the event names it by

@@ -16,6 +16,7 @@ from careloop.services.common.fhirtime import format_instant
 from careloop.services.db import utcnow
 from careloop.services.store.indexing import SearchValues, extract_search_values
 from careloop.services.store.models import FhirResource, FhirResourceHistory, SearchToken
+from careloop.services.store.written import note_written
 
 _R = FhirResource.__table__  # type: ignore[attr-defined]
 _H = FhirResourceHistory.__table__  # type: ignore[attr-defined]
@@ -125,6 +126,12 @@ class ResourceStore:
             seq = seqs[(rtype, resource["id"])]
             tokens.extend(_token_rows(self.tenant_id, rtype, seq, values))
         insert_rows(self.session, _T, tokens)
+        note_written(
+            self.session,
+            self.tenant_id,
+            ((f"{r['resource_type']}/{r['id']}", r["patient_id"]) for r in rows),
+            created=True,
+        )
         return [StoredResource(r["resource_type"], r["id"], 1, now, r["content"]) for r in rows]
 
     def update(
@@ -169,6 +176,7 @@ class ResourceStore:
         )
         self.session.execute(delete(_T).where(_T.c.resource_seq == current.seq))
         insert_rows(self.session, _T, _token_rows(self.tenant_id, rtype, current.seq, values))
+        note_written(self.session, self.tenant_id, [(f"{rtype}/{rid}", values.patient_id)], False)
         return StoredResource(rtype, rid, version, now, content)
 
     def read(self, rtype: str, rid: str) -> StoredResource | None:

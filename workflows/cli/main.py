@@ -9,9 +9,10 @@ from careloop.workflows.cli.ehr_pull import ehr_pull
 from careloop.workflows.cli.serve import serve
 from careloop.workflows.cli.workers import beat, worker
 
-app.command()(serve)
-app.command()(worker)
-app.command()(beat)
+# Process commands: not audited as commands; what they serve and run is, as it happens.
+app.command(audit=False)(serve)
+app.command(audit=False)(worker)
+app.command(audit=False)(beat)
 app.command()(demo)
 ehr.command("pull")(ehr_pull)
 
