@@ -89,6 +89,7 @@ evaluate = outbox_task(TaskName.OBSERVATION_EVALUATE)
 deliver = outbox_task(TaskName.NOTIFICATION_DELIVER)
 ehr_push = outbox_task(TaskName.EHR_PUSH)
 ehr_pull = outbox_task(TaskName.EHR_PULL)
+bulk_export = outbox_task(TaskName.BULK_EXPORT)
 
 
 @celery_app.task(name=TaskName.EHR_PULL_ALL.value, base=CareloopTask)
