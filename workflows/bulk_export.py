@@ -9,6 +9,7 @@ transaction. A worker killed mid-chunk leaves nothing of it; the re-run writes t
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -69,7 +70,16 @@ def _permitted(session: Session, settings: Settings, job: ExportJob, rows: list[
     return {p for p in patients if guard.consent(p, EHR_SYNC) is None}
 
 
-def _write_file(session: Session, job: ExportJob, rtype: str, kept: list[Any]) -> None:
+@dataclass(frozen=True)
+class Step:
+    """What one chunk comes to: the file to add (None: nothing to write) and the new cursor."""
+
+    file: ExportFile | None
+    type_index: int
+    last_seq: int
+
+
+def _file(session: Session, job: ExportJob, rtype: str, kept: list[Any]) -> ExportFile:
     number = 1 + int(
         session.execute(
             select(func.count()).where(
@@ -77,37 +87,31 @@ def _write_file(session: Session, job: ExportJob, rtype: str, kept: list[Any]) -
             )
         ).scalar_one()
     )
-    session.add(
-        ExportFile(
-            job_id=job.id,
-            resource_type=rtype,
-            number=number,
-            count=len(kept),
-            content="\n".join(r.content for r in kept),
-            lines=orjson.dumps([[f"{rtype}/{r.id}", r.patient_id] for r in kept]).decode(),
-        )
+    return ExportFile(
+        job_id=job.id,
+        resource_type=rtype,
+        number=number,
+        count=len(kept),
+        content="\n".join(r.content for r in kept),
+        lines=orjson.dumps([[f"{rtype}/{r.id}", r.patient_id] for r in kept]).decode(),
     )
 
 
-def _chunk(session: Session, settings: Settings, job: ExportJob) -> None:
+def _step(session: Session, settings: Settings, job: ExportJob) -> Step:
+    """Read the next chunk (no writes: a failure here leaves the session clean)."""
     types = [t for t in job.types.split(",") if t]
     if job.type_index >= len(types):
-        job.state = JobState.COMPLETED
-        return
+        return Step(None, len(types), 0)
     rtype = types[job.type_index]
     limit = settings.bulk_export_file_resources
     rows = _page(session, job, rtype, limit)
     permitted = _permitted(session, settings, job, rows)
     # a patient whose consent denies EHR sync is left out; resources of no patient are not gated
     kept = [r for r in rows if r.patient_id is None or r.patient_id in permitted]
-    if kept:
-        _write_file(session, job, rtype, kept)
+    file = _file(session, job, rtype, kept) if kept else None
     if len(rows) < limit:
-        job.type_index += 1
-        job.last_seq = 0
-    else:
-        job.last_seq = int(rows[-1].seq)
-    job.state = JobState.COMPLETED if job.type_index >= len(types) else JobState.RUNNING
+        return Step(file, job.type_index + 1, 0)
+    return Step(file, job.type_index, int(rows[-1].seq))
 
 
 def run_chunk(session: Session, settings: Settings, job_id: str) -> bool:
@@ -121,16 +125,19 @@ def run_chunk(session: Session, settings: Settings, job_id: str) -> bool:
     if job is None or job.state not in ACTIVE_STATES or job.expires_at <= now:
         return True
     try:
-        with session.begin_nested():
-            _chunk(session, settings, job)
-            session.flush()
+        step = _step(session, settings, job)
     except DBAPIError:
         raise
     except Exception as exc:  # noqa: BLE001  (the job fails; the error class is kept, no data)
         log.warning("export %s failed: %s", job.id, type(exc).__name__)
-        session.refresh(job)
         job.state = JobState.FAILED
         job.error = type(exc).__name__[:100]
+    else:
+        if step.file is not None:
+            session.add(step.file)
+        job.type_index, job.last_seq = step.type_index, step.last_seq
+        done = job.type_index >= len([t for t in job.types.split(",") if t])
+        job.state = JobState.COMPLETED if done else JobState.RUNNING
     job.updated_at = now
     if job.state == JobState.COMPLETED:
         job.expires_at = now + timedelta(hours=settings.bulk_export_expiry_hours)
