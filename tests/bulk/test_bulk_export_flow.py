@@ -37,8 +37,7 @@ def _session_body(*values: str) -> dict[str, Any]:
         "start": "2026-11-24T17:00:00Z",
         "end": "2026-11-24T18:00:00Z",
         "participants": [
-            {"patient": {"system": PATIENTS, "value": v}, "attendance": "attended"}
-            for v in values
+            {"patient": {"system": PATIENTS, "value": v}, "attendance": "attended"} for v in values
         ],
     }
 
