@@ -23,6 +23,7 @@ from support.fhir_schema import r4_schema_errors
 from support.reports import phq9
 
 from careloop.services.bulk import ExportFile
+from careloop.services.bulk.params import EXPORTABLE
 from careloop.services.settings import Settings
 
 PATIENTS = "https://app.example/patients"
@@ -73,12 +74,12 @@ def test_a_system_export_runs_in_chunks_and_its_files_hold_every_resource_once(
 
     polled = exporter.get(status_path(kickoff))
     assert polled.status_code == 202
-    assert polled.headers["x-progress"] == "0/15 types"
+    assert polled.headers["x-progress"] == f"0/{len(EXPORTABLE)} types"
     assert int(polled.headers["retry-after"]) > 0
     assert chunk(engine, bulk_settings, job_of(kickoff)) is False
     assert exporter.get(status_path(kickoff)).status_code == 202
     runs = 1 + finish(engine, bulk_settings, job_of(kickoff))
-    assert runs > 15  # two resources a file: several chunks for the bigger types
+    assert runs > len(EXPORTABLE)  # two resources a file: several chunks for the bigger types
 
     body = manifest(exporter, kickoff)
     assert body["requiresAccessToken"] is True and body["error"] == []
@@ -202,3 +203,17 @@ def test_files_of_unknown_numbers_types_or_unfinished_jobs_are_404(
         assert exporter.get(f"{base}/{path}").status_code == 404, path
     assert exporter.get("/fhir/$export-status/" + "0" * 32).status_code == 404
     assert exporter.get("/fhir/$export-status/not-a-job").status_code == 404
+
+
+def test_the_capability_statement_declares_the_bulk_data_exports(exporter: Caller) -> None:
+    statement = exporter.get("/fhir/metadata").json()
+    assert r4_schema_errors(statement) == []
+    bulk = "http://hl7.org/fhir/uv/bulkdata"
+    assert f"{bulk}/CapabilityStatement/bulk-data" in statement["instantiates"]
+    [rest] = statement["rest"]
+    assert {"name": "export", "definition": f"{bulk}/OperationDefinition/export"} in rest[
+        "operation"
+    ]
+    operations = {r["type"]: r.get("operation", []) for r in rest["resource"]}
+    assert operations["Patient"][0]["definition"].endswith("/patient-export")
+    assert operations["Group"][0]["definition"].endswith("/group-export")
