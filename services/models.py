@@ -11,6 +11,7 @@ from careloop.services.alerts.models import (
     ProcessedReading,
 )
 from careloop.services.audit.models import AuditRecord
+from careloop.services.bulk.models import ExportFile, ExportJob
 from careloop.services.cds.models import CdsClient, CdsUsedJti
 from careloop.services.clinicians.models import Clinician
 from careloop.services.common.models import IdempotencyRecord
@@ -40,6 +41,8 @@ __all__ = [
     "ClinicianSession",
     "LaunchState",
     "EhrConnection",
+    "ExportFile",
+    "ExportJob",
     "EhrCursor",
     "EhrFailure",
     "EhrImport",

@@ -186,6 +186,20 @@ class Settings(BaseSettings):
     outbox_retention_days: float = Field(default=7, gt=0)
     """Completed outbox messages are deleted this long after completion."""
 
+    # -- FHIR Bulk Data $export (services/bulk) --
+    bulk_export_file_resources: int = Field(default=10_000, ge=1, le=100_000)
+    """``CARELOOP_BULK_EXPORT_FILE_RESOURCES``: resources per NDJSON file; one export chunk (one
+    worker run, one transaction) writes at most one file."""
+    bulk_export_max_active_jobs: int = Field(default=3, ge=1, le=100)
+    """``CARELOOP_BULK_EXPORT_MAX_ACTIVE_JOBS``: unfinished exports one client may have; another
+    kick-off answers 429 with ``Retry-After``."""
+    bulk_export_expiry_hours: float = Field(default=24, gt=0, le=24 * 30)
+    """``CARELOOP_BULK_EXPORT_EXPIRY_HOURS``: how long an export's status and files stay (from
+    the kick-off, and again from completion); then they are 404 and pruned."""
+    bulk_export_retry_after_seconds: int = Field(default=5, ge=1, le=3600)
+    """``CARELOOP_BULK_EXPORT_RETRY_AFTER_SECONDS``: the ``Retry-After`` a running export's status
+    (and a refused kick-off) answers with."""
+
     # -- logging (services/logs): every process writes redacted lines to stderr --
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Level of careloop's and libraries' logs (noisy libraries stay at WARNING)."""

@@ -24,6 +24,7 @@ from careloop.services.ehr.models import EhrConnection
 from careloop.services.outbox.events import EventType
 from careloop.services.settings import Settings
 from careloop.services.unit_of_work import session_scope
+from careloop.workflows.bulk_export import run_chunk
 from careloop.workflows.delivery import deliver_notification
 from careloop.workflows.ehr.circuit import CircuitOpen, connection_failed
 from careloop.workflows.ehr.pull import pull
@@ -109,6 +110,12 @@ def _pull(session: Session, settings: Settings, *, connection_id: str) -> Outcom
     return Outcome({"imported": result.imported, "tasks": result.tasks_applied})
 
 
+def _export(session: Session, settings: Settings, *, job_id: str) -> Outcome:
+    # One chunk per run, committed with its cursor; the message stays open for the next one.
+    done = run_chunk(session, settings, job_id)
+    return Outcome(job_id, done=done, retry_in=None if done else 0)
+
+
 _EVALUATE = Handler(_evaluate, already_done=[], crash_after="after-evaluate-commit")
 
 HANDLERS: Mapping[str, Handler] = MappingProxyType(
@@ -122,6 +129,7 @@ HANDLERS: Mapping[str, Handler] = MappingProxyType(
             _push, already_done="done", ehr=True, max_retries=None, drains="connection_id"
         ),
         TaskName.EHR_PULL: Handler(_pull, already_done={}, ehr=True, max_retries=20),
+        TaskName.BULK_EXPORT: Handler(_export, already_done=None, crash_after="after-export-chunk"),
     }
 )
 """Every outbox task, by name."""
@@ -135,6 +143,7 @@ EVENT_TASKS: Mapping[EventType, tuple[TaskName, ...]] = MappingProxyType(
         ),
         EventType.RESOURCES_CHANGED: (TaskName.EHR_PUSH,),
         EventType.NOTIFICATION_REQUESTED: (TaskName.NOTIFICATION_DELIVER,),
+        EventType.EXPORT_REQUESTED: (TaskName.BULK_EXPORT,),
     }
 )
 """The task that reacts to each event."""

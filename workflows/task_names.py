@@ -23,6 +23,8 @@ class TaskName(StrEnum):
     """Write a patient's new resources into one EHR."""
     EHR_PULL = "ehr.pull"
     """Read care plans, goals, care teams and Task status from one EHR."""
+    BULK_EXPORT = "bulk.export"
+    """Write the next NDJSON file of one bulk ``$export`` job (routine queue)."""
     EHR_PULL_ALL = "ehr.pull_all"
     """Beat: schedule a pull from every active EHR connection."""
     ALERTS_ESCALATE_DUE = "alerts.escalate_due"

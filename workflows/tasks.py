@@ -19,6 +19,7 @@ from careloop.services.alerts.models import Alert
 from careloop.services.alerts.service import escalate
 from careloop.services.alerts.vocabulary import AlertStatus
 from careloop.services.audit.checkpoints import checkpoint_all
+from careloop.services.bulk import prune_exports
 from careloop.services.db import utcnow
 from careloop.services.ehr.models import EhrConnection
 from careloop.services.table_statistics import analyze_stale_tables
@@ -89,6 +90,7 @@ evaluate = outbox_task(TaskName.OBSERVATION_EVALUATE)
 deliver = outbox_task(TaskName.NOTIFICATION_DELIVER)
 ehr_push = outbox_task(TaskName.EHR_PUSH)
 ehr_pull = outbox_task(TaskName.EHR_PULL)
+bulk_export = outbox_task(TaskName.BULK_EXPORT)
 
 
 @celery_app.task(name=TaskName.EHR_PULL_ALL.value, base=CareloopTask)
@@ -150,8 +152,11 @@ def relay_outbox() -> int:
 
 @celery_app.task(name=TaskName.OUTBOX_PRUNE.value, base=CareloopTask)
 def prune_outbox() -> int:
-    """Delete outbox messages completed longer ago than the retention period."""
+    """Delete outbox messages completed longer ago than the retention period (and expired or
+    cancelled bulk exports with their files)."""
     rt = runtime()
+    with session_scope(rt.engine) as session:
+        prune_exports(session)
     return prune(rt.engine, timedelta(days=rt.settings.outbox_retention_days), PRUNE_BATCH, 60)
 
 

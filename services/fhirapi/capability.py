@@ -17,6 +17,9 @@ CREATABLE = {
     "PractitionerRole",
     "Consent",
 }
+BULK_DATA = "http://hl7.org/fhir/uv/bulkdata"
+_TYPE_EXPORTS = {"Patient": "patient-export", "Group": "group-export"}
+"""The Bulk Data kick-offs on a type (services/bulk); the system-level one is on ``rest``."""
 UPDATABLE = {"CarePlan", "Goal", "CareTeam", "Practitioner", "PractitionerRole", "Consent", "Task"}
 
 
@@ -49,12 +52,20 @@ def capability_statement(fhir_base: str, token_url: str) -> dict[str, Any]:
                     "valueString": " ".join(sorted(SORTS)),
                 }
             ]
+        if rtype in _TYPE_EXPORTS:
+            entry["operation"] = [
+                {
+                    "name": "export",
+                    "definition": f"{BULK_DATA}/OperationDefinition/{_TYPE_EXPORTS[rtype]}",
+                }
+            ]
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": "2026-11-25",
         "kind": "instance",
+        "instantiates": [f"{BULK_DATA}/CapabilityStatement/bulk-data"],
         "software": {"name": "careloop", "version": __version__},
         "implementation": {"description": "careloop FHIR API", "url": fhir_base},
         "fhirVersion": "4.0.1",
@@ -83,6 +94,9 @@ def capability_statement(fhir_base: str, token_url: str) -> dict[str, Any]:
                 },
                 "resource": resources,
                 "interaction": [{"code": "batch"}, {"code": "transaction"}],
+                "operation": [
+                    {"name": "export", "definition": f"{BULK_DATA}/OperationDefinition/export"}
+                ],
             }
         ],
     }

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from careloop.services.audit.endpoints import router as audit_router
 from careloop.services.audit.service import record_access
 from careloop.services.auth.tokens import Principal
+from careloop.services.bulk.endpoints import router as bulk_router
 from careloop.services.common.body import RawBody, read_json_unchecked
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.idempotency import ApiResult, result_response, run_unit_of_work
@@ -41,6 +42,7 @@ from careloop.services.store.search import SEARCH_PARAMS, SearchError, parse_sea
 router = APIRouter(prefix="/fhir", tags=["FHIR"], default_response_class=FhirJSONResponse)
 # Before the generic /{rtype} routes, which would take /fhir/AuditEvent for a stored type.
 router.include_router(audit_router)
+router.include_router(bulk_router)  # /fhir/Patient/$export, /fhir/Group/{id}/$export likewise
 
 
 async def read_resource_body(request: Request) -> RawBody:

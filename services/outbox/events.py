@@ -22,6 +22,8 @@ class EventType(StrEnum):
     """careloop resources of a patient are new or changed: one connected EHR is to get them."""
     NOTIFICATION_REQUESTED = "notification.requested"
     """An alert notification was created: it is to be delivered through its channel."""
+    EXPORT_REQUESTED = "export.requested"
+    """A client kicked off a FHIR bulk ``$export``: its job is to be worked, a chunk a run."""
 
 
 ReadingTriage = Callable[[dict[str, Any]], bool]
@@ -59,7 +61,15 @@ class NotificationRequested:
     notification_id: str
 
 
-Event = ReadingCreated | ResourcesChanged | NotificationRequested
+@dataclass(frozen=True)
+class ExportRequested:
+    """A bulk export job (``services.bulk``) waiting for its files to be written."""
+
+    type: ClassVar[EventType] = EventType.EXPORT_REQUESTED
+    job_id: str
+
+
+Event = ReadingCreated | ResourcesChanged | NotificationRequested | ExportRequested
 
 
 def payload_of(event: Event) -> dict[str, Any]:
@@ -78,4 +88,6 @@ def payload_of(event: Event) -> dict[str, Any]:
             "patient_id": event.patient_id,
             "references": list(event.references),
         }
+    if isinstance(event, ExportRequested):
+        return {"job_id": event.job_id}
     return {"notification_id": event.notification_id}

@@ -25,6 +25,7 @@ OUTBOX_TASKS = {
     TaskName.NOTIFICATION_DELIVER,
     TaskName.EHR_PUSH,
     TaskName.EHR_PULL,
+    TaskName.BULK_EXPORT,
 }
 
 
