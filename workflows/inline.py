@@ -67,8 +67,11 @@ def run_pending(engine: Engine, settings: Settings, rounds: int = 10) -> int:
                         if outcome is None or outcome.done:
                             complete(session, message)
                         else:
+                            # retry_in 0: more of the work is due now (an export's next
+                            # chunk), so the next round takes it; a backoff waits out its lease.
                             retry_in = outcome.retry_in or 0.0
-                            postpone(session, message, retry_in + leases.seconds(task))
+                            wait = retry_in + leases.seconds(task) if retry_in else 0.0
+                            postpone(session, message, wait)
             except EHR_FAILURES as exc:
                 if handler is None or not handler.ehr:
                     raise
