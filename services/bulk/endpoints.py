@@ -12,6 +12,7 @@ from careloop.services.auth.tokens import Principal
 from careloop.services.bulk.files import MAX_FILE_NUMBER, read_file, release
 from careloop.services.bulk.jobs import Scope, cancel, group_scope, start_export, visible_job
 from careloop.services.bulk.models import ExportLevel, JobState
+from careloop.services.bulk.openapi import CANCEL, FILE, KICKOFF, KICKOFF_PARAMETERS, STATUS
 from careloop.services.bulk.params import EXPORTABLE, check_headers, parse_kickoff
 from careloop.services.bulk.status import job_status, status_url
 from careloop.services.common.errors import ApiError, Issue, operation_outcome
@@ -21,10 +22,10 @@ from careloop.services.fhirapi.inputs import resource_id
 from careloop.services.settings import Settings
 from careloop.services.unit_of_work import commit
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter()
 PreferHeader = Annotated[str | None, Header(alias="Prefer")]
 AcceptHeader = Annotated[str | None, Header(alias="Accept")]
-JobId = Annotated[str, Path(max_length=64)]
+JobId = Annotated[str, Path(json_schema_extra={"maxLength": 64})]
 NDJSON = "application/fhir+ndjson"
 
 
@@ -65,7 +66,9 @@ def _kick_off(
     )
 
 
-@router.get("/$export")
+@router.get(
+    "/$export", summary="Bulk export: system", responses=KICKOFF, openapi_extra=KICKOFF_PARAMETERS
+)
 def export_system(
     request: Request,
     principal: PrincipalDep,
@@ -78,7 +81,12 @@ def export_system(
     return _kick_off(request, principal, session, settings, prefer, accept, ExportLevel.SYSTEM)
 
 
-@router.get("/Patient/$export")
+@router.get(
+    "/Patient/$export",
+    summary="Bulk export: all patients",
+    responses=KICKOFF,
+    openapi_extra=KICKOFF_PARAMETERS,
+)
 def export_patients(
     request: Request,
     principal: PrincipalDep,
@@ -91,9 +99,14 @@ def export_patients(
     return _kick_off(request, principal, session, settings, prefer, accept, ExportLevel.PATIENT)
 
 
-@router.get("/Group/{group_id}/$export")
+@router.get(
+    "/Group/{group_id}/$export",
+    summary="Bulk export: a Group's members",
+    responses=KICKOFF,
+    openapi_extra=KICKOFF_PARAMETERS,
+)
 def export_group(
-    group_id: Annotated[str, Path(max_length=64)],
+    group_id: Annotated[str, Path(json_schema_extra={"maxLength": 64})],
     request: Request,
     principal: PrincipalDep,
     session: SessionDep,
@@ -107,7 +120,7 @@ def export_group(
     )
 
 
-@router.get("/$export-status/{job_id}")
+@router.get("/$export-status/{job_id}", summary="Bulk export: status", responses=STATUS)
 def export_status(
     job_id: JobId, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
 ) -> Response:
@@ -122,7 +135,7 @@ def export_status(
     return Response(orjson.dumps(answer.body), answer.status, answer.headers, media_type=media)
 
 
-@router.delete("/$export-status/{job_id}")
+@router.delete("/$export-status/{job_id}", summary="Bulk export: cancel", responses=CANCEL)
 def export_cancel(job_id: JobId, principal: PrincipalDep, session: SessionDep) -> Response:
     """Cancel the export and delete its files (its status is 404 afterwards)."""
     cancel(session, visible_job(session, principal, job_id))
@@ -133,11 +146,13 @@ def export_cancel(job_id: JobId, principal: PrincipalDep, session: SessionDep) -
     )
 
 
-@router.get("/$export-file/{job_id}/{rtype}/{number}")
+@router.get(
+    "/$export-file/{job_id}/{rtype}/{number}", summary="Bulk export: one file", responses=FILE
+)
 def export_file(
     job_id: JobId,
-    rtype: Annotated[str, Path(max_length=64)],
-    number: Annotated[str, Path(max_length=12)],
+    rtype: Annotated[str, Path(json_schema_extra={"maxLength": 64})],
+    number: Annotated[str, Path(json_schema_extra={"maxLength": 12})],
     principal: PrincipalDep,
     session: SessionDep,
     settings: SettingsDep,
