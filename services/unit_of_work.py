@@ -62,3 +62,21 @@ def session_scope(
         except BaseException:
             rollback(session)
             raise
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A savepoint inside ``session``'s transaction: its work rolls back alone on error.
+
+    pysqlite opens a transaction only before a write, so on SQLite a SAVEPOINT after reads alone
+    would start a transaction of its own, and releasing it would commit: the unit of work's
+    rollback (a failed request, a lost race) would leave the savepoint's rows written. A
+    ``BEGIN IMMEDIATE`` first (the write lock, waited for under the busy timeout) keeps it inside.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        dbapi = connection.connection.dbapi_connection
+        if dbapi is not None and not getattr(dbapi, "in_transaction", True):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+    with session.begin_nested():
+        yield

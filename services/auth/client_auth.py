@@ -26,6 +26,7 @@ from careloop.services.common.bounds import json_problem
 from careloop.services.common.egress import egress_client
 from careloop.services.settings import Settings
 from careloop.services.tenancy.models import AppClient, UsedAssertion
+from careloop.services.unit_of_work import savepoint
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGS = ["RS384", "ES384"]
@@ -154,7 +155,7 @@ def _verify_assertion(
         delete(UsedAssertion).where(UsedAssertion.expires_at < datetime.now(UTC))  # type: ignore[arg-type]
     )
     try:
-        with session.begin_nested():
+        with savepoint(session):
             session.add(
                 UsedAssertion(
                     client_id=client_id,

@@ -32,6 +32,7 @@ from careloop.services.cds.jwks import CACHE, JwksCache, JwksUnavailable
 from careloop.services.cds.models import CdsClient, CdsUsedJti
 from careloop.services.common.bounds import json_problem
 from careloop.services.settings import Settings
+from careloop.services.unit_of_work import savepoint
 
 ALGORITHMS = ("ES384", "RS384")
 MAX_JWT_LENGTH = 8192
@@ -147,7 +148,7 @@ def _use_jti(session: Session, iss: str, jti: str, exp: int, now: int) -> None:
             )
         )
     try:
-        with session.begin_nested():
+        with savepoint(session):
             session.add(CdsUsedJti(iss=iss, jti=jti, expires_at=datetime.fromtimestamp(exp, UTC)))
     except IntegrityError as exc:
         raise CdsAuthError("jti-replayed", iss) from exc

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from careloop.services.clinicians.models import Clinician
+from careloop.services.unit_of_work import savepoint
 
 MAX_FHIR_USER = 200
 """Characters (the session's ``fhir_user`` column); a longer fhirUser is refused."""
@@ -50,7 +51,7 @@ def clinician_for(session: Session, tenant_id: str, fhir_user: str, name: object
         fhir_user=fhir_user,
     )
     try:
-        with session.begin_nested():
+        with savepoint(session):
             session.add(clinician)
     except IntegrityError:
         found = session.exec(query).first()

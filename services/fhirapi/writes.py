@@ -35,6 +35,7 @@ from careloop.services.reports.schemas import PatientRef, SymptomReportIn
 from careloop.services.reports.service import ingest_reports
 from careloop.services.store.indexing import index_problems
 from careloop.services.store.repository import ResourceStore, StoredResource, VersionConflict
+from careloop.services.unit_of_work import savepoint
 
 _P = PatientIdentifier.__table__  # type: ignore[attr-defined]
 MANAGED = ("CarePlan", "Goal", "CareTeam", "Practitioner", "PractitionerRole", "Consent")
@@ -370,7 +371,7 @@ def process_bundle(
             try:
                 entry = parse_entry(raw, index)
                 rtype = _entry_type(entry, index)
-                with session.begin_nested():
+                with savepoint(session):
                     result = create_resource(
                         session, principal, rtype, entry.resource, entry.request.ifNoneExist
                     )
