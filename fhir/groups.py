@@ -28,18 +28,14 @@ from typing import Any
 from careloop.fhir.elements import coding, fhir_datetime, reference
 from careloop.fhir.errors import MappingError
 from careloop.fhir.identifiers import (
-    APP_CLIENT_SYSTEM,
     IDENTIFIER_BASE,
     business_identifier,
     deterministic_id,
 )
-from careloop.fhir.provenance import ACTIVITIES
+from careloop.fhir.provenance import agent, app_client_agent, provenance_resource
 from careloop.fhir.terminology import (
-    BUSINESS_IDENTIFIER_EXTENSION,
     CARELOOP_FHIR,
-    PROVENANCE_PARTICIPANT_TYPE,
     V3_ACT_CODE,
-    V3_DATA_OPERATION,
     V3_PARTICIPATION_TYPE,
 )
 from careloop.fhir.validation import checked
@@ -249,38 +245,11 @@ def map_group_provenance(
     """
     if not targets or any("/" not in t for t in targets):
         raise MappingError("targets", "needs target references like Type/id")
-    display = ACTIVITIES.get(activity)
-    if display is None:
-        raise MappingError("activity", "must be one of " + ", ".join(ACTIVITIES))
     provenance_id = group_provenance_id(session.encounter_id, activity)
-    provenance = {
-        "resourceType": "Provenance",
-        "id": provenance_id,
-        "extension": [
-            {
-                "url": BUSINESS_IDENTIFIER_EXTENSION,
-                "valueIdentifier": business_identifier("provenance", provenance_id),
-            }
-        ],
-        "target": [{"reference": t} for t in targets],
-        "recorded": fhir_datetime(recorded, "recorded"),
-        "activity": {"coding": [coding(V3_DATA_OPERATION, activity, display)]},
-        "agent": [
-            {
-                "type": {"coding": [coding(PROVENANCE_PARTICIPANT_TYPE, "assembler", "Assembler")]},
-                "who": {
-                    "type": "Device",
-                    "identifier": {"system": APP_CLIENT_SYSTEM, "value": client_id},
-                    "display": f"app client {client_id}",
-                },
-            },
-            {
-                "type": {"coding": [coding(PROVENANCE_PARTICIPANT_TYPE, "performer", "Performer")]},
-                "who": _facilitator(session),
-            },
-        ],
-    }
-    return checked(provenance)
+    agents = [app_client_agent(client_id), agent("performer", _facilitator(session))]
+    return checked(
+        provenance_resource(provenance_id, provenance_id, targets, recorded, activity, agents)
+    )
 
 
 def attendance_of(encounter: dict[str, Any]) -> str | None:

@@ -17,6 +17,58 @@ from careloop.fhir.validation import checked
 ACTIVITIES = {"CREATE": "create", "UPDATE": "revise", "DELETE": "delete"}
 
 
+def agent(role: str, who: dict[str, Any]) -> dict[str, Any]:
+    """A Provenance agent: ``role`` from provenance-participant-type (``assembler``...)."""
+    return {
+        "type": {"coding": [coding(PROVENANCE_PARTICIPANT_TYPE, role, role.capitalize())]},
+        "who": who,
+    }
+
+
+def app_client_agent(client_id: str) -> dict[str, Any]:
+    """The app client that sent the data: ``assembler``, a Device known by its client id."""
+    return agent(
+        "assembler",
+        {
+            "type": "Device",
+            "identifier": {"system": APP_CLIENT_SYSTEM, "value": client_id},
+            "display": f"app client {client_id}",
+        },
+    )
+
+
+def provenance_resource(
+    provenance_id: str,
+    business_key: str,
+    targets: Sequence[str],
+    recorded: datetime,
+    activity: str,
+    agents: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    """A Provenance (not yet validated) with careloop's business identifier extension.
+
+    R4 Provenance has no identifier element, so the business identifier (``provenance`` /
+    ``business_key``) travels in careloop's ``business-identifier`` extension.
+    """
+    display = ACTIVITIES.get(activity)
+    if display is None:
+        raise MappingError("activity", "must be one of " + ", ".join(ACTIVITIES))
+    return {
+        "resourceType": "Provenance",
+        "id": provenance_id,
+        "extension": [
+            {
+                "url": BUSINESS_IDENTIFIER_EXTENSION,
+                "valueIdentifier": business_identifier("provenance", business_key),
+            }
+        ],
+        "target": [{"reference": t} for t in targets],
+        "recorded": fhir_datetime(recorded, "recorded"),
+        "activity": {"coding": [coding(V3_DATA_OPERATION, activity, display)]},
+        "agent": list(agents),
+    }
+
+
 def map_provenance(
     report_id: str,
     targets: Sequence[str],
@@ -36,34 +88,14 @@ def map_provenance(
         raise MappingError("targets", "needs at least one target reference")
     if any(not isinstance(t, str) or "/" not in t for t in targets):
         raise MappingError("targets", "each target must be a reference like Type/id")
-    display = ACTIVITIES.get(activity)
-    if display is None:
-        raise MappingError("activity", "must be one of " + ", ".join(ACTIVITIES))
-    provenance = {
-        "resourceType": "Provenance",
-        "id": deterministic_id(report_id, "provenance"),
-        "extension": [
-            {
-                "url": BUSINESS_IDENTIFIER_EXTENSION,
-                "valueIdentifier": business_identifier("provenance", report_id),
-            }
-        ],
-        "target": [{"reference": t} for t in targets],
-        "recorded": fhir_datetime(recorded, "recorded"),
-        "activity": {"coding": [coding(V3_DATA_OPERATION, activity, display)]},
-        "agent": [
-            {
-                "type": {"coding": [coding(PROVENANCE_PARTICIPANT_TYPE, "assembler", "Assembler")]},
-                "who": {
-                    "type": "Device",
-                    "identifier": {"system": APP_CLIENT_SYSTEM, "value": client_id},
-                    "display": f"app client {client_id}",
-                },
-            },
-            {
-                "type": {"coding": [coding(PROVENANCE_PARTICIPANT_TYPE, "informant", "Informant")]},
-                "who": reference("Patient", patient_id),
-            },
-        ],
-    }
-    return checked(provenance)
+    agents = [app_client_agent(client_id), agent("informant", reference("Patient", patient_id))]
+    return checked(
+        provenance_resource(
+            deterministic_id(report_id, "provenance"),
+            report_id,
+            targets,
+            recorded,
+            activity,
+            agents,
+        )
+    )

@@ -15,16 +15,13 @@ from typing import Any
 from careloop.fhir.elements import coding, fhir_datetime, reference
 from careloop.fhir.errors import MappingError
 from careloop.fhir.identifiers import (
-    APP_CLIENT_SYSTEM,
     IDENTIFIER_BASE,
     business_identifier,
     deterministic_id,
 )
+from careloop.fhir.provenance import agent, app_client_agent, provenance_resource
 from careloop.fhir.terminology import (
-    BUSINESS_IDENTIFIER_EXTENSION,
     CARELOOP_FHIR,
-    PROVENANCE_PARTICIPANT_TYPE,
-    V3_DATA_OPERATION,
 )
 from careloop.fhir.validation import checked
 
@@ -152,37 +149,13 @@ def map_risk_provenance(signal: RiskSignal, recorded: datetime) -> dict[str, Any
     travels in careloop's ``business-identifier`` extension (R4 Provenance has no identifier).
     """
     _check(signal)
-    return checked(
-        {
-            "resourceType": "Provenance",
-            "id": deterministic_id(signal.signal_id, "provenance"),
-            "contained": [_device(signal)],
-            "extension": [
-                {
-                    "url": BUSINESS_IDENTIFIER_EXTENSION,
-                    "valueIdentifier": business_identifier("provenance", signal.signal_id),
-                }
-            ],
-            "target": [reference("RiskAssessment", risk_assessment_id(signal.signal_id))],
-            "recorded": fhir_datetime(recorded, "recorded"),
-            "activity": {"coding": [coding(V3_DATA_OPERATION, "CREATE", "create")]},
-            "agent": [
-                {
-                    "type": {
-                        "coding": [coding(PROVENANCE_PARTICIPANT_TYPE, "performer", "Performer")]
-                    },
-                    "who": {"reference": f"#{_DEVICE}", "type": "Device"},
-                },
-                {
-                    "type": {
-                        "coding": [coding(PROVENANCE_PARTICIPANT_TYPE, "assembler", "Assembler")]
-                    },
-                    "who": {
-                        "type": "Device",
-                        "identifier": {"system": APP_CLIENT_SYSTEM, "value": signal.client_id},
-                        "display": f"app client {signal.client_id}",
-                    },
-                },
-            ],
-        }
+    model = agent("performer", {"reference": f"#{_DEVICE}", "type": "Device"})
+    provenance = provenance_resource(
+        deterministic_id(signal.signal_id, "provenance"),
+        signal.signal_id,
+        [f"RiskAssessment/{risk_assessment_id(signal.signal_id)}"],
+        recorded,
+        "CREATE",
+        [model, app_client_agent(signal.client_id)],
     )
+    return checked({**provenance, "contained": [_device(signal)]})
