@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from careloop.services.audit.events import AuditQuery, access_report, audit_event, find_records
+from careloop.services.audit.service import record_access
 from careloop.services.common.errors import ApiError, Issue
 from careloop.services.common.openapi import json_ok
 from careloop.services.deps import AdminDep, SessionDep
@@ -60,6 +61,8 @@ def search_audit_events(
         entity = f"Patient/{resource_id(patient.removeprefix('Patient/'))}"
     since, until = _dates(date or [])
     records = find_records(session, principal.tenant_id, AuditQuery(entity, agent, since, until))
+    # Reading the trail is an access too (after the search, so it does not find itself).
+    record_access(session, principal, [entity] if entity else [], "search AuditEvent")
     return fhir_json_response(
         {
             "resourceType": "Bundle",
@@ -81,5 +84,6 @@ def patient_access_report(
     """Accounting of disclosures: every access to or sending of the patient's data."""
     resource_id(pid)
     entries = access_report(session, principal.tenant_id, pid, _instant(since) if since else None)
+    record_access(session, principal, [f"Patient/{pid}"], "$access-report")
     body = {"patient": f"Patient/{pid}", "entries": entries}
     return Response(orjson.dumps(body), media_type="application/json")

@@ -86,3 +86,35 @@ def test_entries_hold_ids_never_identifiers(engine: Engine, caller: Caller) -> N
     assert rows
     for row in rows:
         assert name not in " ".join(str(v) for v in row.model_dump().values())
+
+
+def test_reading_the_trail_is_itself_audited(
+    app_client: TestClient, engine: Engine, caller: Caller
+) -> None:
+    _, patient = _patient_seen(caller)
+    admin = _admin(app_client, engine, caller)
+    assert admin.get("/fhir/AuditEvent", params={"patient": patient}).status_code == 200
+    first = admin.get(f"/fhir/Patient/{patient}/$access-report").json()["entries"]
+    # the search just made is listed; the report does not list itself
+    assert (first[0]["who"], first[0]["kind"]) == (f"client:{admin.client_id}", "search")
+    again = admin.get(f"/fhir/Patient/{patient}/$access-report").json()["entries"]
+    newest = again[0]
+    assert (newest["who"], newest["kind"], newest["what"]) == (
+        f"client:{admin.client_id}",
+        "read",
+        [f"Patient/{patient}"],
+    )
+    assert again[1]["who"] == f"client:{admin.client_id}" and again[1]["kind"] == "search"
+    with Session(engine) as session:
+        mine = session.exec(
+            select(AuditRecord).where(
+                AuditRecord.tenant_id == tenant_id(engine, caller),
+                AuditRecord.agent == f"client:{admin.client_id}",
+                AuditRecord.kind == "access",
+            )
+        ).all()
+    assert sorted(r.destination for r in mine) == [
+        "$access-report",
+        "$access-report",
+        "search AuditEvent",
+    ]
