@@ -64,19 +64,28 @@ def session_scope(
             raise
 
 
-@contextmanager
-def savepoint(session: Session) -> Iterator[None]:
-    """A savepoint inside ``session``'s transaction: its work rolls back alone on error.
+def begin_writing(session: Session) -> None:
+    """Take SQLite's write lock now, if ``session``'s transaction does not hold it yet.
 
-    pysqlite opens a transaction only before a write, so on SQLite a SAVEPOINT after reads alone
-    would start a transaction of its own, and releasing it would commit: the unit of work's
-    rollback (a failed request, a lost race) would leave the savepoint's rows written. A
-    ``BEGIN IMMEDIATE`` first (the write lock, waited for under the busy timeout) keeps it inside.
+    pysqlite opens a transaction only before a write, so what a unit of work reads first is not
+    inside it. ``BEGIN IMMEDIATE`` (waited for under the busy timeout) puts the rest of the unit
+    of work inside one transaction that writes in turn with every other. A no-op on PostgreSQL.
     """
     connection = session.connection()
     if connection.dialect.name == "sqlite":
         dbapi = connection.connection.dbapi_connection
         if dbapi is not None and not getattr(dbapi, "in_transaction", True):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A savepoint inside ``session``'s transaction: its work rolls back alone on error.
+
+    On SQLite a SAVEPOINT after reads alone would start a transaction of its own, and releasing
+    it would commit: the unit of work's rollback (a failed request, a lost race) would leave the
+    savepoint's rows written. `begin_writing` first keeps it inside.
+    """
+    begin_writing(session)
     with session.begin_nested():
         yield

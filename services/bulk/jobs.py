@@ -26,6 +26,8 @@ from careloop.services.outbox.events import ExportRequested
 from careloop.services.outbox.record import record
 from careloop.services.settings import Settings
 from careloop.services.store.repository import ResourceStore
+from careloop.services.tenancy.models import AppClient
+from careloop.services.unit_of_work import begin_writing
 
 MAX_GROUP_MEMBERS = 10_000
 """Members of a Group an export follows (careloop's group sessions have a handful)."""
@@ -82,6 +84,14 @@ def start_export(
 
     Raises 429 when the client has ``bulk_export_max_active_jobs`` unfinished exports.
     """
+    # One client's kick-offs count in turn, or two at once could both pass the limit: the
+    # client's row locked (PostgreSQL), the write lock taken first (SQLite).
+    begin_writing(session)
+    session.execute(
+        select(AppClient.client_id)  # type: ignore[call-overload]
+        .where(AppClient.client_id == principal.client_id)
+        .with_for_update()
+    )
     now = utcnow()
     if _active_jobs(session, principal, now) >= settings.bulk_export_max_active_jobs:
         raise ApiError(
